@@ -1,0 +1,250 @@
+//! Reading a Stripe event envelope: the few fields the queue stores as columns
+//! (the whole event is kept as jsonb next to them).
+
+use crate::Error;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// What ingest needs to know about an event before storing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub id: String,
+    pub event_type: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Connected account (`account`), for Stripe Connect events.
+    pub account: Option<String>,
+    pub api_version: Option<String>,
+    /// `data.object.object`, e.g. `customer`.
+    pub object_type: Option<String>,
+    /// `data.object.id`.
+    pub object_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    created: Option<serde_json::Number>,
+    #[serde(borrow)]
+    account: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<Data<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ObjectHead<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+}
+
+/// Checks the size, then that `payload` is JSON shaped like a Stripe event.
+/// Only the envelope and the object's `id`/`object` are decoded; the object's
+/// other fields are skipped without building a tree.
+pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> {
+    check_size(payload, max_bytes)?;
+    let env: Envelope = match serde_json::from_str(payload) {
+        Ok(env) => env,
+        // A JSON value of the wrong shape (a string where the envelope has an
+        // object, say) is valid JSON but not an event.
+        Err(e) if e.is_data() => {
+            return Err(Error::NotAnEvent(
+                "it is not a JSON object with event fields",
+            ));
+        }
+        Err(e) => return Err(Error::NotJson(describe(&e))),
+    };
+    let id = env.id.ok_or(Error::NotAnEvent("no \"id\""))?;
+    if !id.starts_with("evt_") || id.len() > 255 {
+        return Err(Error::NotAnEvent("\"id\" does not start with \"evt_\""));
+    }
+    if env.object.as_deref().is_some_and(|o| o != "event") {
+        return Err(Error::NotAnEvent("\"object\" is not \"event\""));
+    }
+    let event_type = env
+        .event_type
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::NotAnEvent("no \"type\""))?;
+    let created = env
+        .created
+        .and_then(|n| n.as_i64())
+        .ok_or(Error::NotAnEvent("no integer \"created\""))?;
+    let raw = env
+        .data
+        .and_then(|d| d.object)
+        .ok_or(Error::NotAnEvent("no \"data.object\""))?;
+    let head: ObjectHead = serde_json::from_str(raw.get())
+        .map_err(|_| Error::NotAnEvent("\"data.object\" is not an object"))?;
+    Ok(EventMeta {
+        id: id.into_owned(),
+        event_type: event_type.into_owned(),
+        created,
+        account: env.account.map(Cow::into_owned),
+        api_version: env.api_version.map(Cow::into_owned),
+        object_type: head.object.map(Cow::into_owned),
+        object_id: head.id.map(Cow::into_owned),
+    })
+}
+
+/// The size check alone, so callers can run it before anything else.
+pub fn check_size(payload: &str, max_bytes: usize) -> Result<(), Error> {
+    if payload.len() > max_bytes {
+        return Err(Error::PayloadTooLarge {
+            size: payload.len(),
+            max: max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// serde_json's message plus position; it never quotes the input.
+fn describe(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        _ => "syntax error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/stripe/events/"
+    );
+
+    fn event(body: &str) -> Result<EventMeta, Error> {
+        parse_event(body, 1 << 20)
+    }
+
+    #[test]
+    fn every_shared_event_fixture_parses_with_its_object() {
+        let mut n = 0;
+        for entry in std::fs::read_dir(EVENTS).expect("shared/stripe/events next to the repo") {
+            let path = entry.unwrap().path();
+            let body = std::fs::read_to_string(&path).unwrap();
+            let meta = event(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with(&meta.event_type),
+                "{name} has type {}",
+                meta.event_type
+            );
+            assert!(
+                meta.object_type.is_some() && meta.object_id.is_some(),
+                "{name}"
+            );
+            n += 1;
+        }
+        assert_eq!(n, 40);
+    }
+
+    #[test]
+    fn customer_created_fields() {
+        let m = event(
+            r#"{"id":"evt_1","object":"event","type":"customer.created","created":1700000000,
+                "account":"acct_9","api_version":"2026-07-29.dahlia",
+                "data":{"object":{"id":"cus_1","object":"customer","email":"a@b.c"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.id, "evt_1");
+        assert_eq!(m.event_type, "customer.created");
+        assert_eq!(m.created, 1_700_000_000);
+        assert_eq!(m.account.as_deref(), Some("acct_9"));
+        assert_eq!(m.api_version.as_deref(), Some("2026-07-29.dahlia"));
+        assert_eq!(m.object_type.as_deref(), Some("customer"));
+        assert_eq!(m.object_id.as_deref(), Some("cus_1"));
+    }
+
+    #[test]
+    fn not_json_is_reported_without_quoting_the_input() {
+        let err = event("{\"id\": \"evt_secretish\", ").unwrap_err();
+        assert!(matches!(err, Error::NotJson(_)));
+        assert!(!err.to_string().contains("secretish"));
+        assert!(matches!(event("not json at all"), Err(Error::NotJson(_))));
+        assert!(matches!(event(""), Err(Error::NotJson(_))));
+    }
+
+    #[test]
+    fn json_that_is_not_an_event_names_what_is_missing() {
+        let cases = [
+            ("[1,2]", "it is not a JSON object with event fields"),
+            ("\"evt_1\"", "it is not a JSON object with event fields"),
+            ("{}", "no \"id\""),
+            (
+                r#"{"id":"cus_1","type":"x","created":1,"data":{"object":{}}}"#,
+                "\"id\" does not start with \"evt_\"",
+            ),
+            (
+                r#"{"id":"evt_1","created":1,"data":{"object":{}}}"#,
+                "no \"type\"",
+            ),
+            (
+                r#"{"id":"evt_1","type":"","created":1,"data":{"object":{}}}"#,
+                "no \"type\"",
+            ),
+            (
+                r#"{"id":"evt_1","type":"a.b","data":{"object":{}}}"#,
+                "no integer \"created\"",
+            ),
+            (
+                r#"{"id":"evt_1","type":"a.b","created":1}"#,
+                "no \"data.object\"",
+            ),
+            (
+                r#"{"id":"evt_1","type":"a.b","created":1,"data":{}}"#,
+                "no \"data.object\"",
+            ),
+            (
+                r#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":5}}"#,
+                "\"data.object\" is not an object",
+            ),
+            (
+                r#"{"id":"evt_1","object":"customer","type":"a.b","created":1,"data":{"object":{}}}"#,
+                "\"object\" is not \"event\"",
+            ),
+            (
+                r#"{"id":5,"type":"a.b","created":1,"data":{"object":{}}}"#,
+                "it is not a JSON object with event fields",
+            ),
+        ];
+        for (body, why) in cases {
+            assert_eq!(event(body), Err(Error::NotAnEvent(why)), "{body}");
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_read() {
+        let m = event(r#"{"id":"evt_\u0031","type":"customer.updated","created":1,"data":{"object":{"id":"cus_\u0032","object":"customer"}}}"#).unwrap();
+        assert_eq!(
+            (m.id.as_str(), m.object_id.as_deref()),
+            ("evt_1", Some("cus_2"))
+        );
+    }
+
+    #[test]
+    fn size_limit_is_checked_first() {
+        assert_eq!(
+            parse_event("x".repeat(11).as_str(), 10),
+            Err(Error::PayloadTooLarge { size: 11, max: 10 })
+        );
+        assert_eq!(check_size("0123456789", 10), Ok(()));
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure logic of stripe_sync: everything that needs no database and no network.
+//!
+//! Words used throughout: an *event* is one Stripe webhook Event envelope
+//! (`object: "event"`); an *object* is the Stripe resource inside it
+//! (`data.object`: a customer, an invoice, ...); a *table* is where objects of
+//! one type are mirrored.
+
+pub mod backoff;
+pub mod error;
+pub mod event;
+pub mod mapping;
+pub mod signature;
+
+pub use error::Error;

@@ -1,0 +1,59 @@
+"""Fixtures for the stripe_sync end-to-end tests.
+
+The extension must already be installed into the system PostgreSQL 15
+(`make install`). Each cluster below is a real server with stripe_sync in
+shared_preload_libraries; most tests share one per session, and the tests
+that crash, stop or reconfigure a server get their own.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+import harness as h
+
+def pytest_sessionstart(session):
+    if not session.config.option.collectonly and not h.extension_installed():
+        pytest.exit(
+            "stripe_sync is not installed into PostgreSQL 15 "
+            f"({h.PG_BIN}): run `make install` before these tests",
+            returncode=1,
+        )
+
+
+@pytest.fixture(scope="session")
+def secret() -> str:
+    return h.new_webhook_secret()
+
+
+@pytest.fixture(scope="session")
+def cluster(secret) -> Iterator[h.Cluster]:
+    """The shared cluster: extension created, worker running, secret configured."""
+    with h.stripe_sync_cluster(secret) as c:
+        h.wait_until(c.worker_pid, timeout=30, what="the stripe_sync worker to start")
+        yield c
+
+
+@pytest.fixture
+def db(cluster):
+    """An autocommit superuser connection to the shared cluster."""
+    with cluster.connect() as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[h.LocalStripe]:
+    try:
+        ls = h.LocalStripe()
+    except Exception as exc:  # noqa: BLE001 - the reason goes into the skip
+        pytest.skip(f"localstripe could not start: {exc}")
+    with ls:
+        yield ls
+
+
+@pytest.fixture(scope="session")
+def relay(cluster) -> Iterator[h.Relay]:
+    with h.Relay(cluster.dsn()) as r:
+        yield r

@@ -1,0 +1,655 @@
+"""Shared helpers for the stripe_sync end-to-end tests and scripts/demo.py.
+
+Everything here drives real processes: a private PostgreSQL 15 cluster (run as
+the ``postgres`` user when we are root), the localstripe Stripe stand-in and
+examples/webhook_relay.py. The stripe_sync extension must already be installed
+into the system PostgreSQL 15 (``make install``); nothing here installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RELAY_SCRIPT = REPO_ROOT / "examples" / "webhook_relay.py"
+PG_BIN = Path(os.environ.get("STRIPE_SYNC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+VENV = Path(
+    os.environ.get("STRIPE_SYNC_VENV")
+    or Path.home() / ".cache" / "stripe_sync" / "venv"
+)
+WORKER_TYPE = "stripe_sync worker"
+POLL_MS = 200  # stripe_sync.poll_interval used by the tests and the demo
+EXTENSION = "stripe_sync"
+# SQL for the id of the object an event row is about. events.data holds the
+# whole envelope ({"data": {"object": ...}}); the fallback also reads a bare
+# {"object": ...} should data ever hold only the envelope's data member.
+EVENT_OBJECT_ID = "coalesce(data #>> '{data,object,id}', data #>> '{object,id}')"
+
+
+# --------------------------------------------------------------------------
+# small utilities
+# --------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(
+    fn: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: Optional[str] = None,
+) -> Any:
+    """Call ``fn`` until it returns something truthy; return that value.
+
+    Exceptions raised by ``fn`` count as "not yet" (a server may be
+    restarting). On timeout raise TimeoutError naming ``what`` and the last
+    value or exception seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    last_exc: Optional[BaseException] = None
+    while True:
+        try:
+            last = fn()
+            last_exc = None
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - reported on timeout
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            label = what or getattr(fn, "__name__", "condition")
+            detail = (
+                f"last error: {type(last_exc).__name__}: {last_exc}"
+                if last_exc is not None
+                else f"last value: {last!r}"
+            )
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {label} ({detail})")
+        time.sleep(interval)
+
+
+def holds_for(
+    fn: Callable[[], Any],
+    duration: float,
+    interval: float = 0.1,
+    what: Optional[str] = None,
+) -> None:
+    """Check that ``fn`` stays truthy for ``duration`` seconds; fail at once if not."""
+    deadline = time.monotonic() + duration
+    while True:
+        value = fn()
+        if not value:
+            raise AssertionError(f"{what or 'condition'} stopped holding (value: {value!r})")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
+def new_id(prefix: str, n: int = 14) -> str:
+    """A Stripe-looking id such as ``cus_3kT9...``."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+def extension_installed() -> bool:
+    share = subprocess.run(
+        [str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True, text=True
+    )
+    sharedir = share.stdout.strip() or "/usr/share/postgresql/15"
+    return (Path(sharedir) / "extension" / f"{EXTENSION}.control").is_file()
+
+
+def require_extension_installed() -> None:
+    if not extension_installed():
+        raise RuntimeError(
+            f"the {EXTENSION} extension is not installed into PostgreSQL 15 "
+            f"({EXTENSION}.control is missing): run `make install` first"
+        )
+
+
+# --------------------------------------------------------------------------
+# webhook payloads
+# --------------------------------------------------------------------------
+
+def sign(payload: str, secret: str, t: int) -> str:
+    """The ``Stripe-Signature`` header Stripe would send for ``payload``."""
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256)
+    return f"t={t},v1={mac.hexdigest()}"
+
+
+def customer_object(
+    customer_id: Optional[str] = None,
+    email: Optional[str] = None,
+    name: Optional[str] = None,
+    created: Optional[int] = None,
+    **overrides: Any,
+) -> dict:
+    """A customer object shaped like one from the Stripe API (2024 versions)."""
+    obj = {
+        "id": customer_id or new_id("cus_"),
+        "object": "customer",
+        "address": None,
+        "balance": 0,
+        "created": int(created if created is not None else time.time()),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": None,
+        "discount": None,
+        "email": email,
+        "invoice_prefix": secrets.token_hex(4).upper(),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": {},
+        "name": name,
+        "next_invoice_sequence": 1,
+        "phone": None,
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
+    }
+    obj.update(overrides)
+    return obj
+
+
+def customer_event(
+    type: str = "customer.created",
+    customer: Optional[dict] = None,
+    created: Optional[int] = None,
+    event_id: Optional[str] = None,
+    account: Optional[str] = None,
+    previous_attributes: Optional[dict] = None,
+    api_version: str = "2024-06-20",
+    **customer_fields: Any,
+) -> str:
+    """A ``customer.created|updated|deleted`` event as the JSON text Stripe posts.
+
+    Pass a ``customer`` dict (see customer_object) or the fields to build one
+    (``customer_id``, ``email``, ``name``, ``created``...). ``created`` is the
+    event's own timestamp (default: now). Stripe pretty-prints with two
+    spaces, so we do too: the signature covers those exact bytes.
+    """
+    if type not in ("customer.created", "customer.updated", "customer.deleted"):
+        raise ValueError(f"not a customer event type: {type}")
+    obj = customer if customer is not None else customer_object(**customer_fields)
+    event: dict = {
+        "id": event_id or new_id("evt_", 24),
+        "object": "event",
+        "api_version": api_version,
+        "created": int(created if created is not None else time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": new_id("req_"), "idempotency_key": secrets.token_hex(16)},
+        "type": type,
+    }
+    if type == "customer.updated":
+        event["data"]["previous_attributes"] = previous_attributes or {}
+    if account:
+        event["account"] = account
+    return json.dumps(event, indent=2)
+
+
+def event_id_of(payload: str) -> str:
+    return json.loads(payload)["id"]
+
+
+def ingest(conn: psycopg.Connection, payload: str, secret: str, t: Optional[int] = None) -> str:
+    """Sign ``payload`` with ``secret`` and call stripe_sync.ingest_event directly."""
+    header = sign(payload, secret, int(t if t is not None else time.time()))
+    return conn.execute(
+        "SELECT stripe_sync.ingest_event(%s, %s)", (payload, header)
+    ).fetchone()[0]
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------
+
+def _conf_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class Cluster:
+    """A throw-away PostgreSQL 15 cluster listening only on a unix socket.
+
+    ``conf`` entries are appended to postgresql.conf; strings are quoted for
+    you (``{"shared_preload_libraries": "stripe_sync", "stripe_sync.poll_interval": 200}``).
+    """
+
+    def __init__(
+        self,
+        base_dir: Optional[os.PathLike | str] = None,
+        port: Optional[int] = None,
+        conf: Optional[Mapping[str, Any]] = None,
+        start: bool = True,
+    ):
+        self.base = Path(base_dir or tempfile.mkdtemp(prefix="stripe_sync-pg-"))
+        self.port = port or free_port()
+        self.data = self.base / "data"
+        self.logfile = self.base / "log"
+        self.conf = dict(conf or {})
+        self.webhook_secret: Optional[str] = None  # set by stripe_sync_cluster()
+        self._as_root = os.geteuid() == 0
+        self.running = False
+        try:
+            self._init()
+            if start:
+                self.start()
+        except BaseException:
+            self.destroy()
+            raise
+
+    # -- process control --------------------------------------------------
+    def _cmd(self, *args: str) -> list[str]:
+        if self._as_root:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return list(args)
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            self._cmd(*args), capture_output=True, text=True, timeout=timeout
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(args)} failed with exit code {proc.returncode}:\n"
+                f"{proc.stdout}{proc.stderr}\n--- server log tail ---\n{self.log_tail()}"
+            )
+        return proc
+
+    def _init(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self._as_root:
+            shutil.chown(self.base, "postgres", "postgres")
+            os.chmod(self.base, 0o700)
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
+            "-U", "postgres", "--no-locale", "-E", "UTF8",
+        )
+        settings = {
+            "port": self.port,
+            "listen_addresses": "",
+            "unix_socket_directories": str(self.base),
+            # %b = backend type, so tests can tell which process logged a line
+            "log_line_prefix": "%m [%p] %b ",
+            "fsync": False,
+            **self.conf,
+        }
+        lines = [f"{k} = {_conf_value(v)}" for k, v in settings.items()]
+        self.append_conf(lines)
+
+    def append_conf(self, lines: Iterable[str] | Mapping[str, Any]) -> None:
+        """Append settings to postgresql.conf (takes effect on reload/restart)."""
+        if isinstance(lines, Mapping):
+            lines = [f"{k} = {_conf_value(v)}" for k, v in lines.items()]
+        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as f:
+            f.write("\n# added by stripe_sync harness\n")
+            for line in lines:
+                f.write(line + "\n")
+
+    def start(self) -> None:
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
+            "-w", "-t", "60", "start",
+        )
+        self.running = True
+
+    def stop(self, mode: str = "fast", timeout: float = 60) -> float:
+        """Stop the server and return how many seconds pg_ctl took."""
+        started = time.monotonic()
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+            "-t", str(int(timeout)), "stop", timeout=timeout + 10,
+        )
+        self.running = False
+        return time.monotonic() - started
+
+    def restart(self, mode: str = "fast") -> None:
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
+            "-m", mode, "-w", "-t", "60", "restart",
+        )
+        self.running = True
+
+    def reload(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "reload")
+
+    def destroy(self) -> None:
+        if self.running:
+            try:
+                self.stop("immediate")
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.destroy()
+
+    # -- SQL ----------------------------------------------------------------
+    def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return psycopg.conninfo.make_conninfo(
+            host=str(self.base), port=self.port, user=user, dbname=dbname
+        )
+
+    def connect(
+        self, user: str = "postgres", dbname: str = "postgres", autocommit: bool = True
+    ) -> psycopg.Connection:
+        return psycopg.connect(
+            host=str(self.base), port=self.port, user=user, dbname=dbname,
+            autocommit=autocommit, connect_timeout=10,
+        )
+
+    def query(self, sql: str, params: Any = None, dbname: str = "postgres") -> list[tuple]:
+        """Run one statement on a fresh autocommit connection; return its rows."""
+        with self.connect(dbname=dbname) as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def scalar(self, sql: str, params: Any = None, dbname: str = "postgres") -> Any:
+        rows = self.query(sql, params, dbname)
+        return rows[0][0] if rows else None
+
+    def pid_of_backend_type(self, backend_type: str = WORKER_TYPE) -> Optional[int]:
+        return self.scalar(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = %s ORDER BY pid LIMIT 1",
+            (backend_type,),
+        )
+
+    def worker_pid(self) -> Optional[int]:
+        return self.pid_of_backend_type(WORKER_TYPE)
+
+    # -- log ------------------------------------------------------------------
+    def log_size(self) -> int:
+        try:
+            return self.logfile.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since: int = 0) -> str:
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def stripe_sync_conf(
+    webhook_secret: Optional[str] = None,
+    poll_interval_ms: int = POLL_MS,
+    **extra: Any,
+) -> dict:
+    """postgresql.conf settings for a cluster that preloads stripe_sync.
+
+    Extra keyword arguments are stripe_sync GUCs without the prefix
+    (``api_key="sk_test_..."`` becomes ``stripe_sync.api_key``).
+    """
+    conf: dict[str, Any] = {
+        "shared_preload_libraries": EXTENSION,
+        "stripe_sync.database": "postgres",
+        "stripe_sync.poll_interval": poll_interval_ms,
+    }
+    if webhook_secret is not None:
+        conf["stripe_sync.webhook_secret"] = webhook_secret
+    for key, value in extra.items():
+        conf[f"stripe_sync.{key}"] = value
+    return conf
+
+
+@contextlib.contextmanager
+def stripe_sync_cluster(
+    webhook_secret: Optional[str] = None,
+    create_extension: bool = True,
+    poll_interval_ms: int = POLL_MS,
+    port: Optional[int] = None,
+    **gucs: Any,
+) -> Iterator[Cluster]:
+    """A started cluster preloading stripe_sync (optionally with the extension
+    created); stopped and deleted on exit. ``cluster.webhook_secret`` is the
+    configured secret."""
+    require_extension_installed()
+    conf = stripe_sync_conf(webhook_secret, poll_interval_ms, **gucs)
+    with Cluster(port=port, conf=conf) as cluster:
+        cluster.webhook_secret = webhook_secret
+        if create_extension:
+            cluster.query(f"CREATE EXTENSION {EXTENSION}")
+        yield cluster
+
+
+# --------------------------------------------------------------------------
+# HTTP helpers
+# --------------------------------------------------------------------------
+
+def http_request(
+    url: str,
+    data: bytes | None = None,
+    headers: Optional[Mapping[str, str]] = None,
+    method: Optional[str] = None,
+    timeout: float = 10,
+) -> tuple[int, bytes]:
+    """(status, body) without raising on HTTP error statuses."""
+    req = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class _Process:
+    """A child process whose output goes to a file we can show on failure."""
+
+    name = "process"
+
+    def _spawn(self, argv: list[str]) -> None:
+        self._out = tempfile.NamedTemporaryFile(
+            prefix=f"stripe_sync-{self.name}-", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def output(self) -> str:
+        try:
+            return Path(self._out.name).read_text(errors="replace")
+        except (AttributeError, FileNotFoundError):
+            return ""
+
+    def _wait_ready(self, ready: Callable[[], bool], timeout: float) -> None:
+        def check() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.proc.returncode}:\n{self.output()}"
+                )
+            return ready()
+
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.name} did not start within {timeout}s:\n{self.output()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        out = getattr(self, "_out", None)
+        if out is not None:
+            out.close()
+            try:
+                os.unlink(out.name)
+            except FileNotFoundError:
+                pass
+            self._out = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# localstripe
+# --------------------------------------------------------------------------
+
+TEST_API_KEY = "sk_test_stripe_sync_local"
+
+
+class LocalStripe(_Process):
+    """localstripe on 127.0.0.1:port, started from scratch (ignores the shared pickle)."""
+
+    name = "localstripe"
+
+    def __init__(self, port: Optional[int] = None, timeout: float = 30):
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        exe = VENV / "bin" / "localstripe"
+        if exe.exists():
+            argv = [str(exe)]
+        else:  # fall back to the interpreter running us (it has the requirements)
+            argv = [sys.executable, "-m", "localstripe"]
+        self._spawn(argv + ["--port", str(self.port), "--from-scratch"])
+        self._wait_ready(self._answers, timeout)
+
+    def _answers(self) -> bool:
+        try:
+            status, _ = self.request("GET", "/v1/customers?limit=1", timeout=2)
+            return status == 200
+        except OSError:
+            return False
+
+    def request(
+        self, method: str, path: str, form: Optional[Mapping[str, Any]] = None, timeout: float = 10
+    ) -> tuple[int, bytes]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+        if data is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return http_request(self.base + path, data, headers, method, timeout)
+
+    def register_webhook(
+        self, name: str, url: str, secret: str, events: Optional[list[str]] = None
+    ) -> None:
+        path = f"/_config/webhooks/{urllib.parse.quote(name)}"
+        if events:  # a list does not survive form encoding: send JSON
+            status, body = http_request(
+                self.base + path,
+                json.dumps({"url": url, "secret": secret, "events": list(events)}).encode(),
+                {"Content-Type": "application/json"}, "POST",
+            )
+        else:
+            status, body = self.request("POST", path, {"url": url, "secret": secret})
+        if status != 200:
+            raise RuntimeError(f"localstripe refused the webhook ({status}): {body[:200]!r}")
+
+    def flush(self) -> None:
+        """Forget every object (DELETE /_config/data)."""
+        self.request("DELETE", "/_config/data")
+
+    def event_json(self, event_id: str) -> str:
+        """An event as localstripe serves it (to redeliver it by hand)."""
+        status, body = self.request("GET", f"/v1/events/{urllib.parse.quote(event_id)}")
+        if status != 200:
+            raise RuntimeError(f"localstripe has no event {event_id} ({status})")
+        return body.decode()
+
+
+def stripe_client(api_base: str, api_key: str = TEST_API_KEY):
+    """An official ``stripe.StripeClient`` that talks to ``api_base``."""
+    import stripe
+
+    return stripe.StripeClient(api_key, base_addresses={"api": api_base})
+
+
+def configure_stripe_module(api_base: str, api_key: str = TEST_API_KEY):
+    """Point the module-level ``stripe`` API (stripe.Customer.create ...) at ``api_base``."""
+    import stripe
+
+    stripe.api_key = api_key
+    stripe.api_base = api_base
+    return stripe
+
+
+# --------------------------------------------------------------------------
+# examples/webhook_relay.py
+# --------------------------------------------------------------------------
+
+class Relay(_Process):
+    """examples/webhook_relay.py on 127.0.0.1:port, ingesting into ``dsn``."""
+
+    name = "relay"
+
+    def __init__(self, dsn: str, port: Optional[int] = None, host: str = "127.0.0.1", timeout: float = 20):
+        self.host = host
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}/"
+        self._spawn([
+            sys.executable, str(RELAY_SCRIPT), "--dsn", dsn,
+            "--port", str(self.port), "--host", host,
+        ])
+        self._wait_ready(lambda: _port_open(host, self.port), timeout)
+
+    def post(self, payload: str | bytes, signature: Optional[str]) -> tuple[int, str]:
+        """POST a delivery like Stripe does; (status, response text)."""
+        body = payload.encode() if isinstance(payload, str) else payload
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if signature is not None:
+            headers["Stripe-Signature"] = signature
+        status, text = http_request(self.url, body, headers, "POST")
+        return status, text.decode(errors="replace")

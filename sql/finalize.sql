@@ -1,0 +1,34 @@
+-- stripe_sync schema, part 3 (finalize): pg_dump registration, privileges and
+-- comments on the functions written in Rust.
+
+-- Synced data is user data: pg_dump keeps the rows of these extension tables.
+SELECT pg_catalog.pg_extension_config_dump('stripe_sync.events', '');
+SELECT pg_catalog.pg_extension_config_dump('stripe_sync.customers', '');
+
+-- Nothing is callable by PUBLIC; grant what a role needs (README, "Security").
+REVOKE ALL ON FUNCTION stripe_sync.ingest_event(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.process_pending(integer) FROM PUBLIC;
+
+COMMENT ON FUNCTION stripe_sync.ingest_event(text, text) IS
+  'Verifies a Stripe webhook delivery (raw body, Stripe-Signature header) against stripe_sync.webhook_secret and queues the event once. Returns queued or duplicate; raises a documented SQLSTATE and stores nothing on bad input. SECURITY DEFINER: a webhook role needs only EXECUTE on it and USAGE on the schema.';
+COMMENT ON FUNCTION stripe_sync.process_pending(integer) IS
+  'Applies due pending events in this session, in batches of stripe_sync.batch_size (the background worker runs the same code). Returns how many events it handled; max_events caps it (NULL: until none is due).';
+
+REVOKE ALL ON FUNCTION stripe_sync.worker_status() FROM PUBLIC;
+COMMENT ON FUNCTION stripe_sync.worker_status() IS
+  'The background worker''s pid and last heartbeat; no row while no worker runs (library not preloaded, or stopped).';
+
+CREATE VIEW stripe_sync.status AS
+SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
+       (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
+       (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
+       (SELECT count(*) FROM stripe_sync.events
+         WHERE processed_at > now() - interval '1 minute' AND status = 'processed') AS applied_last_minute,
+       (SELECT count(*) FROM stripe_sync.events
+         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS applied_last_hour,
+       w.pid AS worker_pid,
+       w.last_heartbeat AS worker_heartbeat
+  FROM (SELECT 1) AS one
+  LEFT JOIN stripe_sync.worker_status() AS w ON true;
+COMMENT ON VIEW stripe_sync.status IS
+  'Health at a glance: queue depth and age, failures, recent throughput, and the worker (NULL pid: no worker running).';

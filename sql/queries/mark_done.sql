@@ -1,0 +1,6 @@
+-- Events $1 were applied: processed when their object type is mirrored ($2), else skipped.
+UPDATE stripe_sync.events
+   SET status = CASE WHEN object_type = ANY($2) THEN 'processed' ELSE 'skipped' END,
+       processed_at = now(),
+       last_error = NULL
+ WHERE id = ANY($1)

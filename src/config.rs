@@ -1,0 +1,176 @@
+//! Every `stripe_sync.*` setting: registration and one typed getter each. No
+//! other module spells a setting's name.
+//!
+//! Who may set what is a security decision: secrets and `api_base` are
+//! superuser-only (a session that could set its own webhook secret could sign
+//! forged events; one that could set `api_base` could send the key anywhere),
+//! and the secrets are also hidden from SHOW and pg_settings for non-superusers.
+//! Members of `pg_read_all_settings` can still read them: see README, Security.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+use std::time::Duration;
+
+static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static WEBHOOK_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static API_BASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://api.stripe.com"));
+static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static SIGNATURE_TOLERANCE: GucSetting<i32> = GucSetting::<i32>::new(300);
+static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
+static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
+static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
+
+pub fn init() {
+    string(
+        c"stripe_sync.api_key",
+        c"Stripe secret (sk_) or restricted (rk_) API key.",
+        &API_KEY,
+        GucContext::Suset,
+        SECRET,
+    );
+    string(
+        c"stripe_sync.webhook_secret",
+        c"Webhook signing secret(s) (whsec_...); comma-separated while a secret is rotated.",
+        &WEBHOOK_SECRET,
+        GucContext::Suset,
+        SECRET,
+    );
+    string(
+        c"stripe_sync.api_base",
+        c"Base URL of the Stripe API; tests point it at a local stand-in.",
+        &API_BASE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    string(
+        c"stripe_sync.database",
+        c"Database the background worker attaches to.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.signature_tolerance",
+        c"Largest accepted distance between a signature's timestamp and now.",
+        &SIGNATURE_TOLERANCE,
+        (1, 86_400),
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    int(
+        c"stripe_sync.max_payload_bytes",
+        c"Largest accepted webhook body.",
+        &MAX_PAYLOAD_BYTES,
+        (1024, 64 * 1024 * 1024),
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    int(
+        c"stripe_sync.batch_size",
+        c"Events claimed and applied per transaction.",
+        &BATCH_SIZE,
+        (1, 100_000),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.poll_interval",
+        c"How long the worker sleeps when nothing wakes it.",
+        &POLL_INTERVAL,
+        (10, 3_600_000),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int(
+        c"stripe_sync.max_attempts",
+        c"Tries before an event that fails to apply is left failed.",
+        &MAX_ATTEMPTS,
+        (1, 1000),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.retry_base_delay",
+        c"Delay before the first retry of a failed event; doubles per attempt, capped at one hour.",
+        &RETRY_BASE_DELAY,
+        (0, 3_600_000),
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+}
+
+fn string(
+    name: &'static CStr,
+    description: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    context: GucContext,
+    flags: GucFlags,
+) {
+    GucRegistry::define_string_guc(name, description, description, setting, context, flags);
+}
+
+fn int(
+    name: &'static CStr,
+    description: &'static CStr,
+    setting: &'static GucSetting<i32>,
+    (min, max): (i32, i32),
+    context: GucContext,
+    flags: GucFlags,
+) {
+    GucRegistry::define_int_guc(
+        name,
+        description,
+        description,
+        setting,
+        min,
+        max,
+        context,
+        flags,
+    );
+}
+
+fn text(setting: &GucSetting<Option<CString>>) -> String {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The configured webhook secrets, comma-separated (may be empty).
+pub fn webhook_secret_list() -> String {
+    text(&WEBHOOK_SECRET)
+}
+
+pub fn worker_database() -> String {
+    text(&DATABASE)
+}
+
+pub fn signature_tolerance_seconds() -> i64 {
+    i64::from(SIGNATURE_TOLERANCE.get())
+}
+
+pub fn max_payload_bytes() -> usize {
+    MAX_PAYLOAD_BYTES.get() as usize
+}
+
+pub fn batch_size() -> usize {
+    BATCH_SIZE.get() as usize
+}
+
+pub fn poll_interval() -> Duration {
+    Duration::from_millis(POLL_INTERVAL.get() as u64)
+}
+
+pub fn max_attempts() -> i32 {
+    MAX_ATTEMPTS.get()
+}
+
+pub fn retry_base_delay() -> Duration {
+    Duration::from_millis(RETRY_BASE_DELAY.get() as u64)
+}

@@ -1,0 +1,104 @@
+//! One batch: claim due events, apply them set-based, mark them done. If the
+//! batch fails as a whole, each event is retried alone in its own
+//! subtransaction, so a poison event is marked failed and the rest still
+//! apply. The worker and `process_pending()` both call [`run_batch`].
+
+use crate::{apply, config, queue, subxact};
+use pgrx::prelude::*;
+use std::hash::{BuildHasher, RandomState};
+use stripe_sync_core::backoff::Backoff;
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Events claimed (applied, skipped or failed).
+    pub claimed: usize,
+    /// Events whose apply failed this time (retried later or left failed).
+    pub failed: usize,
+}
+
+pub fn run_batch(limit: usize) -> BatchOutcome {
+    let claimed = queue::claim(limit);
+    if claimed.is_empty() {
+        return BatchOutcome::default();
+    }
+    let mirrored = apply::mirrored_objects();
+    let all: Vec<&queue::Claimed> = claimed.iter().collect();
+    if subxact::run(|| apply_and_mark(&all, &mirrored)).is_ok() {
+        return BatchOutcome {
+            claimed: claimed.len(),
+            failed: 0,
+        };
+    }
+    // Isolate: every event alone. Only the bad ones fail.
+    let mut failed = 0;
+    for event in &claimed {
+        if let Err(f) = subxact::run(|| apply_and_mark(&[event], &mirrored)) {
+            failed += 1;
+            record_failure(event, &f);
+        }
+    }
+    BatchOutcome {
+        claimed: claimed.len(),
+        failed,
+    }
+}
+
+fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) {
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut types: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.object_type.as_deref())
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    apply::apply(&ids, &types);
+    queue::mark_done(&ids, mirrored);
+}
+
+fn record_failure(event: &queue::Claimed, failure: &subxact::Failure) {
+    let max = config::max_attempts();
+    let policy = Backoff {
+        base: config::retry_base_delay(),
+        cap: std::time::Duration::from_secs(3600),
+    };
+    let delay = policy.delay(event.attempts as u32, random_unit());
+    let error = format!("{} (SQLSTATE {})", failure.message, failure.sqlstate);
+    queue::mark_failed(&event.id, &error, delay, max);
+    // The message may quote object data: it goes to the table, not to the log.
+    let what = if event.attempts >= max {
+        "gave up on"
+    } else {
+        "will retry"
+    };
+    pgrx::warning!(
+        "stripe_sync: {what} event {} after attempt {} of {max} (SQLSTATE {}); see stripe_sync.events.last_error",
+        event.id,
+        event.attempts,
+        failure.sqlstate
+    );
+}
+
+/// A uniform number in [0, 1) for backoff jitter; RandomState is seeded per process.
+fn random_unit() -> f64 {
+    (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs batches in the current transaction until none is due or `max_events`
+/// have been handled; returns how many were.
+pub fn run_in_session(max_events: Option<usize>) -> usize {
+    let mut handled = 0;
+    loop {
+        let room = max_events.map_or(usize::MAX, |m| m - handled);
+        let limit = config::batch_size().min(room);
+        if limit == 0 {
+            return handled;
+        }
+        let outcome = run_batch(limit);
+        handled += outcome.claimed;
+        if outcome.claimed < limit {
+            return handled;
+        }
+        check_for_interrupts!();
+    }
+}

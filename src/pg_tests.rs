@@ -1,0 +1,705 @@
+//! `#[pg_test]`s of the SQL surface. Each runs in a transaction that is rolled
+//! back, so the worker never sees their rows: they apply with process_pending().
+
+#[pgrx::pg_schema]
+mod tests {
+    use crate::subxact::{self, Failure};
+    use pgrx::prelude::*;
+    use std::time::Duration;
+    use stripe_sync_core::mapping::SPECS;
+    use stripe_sync_core::signature::sign;
+
+    const SECRET: &str = "whsec_pgtest";
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn header(payload: &str, secret: &str, t: i64) -> String {
+        format!("t={t},v1={}", sign(payload.as_bytes(), secret, t))
+    }
+
+    fn ingest(payload: &str, header: &str) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT stripe_sync.ingest_event($1, $2)",
+            &[payload.into(), header.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn ingest_signed(payload: &str) -> String {
+        ingest(payload, &header(payload, SECRET, now()))
+    }
+
+    fn customer_event(
+        event_id: &str,
+        event_type: &str,
+        created: i64,
+        customer: &str,
+        email: &str,
+    ) -> String {
+        serde_json::json!({
+            "id": event_id, "object": "event", "type": event_type, "created": created,
+            "api_version": "2026-07-29.dahlia", "livemode": false, "pending_webhooks": 1,
+            "data": {"object": {
+                "id": customer, "object": "customer", "email": email, "name": "Ada Lovelace",
+                "balance": -500, "currency": "eur", "delinquent": false, "created": 1_700_000_000,
+                "livemode": false, "metadata": {"user_id": "42"}, "address": null,
+                "default_source": {"id": "card_1", "object": "card"}, "invoice_prefix": "ABC",
+                "tax_exempt": "none", "description": null, "phone": null
+            }}
+        })
+        .to_string()
+    }
+
+    fn count(sql: &str) -> i64 {
+        Spi::get_one::<i64>(sql).unwrap().unwrap()
+    }
+
+    fn text(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).unwrap()
+    }
+
+    fn process() -> i32 {
+        Spi::get_one::<i32>("SELECT stripe_sync.process_pending()")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Runs `sql` expecting an ERROR; returns it.
+    fn error_of(sql: &str, args: Vec<String>) -> Failure {
+        let outcome = subxact::run(|| {
+            let args: Vec<pgrx::datum::DatumWithOid> =
+                args.iter().map(|a| a.as_str().into()).collect();
+            Spi::connect_mut(|c| c.update(sql, None, &args).map(|_| ()))
+        });
+        match outcome {
+            Err(f) => f,
+            Ok(r) => panic!("expected an error from {sql}, got {r:?}"),
+        }
+    }
+
+    fn ingest_error(payload: &str, header: &str) -> Failure {
+        error_of(
+            "SELECT stripe_sync.ingest_event($1, $2)",
+            vec![payload.into(), header.into()],
+        )
+    }
+
+    // ---------------------------------------------------------------- ingest
+
+    #[pg_test]
+    fn a_valid_delivery_is_queued_once_then_duplicate() {
+        let p = customer_event(
+            "evt_q1",
+            "customer.created",
+            now(),
+            "cus_q1",
+            "a@example.com",
+        );
+        assert_eq!(ingest_signed(&p), "queued");
+        assert_eq!(ingest_signed(&p), "duplicate");
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 1);
+        let row = text(
+            "SELECT concat_ws('|', type, status, attempts, object_type, object_id, api_version, data->>'id')
+               FROM stripe_sync.events WHERE id = 'evt_q1'",
+        );
+        assert_eq!(
+            row.as_deref(),
+            Some("customer.created|pending|0|customer|cus_q1|2026-07-29.dahlia|evt_q1")
+        );
+    }
+
+    #[pg_test]
+    fn the_old_secret_of_a_rotation_is_accepted() {
+        let p = customer_event(
+            "evt_rot",
+            "customer.created",
+            now(),
+            "cus_rot",
+            "r@example.com",
+        );
+        assert_eq!(ingest(&p, &header(&p, "whsec_pgtest_old", now())), "queued");
+    }
+
+    #[pg_test]
+    fn every_bad_delivery_has_its_sqlstate_and_stores_nothing() {
+        let p = customer_event(
+            "evt_bad",
+            "customer.created",
+            now(),
+            "cus_bad",
+            "b@example.com",
+        );
+        let good = header(&p, SECRET, now());
+        let cases: Vec<(String, String, &str, &str)> = vec![
+            (
+                p.clone(),
+                String::new(),
+                "22P02",
+                "missing Stripe-Signature header",
+            ),
+            (
+                p.clone(),
+                "garbage".into(),
+                "22P02",
+                "malformed Stripe-Signature header",
+            ),
+            (
+                p.clone(),
+                header(&p, "whsec_forger", now()),
+                "28000",
+                "no signature",
+            ),
+            (format!("{p} "), good.clone(), "28000", "no signature"),
+            (
+                p.clone(),
+                header(&p, SECRET, now() - 301),
+                "22008",
+                "outside the tolerance",
+            ),
+            (
+                p.clone(),
+                header(&p, SECRET, now() + 400),
+                "22008",
+                "outside the tolerance",
+            ),
+            (
+                "{not json".into(),
+                header("{not json", SECRET, now()),
+                "22032",
+                "not valid JSON",
+            ),
+            (
+                r#"{"id":"cus_1","type":"x","created":1,"data":{"object":{}}}"#.into(),
+                header(
+                    r#"{"id":"cus_1","type":"x","created":1,"data":{"object":{}}}"#,
+                    SECRET,
+                    now(),
+                ),
+                "22023",
+                "does not start with \"evt_\"",
+            ),
+        ];
+        for (payload, hdr, sqlstate, words) in cases {
+            let f = ingest_error(&payload, &hdr);
+            assert_eq!(f.sqlstate, sqlstate, "{}", f.message);
+            assert!(f.message.contains(words), "{}", f.message);
+            assert!(
+                !f.message.contains(SECRET) && !f.message.contains("cus_bad"),
+                "{}",
+                f.message
+            );
+        }
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 0);
+    }
+
+    #[pg_test]
+    fn null_arguments_are_errors_not_nulls() {
+        let p = customer_event("evt_n", "customer.created", now(), "cus_n", "n@example.com");
+        let f = error_of("SELECT stripe_sync.ingest_event($1, NULL)", vec![p]);
+        assert_eq!(f.sqlstate, "22P02");
+        let f = error_of("SELECT stripe_sync.ingest_event(NULL, 't=1,v1=00')", vec![]);
+        assert_eq!(f.sqlstate, "22032");
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 0);
+    }
+
+    #[pg_test]
+    fn an_oversized_body_is_refused_before_anything_else() {
+        Spi::run("SET stripe_sync.max_payload_bytes = 1024").unwrap();
+        let big = customer_event(
+            "evt_big",
+            "customer.created",
+            now(),
+            "cus_big",
+            &"x".repeat(2000),
+        );
+        let f = ingest_error(&big, "not even a header");
+        assert_eq!(f.sqlstate, "54000");
+        assert!(
+            f.message.contains("over the limit of 1024 bytes"),
+            "{}",
+            f.message
+        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 0);
+    }
+
+    #[pg_test]
+    fn no_configured_secret_is_its_own_error() {
+        Spi::run("SET stripe_sync.webhook_secret = ''").unwrap();
+        let p = customer_event(
+            "evt_ns",
+            "customer.created",
+            now(),
+            "cus_ns",
+            "n@example.com",
+        );
+        let f = ingest_error(&p, &header(&p, SECRET, now()));
+        assert_eq!(f.sqlstate, "55000");
+        assert!(
+            f.message.contains("no webhook signing secret"),
+            "{}",
+            f.message
+        );
+    }
+
+    // ----------------------------------------------------------------- apply
+
+    #[pg_test]
+    fn process_pending_applies_a_customer_with_typed_columns() {
+        let t = now() - 10;
+        ingest_signed(&customer_event(
+            "evt_c1",
+            "customer.created",
+            t,
+            "cus_c1",
+            "ada@example.com",
+        ));
+        assert_eq!(process(), 1);
+        let row = text(
+            "SELECT concat_ws('|', email, name, balance, currency, delinquent, default_source,
+                    invoice_prefix, metadata->>'user_id', extract(epoch FROM created)::bigint,
+                    _deleted, _last_event_id, _last_event_type, extract(epoch FROM _last_event_at)::bigint)
+               FROM stripe_sync.customers WHERE id = 'cus_c1'",
+        );
+        let expected = format!(
+            "ada@example.com|Ada Lovelace|-500|eur|f|card_1|ABC|42|1700000000|f|evt_c1|customer.created|{t}"
+        );
+        assert_eq!(row.as_deref(), Some(expected.as_str()));
+        assert_eq!(
+            text("SELECT status FROM stripe_sync.events WHERE id = 'evt_c1'").as_deref(),
+            Some("processed")
+        );
+        assert_eq!(process(), 0);
+    }
+
+    #[pg_test]
+    fn older_event_never_overwrites_newer() {
+        let t = now() - 100;
+        ingest_signed(&customer_event(
+            "evt_new",
+            "customer.updated",
+            t + 10,
+            "cus_o",
+            "new@example.com",
+        ));
+        process();
+        ingest_signed(&customer_event(
+            "evt_old",
+            "customer.updated",
+            t,
+            "cus_o",
+            "old@example.com",
+        ));
+        process();
+        assert_eq!(
+            text("SELECT email FROM stripe_sync.customers WHERE id = 'cus_o'").as_deref(),
+            Some("new@example.com")
+        );
+        // Both events were handled: the older one is processed, and changed nothing.
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'"),
+            2
+        );
+    }
+
+    #[pg_test]
+    fn newest_event_of_a_batch_wins_whatever_the_arrival_order() {
+        let t = now() - 100;
+        ingest_signed(&customer_event(
+            "evt_b3",
+            "customer.updated",
+            t + 2,
+            "cus_b",
+            "third@example.com",
+        ));
+        ingest_signed(&customer_event(
+            "evt_b1",
+            "customer.created",
+            t,
+            "cus_b",
+            "first@example.com",
+        ));
+        ingest_signed(&customer_event(
+            "evt_b2",
+            "customer.updated",
+            t + 1,
+            "cus_b",
+            "second@example.com",
+        ));
+        assert_eq!(process(), 3);
+        assert_eq!(
+            text("SELECT email FROM stripe_sync.customers WHERE id = 'cus_b'").as_deref(),
+            Some("third@example.com")
+        );
+    }
+
+    #[pg_test]
+    fn in_the_same_second_an_update_beats_the_creation() {
+        let t = now() - 100;
+        ingest_signed(&customer_event(
+            "evt_s2",
+            "customer.updated",
+            t,
+            "cus_s",
+            "updated@example.com",
+        ));
+        process();
+        ingest_signed(&customer_event(
+            "evt_s1",
+            "customer.created",
+            t,
+            "cus_s",
+            "created@example.com",
+        ));
+        process();
+        assert_eq!(
+            text("SELECT email FROM stripe_sync.customers WHERE id = 'cus_s'").as_deref(),
+            Some("updated@example.com")
+        );
+    }
+
+    #[pg_test]
+    fn a_deletion_is_a_tombstone_that_no_late_event_revives() {
+        let t = now() - 100;
+        ingest_signed(&customer_event(
+            "evt_d1",
+            "customer.created",
+            t,
+            "cus_d",
+            "d@example.com",
+        ));
+        ingest_signed(&customer_event(
+            "evt_d2",
+            "customer.deleted",
+            t + 5,
+            "cus_d",
+            "d@example.com",
+        ));
+        process();
+        ingest_signed(&customer_event(
+            "evt_d3",
+            "customer.updated",
+            t + 3,
+            "cus_d",
+            "late@example.com",
+        ));
+        process();
+        let row = text(
+            "SELECT concat_ws('|', email, _deleted, _last_event_id) FROM stripe_sync.customers WHERE id = 'cus_d'",
+        );
+        assert_eq!(row.as_deref(), Some("d@example.com|t|evt_d2"));
+    }
+
+    #[pg_test]
+    fn a_deleted_stub_marks_the_row_and_keeps_its_columns() {
+        let t = now() - 100;
+        ingest_signed(&customer_event(
+            "evt_st1",
+            "customer.created",
+            t,
+            "cus_st",
+            "keep@example.com",
+        ));
+        process();
+        let stub = serde_json::json!({"id": "evt_st2", "object": "event", "type": "customer.deleted", "created": t + 1,
+            "data": {"object": {"id": "cus_st", "object": "customer", "deleted": true}}})
+        .to_string();
+        ingest_signed(&stub);
+        process();
+        let row = text(
+            "SELECT concat_ws('|', email, _deleted, data->>'email') FROM stripe_sync.customers WHERE id = 'cus_st'",
+        );
+        assert_eq!(row.as_deref(), Some("keep@example.com|t|keep@example.com"));
+    }
+
+    #[pg_test]
+    fn unmirrored_event_types_are_skipped_not_failed() {
+        let p = serde_json::json!({"id": "evt_bt", "object": "event", "type": "balance.available", "created": now(),
+            "data": {"object": {"object": "balance", "available": []}}})
+        .to_string();
+        ingest_signed(&p);
+        assert_eq!(process(), 1);
+        assert_eq!(
+            text("SELECT status FROM stripe_sync.events WHERE id = 'evt_bt'").as_deref(),
+            Some("skipped")
+        );
+    }
+
+    fn poison(event_id: &str, customer: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&customer_event(
+            event_id,
+            "customer.created",
+            now(),
+            customer,
+            "p@example.com",
+        ))
+        .unwrap();
+        v["data"]["object"]["balance"] = serde_json::json!("not a number");
+        v.to_string()
+    }
+
+    #[pg_test]
+    fn a_poison_event_fails_alone_and_the_batch_applies() {
+        Spi::run("SET stripe_sync.max_attempts = 1").unwrap();
+        ingest_signed(&customer_event(
+            "evt_ok1",
+            "customer.created",
+            now() - 5,
+            "cus_ok1",
+            "ok1@example.com",
+        ));
+        ingest_signed(&poison("evt_poison", "cus_poison"));
+        ingest_signed(&customer_event(
+            "evt_ok2",
+            "customer.created",
+            now() - 1,
+            "cus_ok2",
+            "ok2@example.com",
+        ));
+        assert_eq!(process(), 3);
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.customers WHERE id IN ('cus_ok1', 'cus_ok2')"),
+            2
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.customers WHERE id = 'cus_poison'"),
+            0
+        );
+        let row = text(
+            "SELECT concat_ws('|', status, attempts, last_error LIKE '%bigint%SQLSTATE 22P02%') FROM stripe_sync.events WHERE id = 'evt_poison'",
+        );
+        assert_eq!(row.as_deref(), Some("failed|1|t"));
+    }
+
+    #[pg_test]
+    fn a_failing_event_is_retried_later_until_max_attempts() {
+        Spi::run("SET stripe_sync.max_attempts = 3").unwrap();
+        Spi::run("SET stripe_sync.retry_base_delay = '1h'").unwrap();
+        ingest_signed(&poison("evt_retry", "cus_retry"));
+        assert_eq!(process(), 1);
+        let row = text(
+            "SELECT concat_ws('|', status, attempts, next_attempt_at > now() + interval '20 minutes') FROM stripe_sync.events WHERE id = 'evt_retry'",
+        );
+        assert_eq!(row.as_deref(), Some("pending|1|t"));
+        assert_eq!(process(), 0, "not due yet");
+        // Make it due twice more: the third attempt leaves it failed.
+        for expected in ["pending|2", "failed|3"] {
+            Spi::run(
+                "UPDATE stripe_sync.events SET next_attempt_at = now() WHERE id = 'evt_retry'",
+            )
+            .unwrap();
+            assert_eq!(process(), 1);
+            let row = text(
+                "SELECT concat_ws('|', status, attempts) FROM stripe_sync.events WHERE id = 'evt_retry'",
+            );
+            assert_eq!(row.as_deref(), Some(expected));
+        }
+        Spi::run("UPDATE stripe_sync.events SET next_attempt_at = now() WHERE id = 'evt_retry'")
+            .unwrap();
+        assert_eq!(process(), 0, "a failed event is not claimed again");
+    }
+
+    #[pg_test]
+    fn process_pending_respects_max_events_and_batch_size() {
+        Spi::run("SET stripe_sync.batch_size = 2").unwrap();
+        for i in 0..5 {
+            ingest_signed(&customer_event(
+                &format!("evt_m{i}"),
+                "customer.created",
+                now() - 50 + i,
+                &format!("cus_m{i}"),
+                "m@example.com",
+            ));
+        }
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT stripe_sync.process_pending(3)").unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'"),
+            2
+        );
+        assert_eq!(process(), 2);
+        let f = error_of("SELECT stripe_sync.process_pending(-1)", vec![]);
+        assert_eq!(f.sqlstate, "22023");
+    }
+
+    #[pg_test]
+    fn every_shared_customer_fixture_applies() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/stripe/events/");
+        let mut applied = 0;
+        for (i, name) in [
+            "customer.created.json",
+            "customer.updated.json",
+            "customer.deleted.json",
+            "customer.deleted.stub.json",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let body = std::fs::read_to_string(format!("{dir}{name}")).expect("shared fixture");
+            // The fixtures share event ids (see shared/stripe/SOURCES.md): give each its own.
+            let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["id"] = serde_json::json!(format!("evt_fixture_{i}"));
+            let object_id = v["data"]["object"]["id"].as_str().unwrap().to_owned();
+            ingest_signed(&v.to_string());
+            assert_eq!(process(), 1, "{name}");
+            let status = text(&format!(
+                "SELECT status FROM stripe_sync.events WHERE id = 'evt_fixture_{i}'"
+            ));
+            assert_eq!(status.as_deref(), Some("processed"), "{name}");
+            let n = count(&format!(
+                "SELECT count(*) FROM stripe_sync.customers WHERE id = '{object_id}' AND data->>'id' = '{object_id}'"
+            ));
+            assert_eq!(n, 1, "{name}");
+            applied += 1;
+        }
+        assert_eq!(applied, 4);
+        // The fixtures' clocks disagree: the R deletion is older than the R creation,
+        // so it changes nothing; the S stub is as old as the S update and, being a
+        // deletion, wins the tie while keeping the updated columns.
+        let row = text(
+            "SELECT concat_ws('|', _deleted, _last_event_type) FROM stripe_sync.customers WHERE id = 'cus_00000000000000'",
+        );
+        assert_eq!(row.as_deref(), Some("f|customer.created"));
+        let row = text(
+            "SELECT concat_ws('|', _deleted, email) FROM stripe_sync.customers WHERE id = 'cus_IhGfebO16cMIGN'",
+        );
+        assert_eq!(row.as_deref(), Some("t|billz@supabase.io"));
+    }
+
+    #[pg_test]
+    fn tables_have_every_mapped_column_with_its_type() {
+        for spec in SPECS {
+            for col in spec.columns {
+                let t = Spi::get_one_with_args::<String>(
+                    "SELECT data_type::text FROM information_schema.columns
+                      WHERE table_schema = 'stripe_sync' AND table_name = $1 AND column_name = $2",
+                    &[spec.table.into(), col.name.into()],
+                )
+                .unwrap();
+                assert_eq!(
+                    t.as_deref(),
+                    Some(col.kind.sql_type()),
+                    "{}.{}",
+                    spec.table,
+                    col.name
+                );
+            }
+            for col in [
+                "id",
+                "data",
+                "_account_id",
+                "_last_event_at",
+                "_last_event_type",
+                "_last_event_id",
+                "_deleted",
+                "_synced_at",
+            ] {
+                let n = Spi::get_one_with_args::<i64>(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'stripe_sync' AND table_name = $1 AND column_name = $2",
+                    &[spec.table.into(), col.into()],
+                )
+                .unwrap();
+                assert_eq!(n, Some(1), "{}.{col}", spec.table);
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- security
+
+    #[pg_test]
+    fn secrets_are_hidden_from_a_plain_role() {
+        Spi::run("CREATE ROLE stripe_sync_plain").unwrap();
+        Spi::run("SET ROLE stripe_sync_plain").unwrap();
+        for sql in [
+            "SHOW stripe_sync.webhook_secret",
+            "SHOW stripe_sync.api_key",
+            "SELECT current_setting('stripe_sync.webhook_secret')",
+            "SELECT current_setting('stripe_sync.api_key', true)",
+        ] {
+            let f = error_of(sql, vec![]);
+            assert_eq!(f.sqlstate, "42501", "{sql}: {}", f.message);
+            assert!(!f.message.contains("whsec_"), "{}", f.message);
+        }
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM pg_settings WHERE name IN ('stripe_sync.webhook_secret', 'stripe_sync.api_key')"
+            ),
+            0
+        );
+        let f = error_of("SET stripe_sync.webhook_secret = 'whsec_forged'", vec![]);
+        assert_eq!(f.sqlstate, "42501");
+        let f = error_of("SET stripe_sync.api_base = 'http://evil.example'", vec![]);
+        assert_eq!(f.sqlstate, "42501");
+        Spi::run("RESET ROLE").unwrap();
+        // A superuser reads it.
+        assert_eq!(
+            text("SHOW stripe_sync.webhook_secret").as_deref(),
+            Some("whsec_pgtest_old, whsec_pgtest")
+        );
+    }
+
+    #[pg_test]
+    fn ingest_needs_a_grant_but_no_table_privileges() {
+        Spi::run("CREATE ROLE stripe_sync_hook").unwrap();
+        Spi::run("GRANT USAGE ON SCHEMA stripe_sync TO stripe_sync_hook").unwrap();
+        Spi::run("SET ROLE stripe_sync_hook").unwrap();
+        let p = customer_event(
+            "evt_role",
+            "customer.created",
+            now(),
+            "cus_role",
+            "role@example.com",
+        );
+        let f = ingest_error(&p, &header(&p, SECRET, now()));
+        assert_eq!(f.sqlstate, "42501", "{}", f.message);
+        Spi::run("RESET ROLE").unwrap();
+        Spi::run(
+            "GRANT EXECUTE ON FUNCTION stripe_sync.ingest_event(text, text) TO stripe_sync_hook",
+        )
+        .unwrap();
+        Spi::run("SET ROLE stripe_sync_hook").unwrap();
+        assert_eq!(ingest_signed(&p), "queued");
+        let f = error_of("SELECT count(*) FROM stripe_sync.events", vec![]);
+        assert_eq!(f.sqlstate, "42501", "the hook role cannot read the queue");
+        let f = error_of("SELECT stripe_sync.process_pending()", vec![]);
+        assert_eq!(f.sqlstate, "42501");
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.events WHERE id = 'evt_role'"),
+            1
+        );
+    }
+
+    // ---------------------------------------------------------------- worker
+
+    #[pg_test]
+    fn the_worker_runs_and_is_named() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            Spi::run("SELECT pg_stat_clear_snapshot()").unwrap();
+            let n = count(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'stripe_sync worker'",
+            );
+            if n == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no stripe_sync worker in pg_stat_activity"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let info = crate::shmem::worker_info();
+        assert!(matches!(info, Some((pid, _)) if pid > 0), "{info:?}");
+        let row = text(
+            "SELECT concat_ws('|', worker_pid = (SELECT pid FROM pg_stat_activity WHERE backend_type = 'stripe_sync worker'),
+                    worker_heartbeat > now() - interval '1 minute', pending, failed)
+               FROM stripe_sync.status",
+        );
+        assert_eq!(row.as_deref(), Some("t|t|0|0"));
+    }
+}

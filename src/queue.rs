@@ -1,0 +1,81 @@
+//! The events table as a queue: insert once, claim a batch, mark events done or
+//! failed. No HTTP and no apply logic here.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use stripe_sync_core::event::EventMeta;
+
+const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
+const CLAIM_BATCH: &str = include_str!("../sql/queries/claim_batch.sql");
+const MARK_DONE: &str = include_str!("../sql/queries/mark_done.sql");
+const MARK_FAILED: &str = include_str!("../sql/queries/mark_failed.sql");
+
+/// An event claimed for this batch.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub object_type: Option<String>,
+    pub attempts: i32,
+}
+
+/// Stores a verified event unless its id is already there. True when stored.
+pub fn insert(meta: &EventMeta, payload: &str) -> bool {
+    let args: [DatumWithOid; 8] = [
+        meta.id.as_str().into(),
+        meta.event_type.as_str().into(),
+        (meta.created as f64).into(),
+        payload.into(),
+        meta.object_type.as_deref().into(),
+        meta.object_id.as_deref().into(),
+        meta.account.as_deref().into(),
+        meta.api_version.as_deref().into(),
+    ];
+    Spi::connect_mut(|client| {
+        let rows = client
+            .update(INSERT_EVENT, None, &args)
+            .expect("insert into stripe_sync.events");
+        !rows.is_empty()
+    })
+}
+
+/// Claims up to `limit` due pending events, locking them until the transaction ends.
+pub fn claim(limit: usize) -> Vec<Claimed> {
+    let limit = limit as i64;
+    Spi::connect_mut(|client| {
+        let rows = client
+            .update(CLAIM_BATCH, None, &[limit.into()])
+            .expect("claim a batch of stripe_sync.events");
+        rows.map(|row| Claimed {
+            id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+            object_type: row.get::<String>(2).ok().flatten(),
+            attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+        })
+        .collect()
+    })
+}
+
+/// Marks applied events: processed when their object type is in `mirrored`, else skipped.
+pub fn mark_done(ids: &[&str], mirrored: &[&str]) {
+    let args: [DatumWithOid; 2] = [ids.to_vec().into(), mirrored.to_vec().into()];
+    Spi::connect_mut(|client| {
+        client
+            .update(MARK_DONE, None, &args)
+            .expect("mark events done");
+    });
+}
+
+/// Records a failed attempt: the event is retried after `retry_in`, or left
+/// `failed` once it has used `max_attempts`.
+pub fn mark_failed(id: &str, error: &str, retry_in: std::time::Duration, max_attempts: i32) {
+    let args: [DatumWithOid; 4] = [
+        id.into(),
+        error.into(),
+        (retry_in.as_millis() as f64).into(),
+        max_attempts.into(),
+    ];
+    Spi::connect_mut(|client| {
+        client
+            .update(MARK_FAILED, None, &args)
+            .expect("mark an event failed");
+    });
+}

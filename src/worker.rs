@@ -1,0 +1,114 @@
+//! The background worker: sleeps on its latch, wakes on ingest (or after
+//! `stripe_sync.poll_interval`), drains due events in bounded rounds of
+//! batches, one transaction per batch. Nothing else lives here.
+
+use crate::{config, drain, shmem, subxact};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Name shown as `backend_type` in pg_stat_activity.
+pub const WORKER_TYPE: &str = "stripe_sync worker";
+
+pub fn register() {
+    BackgroundWorkerBuilder::new(WORKER_TYPE)
+        .set_type(WORKER_TYPE)
+        .set_library("stripe_sync")
+        .set_function("stripe_sync_worker_main")
+        .enable_spi_access()
+        // pgrx's default is never to restart; a crashed worker comes back after this.
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+/// Where the worker stands after a round.
+enum Round {
+    /// Nothing more is due: sleep until woken.
+    Idle,
+    /// More is due: go again at once.
+    Backlog,
+    /// The extension is absent, or a round failed: sleep, then look again.
+    Wait,
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some(&config::worker_database()), None);
+    unsafe { pg_sys::pgstat_report_appname(c"stripe_sync worker".as_ptr()) };
+    // A SIGHUP sent before the handler existed was lost: read the files once now.
+    reload_config();
+    shmem::worker_started();
+    log!(
+        "stripe_sync worker started on database \"{}\"",
+        config::worker_database()
+    );
+
+    let mut round = Round::Backlog;
+    let mut failures: u32 = 0;
+    let mut extension_seen = false;
+    loop {
+        let sleep = match round {
+            Round::Backlog => Duration::ZERO,
+            Round::Idle => config::poll_interval(),
+            Round::Wait => {
+                config::poll_interval().max(Duration::from_millis(500)) * (1 << failures.min(5))
+            }
+        };
+        if !BackgroundWorker::wait_latch(Some(sleep)) {
+            break; // SIGTERM or postmaster death
+        }
+        if BackgroundWorker::sighup_received() {
+            reload_config();
+        }
+        shmem::heartbeat();
+        let known = extension_seen;
+        round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
+            Ok(r) => {
+                failures = 0;
+                extension_seen = !matches!(r, Round::Wait);
+                r
+            }
+            Err(f) => {
+                failures += 1;
+                extension_seen = false;
+                warning!(
+                    "stripe_sync worker: a round failed (SQLSTATE {}), retrying",
+                    f.sqlstate
+                );
+                Round::Wait
+            }
+        };
+    }
+    shmem::worker_stopped();
+}
+
+/// One round is one batch in its own transaction; the loop goes again at once
+/// while a backlog remains, looking at its signals between batches. Until the
+/// extension has been seen in the database the worker only looks for it.
+fn drain_round(extension_seen: bool) -> Round {
+    if !extension_seen && !extension_exists() {
+        return Round::Wait;
+    }
+    let limit = config::batch_size();
+    let outcome = drain::run_batch(limit);
+    if outcome.claimed == limit {
+        Round::Backlog
+    } else {
+        Round::Idle
+    }
+}
+
+fn extension_exists() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'stripe_sync')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn reload_config() {
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+}

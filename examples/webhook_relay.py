@@ -5,7 +5,7 @@
 
 Stripe POSTs events here; the raw body and the Stripe-Signature header go
 unchanged to stripe_sync.ingest_event(), which checks the signature and
-queues the event. 200 = stored (or already stored), 400 = rejected for good,
+queues the event. 200 = stored (or already stored), 400/413 = rejected for good,
 500 = try again later (Stripe retries). Bodies and signatures are never logged.
 """
 import argparse
@@ -41,7 +41,9 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, str(result))
         except psycopg.Error as err:
             state = getattr(err, "sqlstate", None) or ""
-            if state[:2] in ("22", "28"):  # bad input or bad signature: do not retry
+            if state == "54000":  # over stripe_sync.max_payload_bytes: retrying cannot help
+                self.reply(413, err.diag.message_primary or "payload too large")
+            elif state[:2] in ("22", "28"):  # bad input or bad signature: do not retry
                 self.reply(400, err.diag.message_primary or "rejected")
             else:
                 self.log_message("ingest failed: %s %s", state or "-", type(err).__name__)

@@ -3,7 +3,6 @@
 
 -- Synced data is user data: pg_dump keeps the rows of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('stripe_sync.events', '');
-SELECT pg_catalog.pg_extension_config_dump('stripe_sync.customers', '');
 
 -- Nothing is callable by PUBLIC; grant what a role needs (README, "Security").
 REVOKE ALL ON FUNCTION stripe_sync.ingest_event(text, text) FROM PUBLIC;

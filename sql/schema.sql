@@ -1,6 +1,6 @@
--- stripe_sync schema, part 1 (bootstrap): the event queue, the ordering helpers and
--- the synced tables. Functions written in Rust are created after this file;
--- grants, comments on them and pg_dump registration come last (finalize.sql).
+-- stripe_sync schema, part 1 (bootstrap): the event queue and the ordering helpers.
+-- The synced tables follow (tables.sql), then the functions written in Rust;
+-- grants, views and comments on functions come last (finalize.sql).
 --
 -- Words: an *event* is one Stripe webhook Event; its *object* is `data.object`
 -- (a customer, an invoice, ...). Bookkeeping columns start with `_`.
@@ -71,43 +71,3 @@ RETURN CASE
        END;
 COMMENT ON FUNCTION stripe_sync._event_rank(text) IS
   'Orders events of one object created in the same second: *.created (0) before updates (1) before deletions (2).';
-
-------------------------------------------------------------------------------
--- Synced tables: one per Stripe object type, typed columns named as the Stripe
--- fields, the whole object in data, bookkeeping in _ columns.
-------------------------------------------------------------------------------
-CREATE TABLE stripe_sync.customers (
-    id               text PRIMARY KEY,
-    email            text,
-    name             text,
-    description      text,
-    phone            text,
-    currency         text,
-    balance          bigint,
-    delinquent       boolean,
-    default_source   text,
-    invoice_prefix   text,
-    tax_exempt       text,
-    address          jsonb,
-    metadata         jsonb,
-    livemode         boolean,
-    created          timestamptz,
-    data             jsonb NOT NULL,
-    _account_id      text,
-    _last_event_at   timestamptz,
-    _last_event_type text,
-    _last_event_id   text,
-    _deleted         boolean NOT NULL DEFAULT false,
-    _synced_at       timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX customers_email_idx ON stripe_sync.customers (email);
-
-COMMENT ON TABLE stripe_sync.customers IS 'Stripe customers (cus_...), as last applied from events.';
-COMMENT ON COLUMN stripe_sync.customers.balance IS 'Customer balance in the smallest unit of currency (negative: credit).';
-COMMENT ON COLUMN stripe_sync.customers.data IS 'The whole Stripe object as last applied.';
-COMMENT ON COLUMN stripe_sync.customers._account_id IS 'Connected account (Stripe Connect), NULL for the platform account.';
-COMMENT ON COLUMN stripe_sync.customers._last_event_at IS 'created time of the event that last wrote this row; an older event never overwrites it.';
-COMMENT ON COLUMN stripe_sync.customers._last_event_type IS 'Type of the event that last wrote this row.';
-COMMENT ON COLUMN stripe_sync.customers._last_event_id IS 'Id of the event that last wrote this row.';
-COMMENT ON COLUMN stripe_sync.customers._deleted IS 'The customer was deleted in Stripe; the row is kept as a tombstone that no older event revives.';
-COMMENT ON COLUMN stripe_sync.customers._synced_at IS 'When this row was last written.';

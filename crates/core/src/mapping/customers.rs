@@ -1,67 +1,26 @@
 //! Customers (`object: "customer"`), fields as in Stripe's API reference
 //! (shared/stripe/openapi/resources.json).
 
-use super::{Column, Kind::*, ObjectSpec};
+use super::{Kind::*, ObjectSpec, col};
 
 pub const CUSTOMER: ObjectSpec = ObjectSpec {
     object: "customer",
     table: "customers",
     columns: &[
-        Column {
-            name: "email",
-            kind: Text,
-        },
-        Column {
-            name: "name",
-            kind: Text,
-        },
-        Column {
-            name: "description",
-            kind: Text,
-        },
-        Column {
-            name: "phone",
-            kind: Text,
-        },
-        Column {
-            name: "currency",
-            kind: Text,
-        },
-        Column {
-            name: "balance",
-            kind: BigInt,
-        },
-        Column {
-            name: "delinquent",
-            kind: Bool,
-        },
-        Column {
-            name: "default_source",
-            kind: Ref,
-        },
-        Column {
-            name: "invoice_prefix",
-            kind: Text,
-        },
-        Column {
-            name: "tax_exempt",
-            kind: Text,
-        },
-        Column {
-            name: "address",
-            kind: Jsonb,
-        },
-        Column {
-            name: "metadata",
-            kind: Jsonb,
-        },
-        Column {
-            name: "livemode",
-            kind: Bool,
-        },
-        Column {
-            name: "created",
-            kind: Timestamp,
-        },
+        col("email", Text),
+        col("name", Text),
+        col("description", Text),
+        col("phone", Text),
+        col("currency", Text),
+        col("balance", BigInt),
+        col("delinquent", Bool),
+        col("default_source", Ref),
+        col("invoice_prefix", Text),
+        col("tax_exempt", Text),
+        col("address", Jsonb),
+        col("metadata", Jsonb),
+        col("livemode", Bool),
+        col("created", Timestamp),
     ],
+    children: &[],
 };

@@ -48,6 +48,35 @@ impl Kind {
 pub struct Column {
     pub name: &'static str,
     pub kind: Kind,
+    /// Where the value is in the object: the first path that is not null
+    /// wins. Empty means the top-level field `name`. Several paths cover
+    /// fields that moved between API versions (e.g. an invoice's subscription,
+    /// top-level before 2025-03-31, under `parent.subscription_details` since).
+    pub paths: &'static [&'static [&'static str]],
+}
+
+/// A column read from the top-level field of the same name.
+pub const fn col(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind, paths: &[] }
+}
+
+/// A column read from the first non-null of `paths`.
+pub const fn col_at(name: &'static str, kind: Kind, paths: &'static [&'static [&'static str]]) -> Column {
+    Column { name, kind, paths }
+}
+
+/// A list embedded in a parent object whose elements are rows of their own
+/// table (a subscription's `items`, an invoice's `lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// Table in schema `stripe_sync`, e.g. `subscription_items`.
+    pub table: &'static str,
+    /// Field of the parent holding the list object (`{"data": [...], "has_more": ..}`).
+    pub list: &'static str,
+    /// Column of the child table that holds the parent's id, e.g. `subscription`.
+    pub parent_column: &'static str,
+    /// Typed columns besides `id`, the parent column, `data` and bookkeeping.
+    pub columns: &'static [Column],
 }
 
 /// A mirrored object type.
@@ -59,6 +88,8 @@ pub struct ObjectSpec {
     pub table: &'static str,
     /// Typed columns besides `id`, `data` and the `_` bookkeeping columns.
     pub columns: &'static [Column],
+    /// Embedded lists mirrored as child rows; replaced whenever the parent is written.
+    pub children: &'static [ChildSpec],
 }
 
 /// Every mirrored object type.
@@ -74,16 +105,29 @@ pub fn mirrored_objects() -> Vec<&'static str> {
     SPECS.iter().map(|s| s.object).collect()
 }
 
-/// SQL expression reading `column` from the jsonb object `o`.
-fn read_expr(column: &Column) -> String {
-    let n = column.name;
-    match column.kind {
-        Kind::Text => format!("o->>'{n}'"),
-        Kind::BigInt => format!("(o->>'{n}')::bigint"),
-        Kind::Bool => format!("(o->>'{n}')::boolean"),
-        Kind::Timestamp => format!("to_timestamp((o->>'{n}')::double precision)"),
-        Kind::Jsonb => format!("o->'{n}'"),
-        Kind::Ref => format!("coalesce(o->'{n}'->>'id', o->>'{n}')"),
+/// SQL expression reading `column` from the jsonb object in `src`.
+fn read_expr(column: &Column, src: &str) -> String {
+    let one_path = [column.name];
+    let default: [&[&str]; 1] = [&one_path];
+    let paths: &[&[&str]] = if column.paths.is_empty() { &default } else { column.paths };
+    let reads: Vec<String> = paths.iter().map(|p| read_path(column.kind, src, p)).collect();
+    if reads.len() == 1 { reads.into_iter().next().unwrap_or_default() } else { format!("coalesce({})", reads.join(", ")) }
+}
+
+fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
+    let (json, text) = if path.len() == 1 {
+        (format!("{src}->'{}'", path[0]), format!("{src}->>'{}'", path[0]))
+    } else {
+        let p = path.join(",");
+        (format!("{src}#>'{{{p}}}'"), format!("{src}#>>'{{{p}}}'"))
+    };
+    match kind {
+        Kind::Text => text,
+        Kind::BigInt => format!("({text})::bigint"),
+        Kind::Bool => format!("({text})::boolean"),
+        Kind::Timestamp => format!("to_timestamp(({text})::double precision)"),
+        Kind::Jsonb => json,
+        Kind::Ref => format!("coalesce({json}->>'id', {text})"),
     }
 }
 
@@ -95,7 +139,7 @@ pub fn apply_sql(spec: &ObjectSpec) -> String {
     let table = spec.table;
     let object = spec.object;
     let names: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
-    let reads: Vec<String> = spec.columns.iter().map(read_expr).collect();
+    let reads: Vec<String> = spec.columns.iter().map(|c| read_expr(c, "o")).collect();
     let sets: Vec<String> = names
         .iter()
         .map(|n| format!("{n} = excluded.{n}"))
@@ -121,7 +165,7 @@ pub fn apply_sql(spec: &ObjectSpec) -> String {
            _last_event_id = excluded._last_event_id, _deleted = excluded._deleted,
            _synced_at = excluded._synced_at
      WHERE {newer}
-    RETURNING 1
+    RETURNING t.id, t.data, t._account_id
 ), stubs AS (
     INSERT INTO stripe_sync.{table} AS t
            (id, data, _account_id, _last_event_at, _last_event_type, _last_event_id, _deleted, _synced_at)
@@ -133,12 +177,51 @@ pub fn apply_sql(spec: &ObjectSpec) -> String {
            _last_event_id = excluded._last_event_id, _deleted = true, _synced_at = excluded._synced_at
      WHERE {newer}
     RETURNING 1
-)
+){children}
 SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
+        children = spec.children.iter().enumerate().map(|(i, c)| child_sql(i, c)).collect::<String>(),
         cols = names.join(", "),
         reads = reads.join(", "),
         sets = sets.join(", "),
         newer = NEWER,
+    )
+}
+
+/// CTEs that replace the children of every parent written by `full_objects`:
+/// upsert the listed ones, delete the parent's other rows unless the embedded
+/// list is partial (`has_more`), in which case rows are only added.
+fn child_sql(i: usize, child: &ChildSpec) -> String {
+    let table = child.table;
+    let list = child.list;
+    let parent = child.parent_column;
+    let names: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
+    let reads: Vec<String> = child.columns.iter().map(|c| read_expr(c, "o")).collect();
+    let sets: String = names.iter().map(|n| format!("{n} = excluded.{n}, ")).collect();
+    let (cols, reads) = if names.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("{}, ", names.join(", ")), format!("{}, ", reads.join(", ")))
+    };
+    format!(
+        ", child{i}_upsert AS (
+    INSERT INTO stripe_sync.{table} AS t (id, {parent}, {cols}data, _account_id, _synced_at)
+    SELECT o->>'id', p.id, {reads}o, p._account_id, now()
+      FROM full_objects p
+     CROSS JOIN LATERAL jsonb_array_elements(
+           CASE WHEN jsonb_typeof(p.data->'{list}'->'data') = 'array' THEN p.data->'{list}'->'data' ELSE '[]' END) AS o
+     WHERE o->>'id' IS NOT NULL
+    ON CONFLICT (id) DO UPDATE SET {parent} = excluded.{parent}, {sets}data = excluded.data,
+           _account_id = excluded._account_id, _synced_at = excluded._synced_at
+    RETURNING 1
+), child{i}_delete AS (
+    DELETE FROM stripe_sync.{table} x
+     USING full_objects p
+     WHERE x.{parent} = p.id
+       AND jsonb_typeof(p.data->'{list}'->'data') = 'array'
+       AND NOT coalesce((p.data->'{list}'->>'has_more')::boolean, false)
+       AND x.id <> ALL (ARRAY(SELECT e->>'id' FROM jsonb_array_elements(p.data->'{list}'->'data') AS e))
+    RETURNING 1
+)"
     )
 }
 
@@ -184,7 +267,7 @@ mod tests {
 
     #[test]
     fn read_expressions_by_kind() {
-        let c = |name, kind| read_expr(&Column { name, kind });
+        let c = |name, kind| read_expr(&col(name, kind), "o");
         assert_eq!(c("email", Kind::Text), "o->>'email'");
         assert_eq!(c("balance", Kind::BigInt), "(o->>'balance')::bigint");
         assert_eq!(c("livemode", Kind::Bool), "(o->>'livemode')::boolean");
@@ -197,6 +280,30 @@ mod tests {
             c("customer", Kind::Ref),
             "coalesce(o->'customer'->>'id', o->>'customer')"
         );
+        let moved = col_at(
+            "subscription",
+            Kind::Ref,
+            &[&["parent", "subscription_details", "subscription"], &["subscription"]],
+        );
+        assert_eq!(
+            read_expr(&moved, "o"),
+            "coalesce(coalesce(o#>'{parent,subscription_details,subscription}'->>'id', \
+             o#>>'{parent,subscription_details,subscription}'), coalesce(o->'subscription'->>'id', o->>'subscription'))"
+        );
+    }
+
+    #[test]
+    fn children_are_replaced_unless_the_list_is_partial() {
+        let children: Vec<_> = SPECS.iter().filter(|s| !s.children.is_empty()).collect();
+        for spec in &children {
+            let sql = apply_sql(spec);
+            for child in spec.children {
+                assert!(sql.contains(&format!("INSERT INTO stripe_sync.{} AS t", child.table)));
+                assert!(sql.contains(&format!("DELETE FROM stripe_sync.{} x", child.table)));
+                let partial = format!("NOT coalesce((p.data->'{}'->>'has_more')::boolean, false)", child.list);
+                assert!(sql.contains(&partial));
+            }
+        }
     }
 
     #[test]

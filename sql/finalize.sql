@@ -21,13 +21,27 @@ CREATE VIEW stripe_sync.status AS
 SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
        (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
        (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
-       (SELECT count(*) FROM stripe_sync.events
-         WHERE processed_at > now() - interval '1 minute' AND status = 'processed') AS applied_last_minute,
-       (SELECT count(*) FROM stripe_sync.events
-         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS applied_last_hour,
+       recent.applied_last_minute,
+       recent.applied_last_hour,
+       recent.other_api_version_last_hour,
        w.pid AS worker_pid,
        w.last_heartbeat AS worker_heartbeat
-  FROM (SELECT 1) AS one
+  FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
+               count(*) AS applied_last_hour,
+               count(*) FILTER (WHERE api_version IS DISTINCT FROM
+                                      pg_catalog.current_setting('stripe_sync.api_version')) AS other_api_version_last_hour
+          FROM stripe_sync.events
+         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
   LEFT JOIN stripe_sync.worker_status() AS w ON true;
 COMMENT ON VIEW stripe_sync.status IS
-  'Health at a glance: queue depth and age, failures, recent throughput, and the worker (NULL pid: no worker running).';
+  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), and the worker (NULL pid: no worker running).';
+
+REVOKE ALL ON FUNCTION stripe_sync.retry_failed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.replay_event(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.purge_events(interval) FROM PUBLIC;
+COMMENT ON FUNCTION stripe_sync.retry_failed() IS
+  'Puts every failed event back in the queue, due now, with a fresh attempt budget. Returns how many.';
+COMMENT ON FUNCTION stripe_sync.replay_event(text) IS
+  'Applies one event again, whatever its status (error P0002 if the id is unknown). An old event changes nothing newer: the ordering rule still holds.';
+COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
+  'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention); never pending or failed ones. Returns how many. The worker runs it hourly.';

@@ -28,6 +28,7 @@ CREATE TABLE stripe_sync.events (
 -- Only claimable rows are indexed: the index stays small however long the log grows.
 CREATE INDEX events_pending_idx ON stripe_sync.events (created, id) WHERE status = 'pending';
 CREATE INDEX events_object_idx ON stripe_sync.events (object_id);
+CREATE INDEX events_failed_idx ON stripe_sync.events (received_at) WHERE status = 'failed';
 -- Throughput in the status view, and the retention purge.
 CREATE INDEX events_processed_at_idx ON stripe_sync.events (processed_at) WHERE processed_at IS NOT NULL;
 
@@ -71,3 +72,20 @@ RETURN CASE
        END;
 COMMENT ON FUNCTION stripe_sync._event_rank(text) IS
   'Orders events of one object created in the same second: *.created (0) before updates (1) before deletions (2).';
+
+------------------------------------------------------------------------------
+-- Money
+------------------------------------------------------------------------------
+CREATE FUNCTION stripe_sync.amount_decimal(amount bigint, currency text) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    -- Zero-decimal and three-decimal currencies as listed by Stripe
+    -- (https://docs.stripe.com/currencies, "Zero-decimal" and "Three-decimal").
+    -- ISK, HUF and TWD are special cases there, but API amounts still carry two decimals.
+    WHEN lower(currency) IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg',
+                             'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN amount::numeric
+    WHEN lower(currency) IN ('bhd', 'jod', 'kwd', 'omr', 'tnd') THEN round(amount / 1000::numeric, 3)
+    ELSE round(amount / 100::numeric, 2)
+  END;
+COMMENT ON FUNCTION stripe_sync.amount_decimal(bigint, text) IS
+  'An amount in the smallest currency unit (as Stripe sends it) as a decimal in the currency: 1999 usd -> 19.99, 500 jpy -> 500, 1234 kwd -> 1.234.';

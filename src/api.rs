@@ -1,7 +1,7 @@
 //! The SQL functions of schema stripe_sync, kept thin: check arguments, call
 //! the module that does the work, map errors to SQLSTATEs.
 
-use crate::{drain, errors, ingest};
+use crate::{config, drain, errors, ingest, queue, shmem};
 use pgrx::prelude::*;
 
 /// `stripe_sync.ingest_event(payload, signature)`: see sql/finalize.sql.
@@ -36,10 +36,7 @@ fn process_pending(max_events: default!(Option<i32>, "NULL")) -> i32 {
 #[pg_extern(stable, parallel_safe)]
 fn worker_status() -> TableIterator<
     'static,
-    (
-        name!(pid, i32),
-        name!(last_heartbeat, Option<pgrx::datum::TimestampWithTimeZone>),
-    ),
+    (name!(pid, i32), name!(last_heartbeat, Option<pgrx::datum::TimestampWithTimeZone>)),
 > {
     let row = crate::shmem::worker_info().map(|(pid, heartbeat_ms)| {
         let at = (heartbeat_ms > 0)
@@ -54,4 +51,38 @@ fn worker_status() -> TableIterator<
 fn unix_ms_to_pg(ms: i64) -> i64 {
     const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
     ms * 1000 - PG_EPOCH_OFFSET_US
+}
+
+/// `stripe_sync.retry_failed()`: every failed event back in the queue with a
+/// fresh attempt budget; returns how many.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retry_failed() -> i64 {
+    let n = queue::requeue(None).len();
+    if n > 0 {
+        shmem::wake_worker_after_commit();
+    }
+    n as i64
+}
+
+/// `stripe_sync.replay_event(id)`: one event applied again, whatever its status.
+/// The ordering rule still holds: a replayed old event changes nothing newer.
+#[pg_extern(volatile, parallel_unsafe)]
+fn replay_event(id: &str) -> &'static str {
+    if queue::requeue(Some(id)).is_empty() {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("no event \"{id}\" in stripe_sync.events"),
+            "replay_event() replays events that were ingested; catch_up() fetches missing ones from Stripe"
+        );
+    }
+    shmem::wake_worker_after_commit();
+    "queued"
+}
+
+/// `stripe_sync.purge_events(older_than)`: deletes processed and skipped events
+/// handled longer ago than `older_than` (default stripe_sync.event_retention).
+#[pg_extern(volatile, parallel_unsafe)]
+fn purge_events(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
+    queue::purge(older_than.unwrap_or_else(config::event_retention))
 }

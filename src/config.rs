@@ -23,6 +23,9 @@ static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
 static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static API_VERSION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"2026-07-29.dahlia"));
+static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 
 const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
 
@@ -103,6 +106,21 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );
+    string(
+        c"stripe_sync.api_version",
+        c"Stripe API version the mapping is written for; sent as Stripe-Version, and events of other versions are counted in stripe_sync.status.",
+        &API_VERSION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.event_retention",
+        c"Processed and skipped events older than this are purged (hourly by the worker, or by purge_events()).",
+        &EVENT_RETENTION,
+        (1, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
 }
 
 fn string(
@@ -123,23 +141,11 @@ fn int(
     context: GucContext,
     flags: GucFlags,
 ) {
-    GucRegistry::define_int_guc(
-        name,
-        description,
-        description,
-        setting,
-        min,
-        max,
-        context,
-        flags,
-    );
+    GucRegistry::define_int_guc(name, description, description, setting, min, max, context, flags);
 }
 
 fn text(setting: &GucSetting<Option<CString>>) -> String {
-    setting
-        .get()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The configured webhook secrets, comma-separated (may be empty).
@@ -173,4 +179,12 @@ pub fn max_attempts() -> i32 {
 
 pub fn retry_base_delay() -> Duration {
     Duration::from_millis(RETRY_BASE_DELAY.get() as u64)
+}
+
+pub fn api_version() -> String {
+    text(&API_VERSION)
+}
+
+pub fn event_retention() -> pgrx::datum::Interval {
+    pgrx::datum::Interval::from_minutes(EVENT_RETENTION.get())
 }

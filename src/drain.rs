@@ -3,7 +3,7 @@
 //! subtransaction, so a poison event is marked failed and the rest still
 //! apply. The worker and `process_pending()` both call [`run_batch`].
 
-use crate::{apply, config, queue, subxact};
+use crate::{apply, config, notify, queue, subxact};
 use pgrx::prelude::*;
 use std::hash::{BuildHasher, RandomState};
 use stripe_sync_core::backoff::Backoff;
@@ -24,53 +24,44 @@ pub fn run_batch(limit: usize) -> BatchOutcome {
     }
     let mirrored = apply::mirrored_objects();
     let all: Vec<&queue::Claimed> = claimed.iter().collect();
-    if subxact::run(|| apply_and_mark(&all, &mirrored)).is_ok() {
-        return BatchOutcome {
-            claimed: claimed.len(),
-            failed: 0,
-        };
+    if let Ok(applied) = subxact::run(|| apply_and_mark(&all, &mirrored)) {
+        notify::batch_applied(&applied);
+        return BatchOutcome { claimed: claimed.len(), failed: 0 };
     }
     // Isolate: every event alone. Only the bad ones fail.
     let mut failed = 0;
+    let mut applied = Vec::with_capacity(claimed.len());
     for event in &claimed {
-        if let Err(f) = subxact::run(|| apply_and_mark(&[event], &mirrored)) {
-            failed += 1;
-            record_failure(event, &f);
+        match subxact::run(|| apply_and_mark(&[event], &mirrored)) {
+            Ok(done) => applied.extend(done),
+            Err(f) => {
+                failed += 1;
+                record_failure(event, &f);
+            }
         }
     }
-    BatchOutcome {
-        claimed: claimed.len(),
-        failed,
-    }
+    notify::batch_applied(&applied);
+    BatchOutcome { claimed: claimed.len(), failed }
 }
 
-fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) {
+fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) -> Vec<notify::Applied> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let mut types: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e.object_type.as_deref())
-        .collect();
+    let mut types: Vec<&str> = events.iter().filter_map(|e| e.object_type.as_deref()).collect();
     types.sort_unstable();
     types.dedup();
     apply::apply(&ids, &types);
-    queue::mark_done(&ids, mirrored);
+    queue::mark_done(&ids, mirrored)
 }
 
 fn record_failure(event: &queue::Claimed, failure: &subxact::Failure) {
     let max = config::max_attempts();
-    let policy = Backoff {
-        base: config::retry_base_delay(),
-        cap: std::time::Duration::from_secs(3600),
-    };
+    let policy =
+        Backoff { base: config::retry_base_delay(), cap: std::time::Duration::from_secs(3600) };
     let delay = policy.delay(event.attempts as u32, random_unit());
     let error = format!("{} (SQLSTATE {})", failure.message, failure.sqlstate);
     queue::mark_failed(&event.id, &error, delay, max);
     // The message may quote object data: it goes to the table, not to the log.
-    let what = if event.attempts >= max {
-        "gave up on"
-    } else {
-        "will retry"
-    };
+    let what = if event.attempts >= max { "gave up on" } else { "will retry" };
     pgrx::warning!(
         "stripe_sync: {what} event {} after attempt {} of {max} (SQLSTATE {}); see stripe_sync.events.last_error",
         event.id,

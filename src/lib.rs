@@ -10,6 +10,7 @@ mod config;
 mod drain;
 mod errors;
 mod ingest;
+mod notify;
 mod queue;
 mod shmem;
 mod subxact;

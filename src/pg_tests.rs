@@ -62,9 +62,7 @@ mod tests {
     }
 
     fn process() -> i32 {
-        Spi::get_one::<i32>("SELECT stripe_sync.process_pending()")
-            .unwrap()
-            .unwrap()
+        Spi::get_one::<i32>("SELECT stripe_sync.process_pending()").unwrap().unwrap()
     }
 
     /// Runs `sql` expecting an ERROR; returns it.
@@ -81,23 +79,14 @@ mod tests {
     }
 
     fn ingest_error(payload: &str, header: &str) -> Failure {
-        error_of(
-            "SELECT stripe_sync.ingest_event($1, $2)",
-            vec![payload.into(), header.into()],
-        )
+        error_of("SELECT stripe_sync.ingest_event($1, $2)", vec![payload.into(), header.into()])
     }
 
     // ---------------------------------------------------------------- ingest
 
     #[pg_test]
     fn a_valid_delivery_is_queued_once_then_duplicate() {
-        let p = customer_event(
-            "evt_q1",
-            "customer.created",
-            now(),
-            "cus_q1",
-            "a@example.com",
-        );
+        let p = customer_event("evt_q1", "customer.created", now(), "cus_q1", "a@example.com");
         assert_eq!(ingest_signed(&p), "queued");
         assert_eq!(ingest_signed(&p), "duplicate");
         assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 1);
@@ -113,64 +102,22 @@ mod tests {
 
     #[pg_test]
     fn the_old_secret_of_a_rotation_is_accepted() {
-        let p = customer_event(
-            "evt_rot",
-            "customer.created",
-            now(),
-            "cus_rot",
-            "r@example.com",
-        );
+        let p = customer_event("evt_rot", "customer.created", now(), "cus_rot", "r@example.com");
         assert_eq!(ingest(&p, &header(&p, "whsec_pgtest_old", now())), "queued");
     }
 
     #[pg_test]
     fn every_bad_delivery_has_its_sqlstate_and_stores_nothing() {
-        let p = customer_event(
-            "evt_bad",
-            "customer.created",
-            now(),
-            "cus_bad",
-            "b@example.com",
-        );
+        let p = customer_event("evt_bad", "customer.created", now(), "cus_bad", "b@example.com");
         let good = header(&p, SECRET, now());
         let cases: Vec<(String, String, &str, &str)> = vec![
-            (
-                p.clone(),
-                String::new(),
-                "22P02",
-                "missing Stripe-Signature header",
-            ),
-            (
-                p.clone(),
-                "garbage".into(),
-                "22P02",
-                "malformed Stripe-Signature header",
-            ),
-            (
-                p.clone(),
-                header(&p, "whsec_forger", now()),
-                "28000",
-                "no signature",
-            ),
+            (p.clone(), String::new(), "22P02", "missing Stripe-Signature header"),
+            (p.clone(), "garbage".into(), "22P02", "malformed Stripe-Signature header"),
+            (p.clone(), header(&p, "whsec_forger", now()), "28000", "no signature"),
             (format!("{p} "), good.clone(), "28000", "no signature"),
-            (
-                p.clone(),
-                header(&p, SECRET, now() - 301),
-                "22008",
-                "outside the tolerance",
-            ),
-            (
-                p.clone(),
-                header(&p, SECRET, now() + 400),
-                "22008",
-                "outside the tolerance",
-            ),
-            (
-                "{not json".into(),
-                header("{not json", SECRET, now()),
-                "22032",
-                "not valid JSON",
-            ),
+            (p.clone(), header(&p, SECRET, now() - 301), "22008", "outside the tolerance"),
+            (p.clone(), header(&p, SECRET, now() + 400), "22008", "outside the tolerance"),
+            ("{not json".into(), header("{not json", SECRET, now()), "22032", "not valid JSON"),
             (
                 r#"{"id":"cus_1","type":"x","created":1,"data":{"object":{}}}"#.into(),
                 header(
@@ -186,11 +133,7 @@ mod tests {
             let f = ingest_error(&payload, &hdr);
             assert_eq!(f.sqlstate, sqlstate, "{}", f.message);
             assert!(f.message.contains(words), "{}", f.message);
-            assert!(
-                !f.message.contains(SECRET) && !f.message.contains("cus_bad"),
-                "{}",
-                f.message
-            );
+            assert!(!f.message.contains(SECRET) && !f.message.contains("cus_bad"), "{}", f.message);
         }
         assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 0);
     }
@@ -208,40 +151,21 @@ mod tests {
     #[pg_test]
     fn an_oversized_body_is_refused_before_anything_else() {
         Spi::run("SET stripe_sync.max_payload_bytes = 1024").unwrap();
-        let big = customer_event(
-            "evt_big",
-            "customer.created",
-            now(),
-            "cus_big",
-            &"x".repeat(2000),
-        );
+        let big =
+            customer_event("evt_big", "customer.created", now(), "cus_big", &"x".repeat(2000));
         let f = ingest_error(&big, "not even a header");
         assert_eq!(f.sqlstate, "54000");
-        assert!(
-            f.message.contains("over the limit of 1024 bytes"),
-            "{}",
-            f.message
-        );
+        assert!(f.message.contains("over the limit of 1024 bytes"), "{}", f.message);
         assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 0);
     }
 
     #[pg_test]
     fn no_configured_secret_is_its_own_error() {
         Spi::run("SET stripe_sync.webhook_secret = ''").unwrap();
-        let p = customer_event(
-            "evt_ns",
-            "customer.created",
-            now(),
-            "cus_ns",
-            "n@example.com",
-        );
+        let p = customer_event("evt_ns", "customer.created", now(), "cus_ns", "n@example.com");
         let f = ingest_error(&p, &header(&p, SECRET, now()));
         assert_eq!(f.sqlstate, "55000");
-        assert!(
-            f.message.contains("no webhook signing secret"),
-            "{}",
-            f.message
-        );
+        assert!(f.message.contains("no webhook signing secret"), "{}", f.message);
     }
 
     // ----------------------------------------------------------------- apply
@@ -298,10 +222,7 @@ mod tests {
             Some("new@example.com")
         );
         // Both events were handled: the older one is processed, and changed nothing.
-        assert_eq!(
-            count("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'"),
-            2
-        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'"), 2);
     }
 
     #[pg_test]
@@ -363,13 +284,7 @@ mod tests {
     #[pg_test]
     fn a_deletion_is_a_tombstone_that_no_late_event_revives() {
         let t = now() - 100;
-        ingest_signed(&customer_event(
-            "evt_d1",
-            "customer.created",
-            t,
-            "cus_d",
-            "d@example.com",
-        ));
+        ingest_signed(&customer_event("evt_d1", "customer.created", t, "cus_d", "d@example.com"));
         ingest_signed(&customer_event(
             "evt_d2",
             "customer.deleted",
@@ -463,10 +378,7 @@ mod tests {
             count("SELECT count(*) FROM stripe_sync.customers WHERE id IN ('cus_ok1', 'cus_ok2')"),
             2
         );
-        assert_eq!(
-            count("SELECT count(*) FROM stripe_sync.customers WHERE id = 'cus_poison'"),
-            0
-        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.customers WHERE id = 'cus_poison'"), 0);
         let row = text(
             "SELECT concat_ws('|', status, attempts, last_error LIKE '%bigint%SQLSTATE 22P02%') FROM stripe_sync.events WHERE id = 'evt_poison'",
         );
@@ -513,14 +425,8 @@ mod tests {
                 "m@example.com",
             ));
         }
-        assert_eq!(
-            Spi::get_one::<i32>("SELECT stripe_sync.process_pending(3)").unwrap(),
-            Some(3)
-        );
-        assert_eq!(
-            count("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'"),
-            2
-        );
+        assert_eq!(Spi::get_one::<i32>("SELECT stripe_sync.process_pending(3)").unwrap(), Some(3));
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'"), 2);
         assert_eq!(process(), 2);
         let f = error_of("SELECT stripe_sync.process_pending(-1)", vec![]);
         assert_eq!(f.sqlstate, "22023");
@@ -580,13 +486,7 @@ mod tests {
                     &[spec.table.into(), col.name.into()],
                 )
                 .unwrap();
-                assert_eq!(
-                    t.as_deref(),
-                    Some(col.kind.sql_type()),
-                    "{}.{}",
-                    spec.table,
-                    col.name
-                );
+                assert_eq!(t.as_deref(), Some(col.kind.sql_type()), "{}.{}", spec.table, col.name);
             }
             for col in [
                 "id",
@@ -606,6 +506,88 @@ mod tests {
                 assert_eq!(n, Some(1), "{}.{col}", spec.table);
             }
         }
+    }
+
+    #[pg_test]
+    fn retry_failed_and_replay_event_requeue_with_a_fresh_budget() {
+        Spi::run("SET stripe_sync.max_attempts = 1").unwrap();
+        ingest_signed(&poison("evt_rf", "cus_rf"));
+        process();
+        assert_eq!(
+            text("SELECT status FROM stripe_sync.events WHERE id = 'evt_rf'").as_deref(),
+            Some("failed")
+        );
+        // Fix the data (as an operator would after a bug fix), then retry.
+        Spi::run(
+            "UPDATE stripe_sync.events SET data = jsonb_set(data, '{data,object,balance}', '7') WHERE id = 'evt_rf'",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT stripe_sync.retry_failed()").unwrap(), Some(1));
+        assert_eq!(text("SELECT concat_ws('|', status, attempts) FROM stripe_sync.events WHERE id = 'evt_rf'").as_deref(), Some("pending|0"));
+        assert_eq!(process(), 1);
+        assert_eq!(count("SELECT balance FROM stripe_sync.customers WHERE id = 'cus_rf'"), 7);
+        assert_eq!(Spi::get_one::<i64>("SELECT stripe_sync.retry_failed()").unwrap(), Some(0));
+
+        // Replay a processed event: applied again, and it changes nothing newer.
+        ingest_signed(&customer_event(
+            "evt_rp_new",
+            "customer.updated",
+            now() + 1,
+            "cus_rf",
+            "newer@example.com",
+        ));
+        process();
+        assert_eq!(text("SELECT stripe_sync.replay_event('evt_rf')").as_deref(), Some("queued"));
+        assert_eq!(process(), 1);
+        let row = text(
+            "SELECT concat_ws('|', email, _last_event_id) FROM stripe_sync.customers WHERE id = 'cus_rf'",
+        );
+        assert_eq!(row.as_deref(), Some("newer@example.com|evt_rp_new"));
+        let f = error_of("SELECT stripe_sync.replay_event('evt_nope')", vec![]);
+        assert_eq!(f.sqlstate, "P0002");
+        assert!(f.message.contains("evt_nope"), "{}", f.message);
+    }
+
+    #[pg_test]
+    fn purge_events_keeps_pending_and_failed() {
+        Spi::run("SET stripe_sync.max_attempts = 1").unwrap();
+        ingest_signed(&customer_event(
+            "evt_pg1",
+            "customer.created",
+            now() - 9,
+            "cus_pg1",
+            "a@example.com",
+        ));
+        ingest_signed(&poison("evt_pg2", "cus_pg2"));
+        process();
+        ingest_signed(&customer_event(
+            "evt_pg3",
+            "customer.created",
+            now() - 8,
+            "cus_pg3",
+            "c@example.com",
+        ));
+        Spi::run("UPDATE stripe_sync.events SET processed_at = now() - interval '40 days' WHERE id IN ('evt_pg1', 'evt_pg2')").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT stripe_sync.purge_events()").unwrap(), Some(1));
+        let left =
+            text("SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM stripe_sync.events");
+        assert_eq!(left.as_deref(), Some("evt_pg2:failed,evt_pg3:pending"));
+        // The mirrored row is not touched by a purge.
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.customers WHERE id = 'cus_pg1'"), 1);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT stripe_sync.purge_events('1 second')").unwrap(),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn amount_decimal_honours_currency_exponents() {
+        let v = text(
+            "SELECT concat_ws('|', stripe_sync.amount_decimal(1999, 'usd'), stripe_sync.amount_decimal(500, 'JPY'),
+                    stripe_sync.amount_decimal(1234, 'kwd'), stripe_sync.amount_decimal(-250, 'eur'),
+                    stripe_sync.amount_decimal(NULL, 'usd') IS NULL)",
+        );
+        assert_eq!(v.as_deref(), Some("19.99|500|1.234|-2.50|t"));
     }
 
     // -------------------------------------------------------------- security
@@ -647,13 +629,8 @@ mod tests {
         Spi::run("CREATE ROLE stripe_sync_hook").unwrap();
         Spi::run("GRANT USAGE ON SCHEMA stripe_sync TO stripe_sync_hook").unwrap();
         Spi::run("SET ROLE stripe_sync_hook").unwrap();
-        let p = customer_event(
-            "evt_role",
-            "customer.created",
-            now(),
-            "cus_role",
-            "role@example.com",
-        );
+        let p =
+            customer_event("evt_role", "customer.created", now(), "cus_role", "role@example.com");
         let f = ingest_error(&p, &header(&p, SECRET, now()));
         assert_eq!(f.sqlstate, "42501", "{}", f.message);
         Spi::run("RESET ROLE").unwrap();
@@ -668,10 +645,7 @@ mod tests {
         let f = error_of("SELECT stripe_sync.process_pending()", vec![]);
         assert_eq!(f.sqlstate, "42501");
         Spi::run("RESET ROLE").unwrap();
-        assert_eq!(
-            count("SELECT count(*) FROM stripe_sync.events WHERE id = 'evt_role'"),
-            1
-        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events WHERE id = 'evt_role'"), 1);
     }
 
     // ---------------------------------------------------------------- worker

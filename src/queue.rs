@@ -1,6 +1,7 @@
 //! The events table as a queue: insert once, claim a batch, mark events done or
 //! failed. No HTTP and no apply logic here.
 
+use crate::notify::Applied;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use stripe_sync_core::event::EventMeta;
@@ -9,6 +10,8 @@ const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
 const CLAIM_BATCH: &str = include_str!("../sql/queries/claim_batch.sql");
 const MARK_DONE: &str = include_str!("../sql/queries/mark_done.sql");
 const MARK_FAILED: &str = include_str!("../sql/queries/mark_failed.sql");
+const REQUEUE: &str = include_str!("../sql/queries/requeue.sql");
+const PURGE: &str = include_str!("../sql/queries/purge.sql");
 
 /// An event claimed for this batch.
 #[derive(Debug, Clone)]
@@ -31,9 +34,8 @@ pub fn insert(meta: &EventMeta, payload: &str) -> bool {
         meta.api_version.as_deref().into(),
     ];
     Spi::connect_mut(|client| {
-        let rows = client
-            .update(INSERT_EVENT, None, &args)
-            .expect("insert into stripe_sync.events");
+        let rows =
+            client.update(INSERT_EVENT, None, &args).expect("insert into stripe_sync.events");
         !rows.is_empty()
     })
 }
@@ -54,28 +56,50 @@ pub fn claim(limit: usize) -> Vec<Claimed> {
     })
 }
 
-/// Marks applied events: processed when their object type is in `mirrored`, else skipped.
-pub fn mark_done(ids: &[&str], mirrored: &[&str]) {
+/// Marks applied events: processed when their object type is in `mirrored`,
+/// else skipped. Returns them for NOTIFY.
+pub fn mark_done(ids: &[&str], mirrored: &[&str]) -> Vec<Applied> {
     let args: [DatumWithOid; 2] = [ids.to_vec().into(), mirrored.to_vec().into()];
     Spi::connect_mut(|client| {
+        let rows = client.update(MARK_DONE, None, &args).expect("mark events done");
+        rows.map(|row| Applied {
+            id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+            event_type: row.get::<String>(2).ok().flatten().unwrap_or_default(),
+            status: row.get::<String>(3).ok().flatten().unwrap_or_default(),
+        })
+        .collect()
+    })
+}
+
+/// Makes events due again with a fresh attempt budget: every failed one
+/// (`id` None) or the one given. Returns their ids.
+pub fn requeue(id: Option<&str>) -> Vec<String> {
+    Spi::connect_mut(|client| {
+        let rows = client.update(REQUEUE, None, &[id.into()]).expect("requeue events");
+        rows.filter_map(|row| row.get::<String>(1).ok().flatten()).collect()
+    })
+}
+
+/// Deletes processed and skipped events handled longer than `retention` ago.
+/// Returns how many.
+pub fn purge(retention: pgrx::datum::Interval) -> i64 {
+    Spi::connect_mut(|client| {
         client
-            .update(MARK_DONE, None, &args)
-            .expect("mark events done");
-    });
+            .update(PURGE, None, &[retention.into()])
+            .expect("purge events")
+            .first()
+            .get_one::<i64>()
+            .expect("purge count")
+            .unwrap_or(0)
+    })
 }
 
 /// Records a failed attempt: the event is retried after `retry_in`, or left
 /// `failed` once it has used `max_attempts`.
 pub fn mark_failed(id: &str, error: &str, retry_in: std::time::Duration, max_attempts: i32) {
-    let args: [DatumWithOid; 4] = [
-        id.into(),
-        error.into(),
-        (retry_in.as_millis() as f64).into(),
-        max_attempts.into(),
-    ];
+    let args: [DatumWithOid; 4] =
+        [id.into(), error.into(), (retry_in.as_millis() as f64).into(), max_attempts.into()];
     Spi::connect_mut(|client| {
-        client
-            .update(MARK_FAILED, None, &args)
-            .expect("mark an event failed");
+        client.update(MARK_FAILED, None, &args).expect("mark an event failed");
     });
 }

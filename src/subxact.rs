@@ -21,9 +21,7 @@ pub fn run<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, Failu
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
     }
-    let result = PgTryBuilder::new(|| Ok(f()))
-        .catch_others(|e| Err(failure(e)))
-        .execute();
+    let result = PgTryBuilder::new(|| Ok(f())).catch_others(|e| Err(failure(e))).execute();
     unsafe {
         match result {
             Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
@@ -37,10 +35,9 @@ pub fn run<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, Failu
 
 fn failure(e: CaughtError) -> Failure {
     match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => Failure {
-            sqlstate: sqlstate_text(r.sql_error_code()),
-            message: r.message().to_owned(),
-        },
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+            Failure { sqlstate: sqlstate_text(r.sql_error_code()), message: r.message().to_owned() }
+        }
         CaughtError::RustPanic { ereport, .. } => Failure {
             sqlstate: sqlstate_text(ereport.sql_error_code()),
             message: ereport.message().to_owned(),
@@ -51,7 +48,5 @@ fn failure(e: CaughtError) -> Failure {
 /// The five-character SQLSTATE of a code (PostgreSQL packs it six bits a character).
 pub fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
     let packed = code as isize;
-    (0..5)
-        .map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char)
-        .collect()
+    (0..5).map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }

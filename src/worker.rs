@@ -2,7 +2,7 @@
 //! `stripe_sync.poll_interval`), drains due events in bounded rounds of
 //! batches, one transaction per batch. Nothing else lives here.
 
-use crate::{config, drain, shmem, subxact};
+use crate::{config, drain, queue, shmem, subxact};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -40,14 +40,12 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     // A SIGHUP sent before the handler existed was lost: read the files once now.
     reload_config();
     shmem::worker_started();
-    log!(
-        "stripe_sync worker started on database \"{}\"",
-        config::worker_database()
-    );
+    log!("stripe_sync worker started on database \"{}\"", config::worker_database());
 
     let mut round = Round::Backlog;
     let mut failures: u32 = 0;
     let mut extension_seen = false;
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
         let sleep = match round {
             Round::Backlog => Duration::ZERO,
@@ -63,6 +61,10 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             reload_config();
         }
         shmem::heartbeat();
+        if extension_seen && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            purge();
+        }
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
             Ok(r) => {
@@ -73,10 +75,7 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             Err(f) => {
                 failures += 1;
                 extension_seen = false;
-                warning!(
-                    "stripe_sync worker: a round failed (SQLSTATE {}), retrying",
-                    f.sqlstate
-                );
+                warning!("stripe_sync worker: a round failed (SQLSTATE {}), retrying", f.sqlstate);
                 Round::Wait
             }
         };
@@ -93,10 +92,21 @@ fn drain_round(extension_seen: bool) -> Round {
     }
     let limit = config::batch_size();
     let outcome = drain::run_batch(limit);
-    if outcome.claimed == limit {
-        Round::Backlog
-    } else {
-        Round::Idle
+    if outcome.claimed == limit { Round::Backlog } else { Round::Idle }
+}
+
+/// How often the worker deletes events past stripe_sync.event_retention.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+fn purge() {
+    let outcome =
+        BackgroundWorker::transaction(|| subxact::run(|| queue::purge(config::event_retention())));
+    match outcome {
+        Ok(n) if n > 0 => {
+            log!("stripe_sync worker: purged {n} events past stripe_sync.event_retention")
+        }
+        Ok(_) => {}
+        Err(f) => warning!("stripe_sync worker: purging events failed (SQLSTATE {})", f.sqlstate),
     }
 }
 

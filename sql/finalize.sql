@@ -3,6 +3,8 @@
 
 -- Synced data is user data: pg_dump keeps the rows of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('stripe_sync.events', '');
+SELECT pg_catalog.pg_extension_config_dump('stripe_sync.sync_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('stripe_sync.sync_cursors', '');
 
 -- Nothing is callable by PUBLIC; grant what a role needs (README, "Security").
 REVOKE ALL ON FUNCTION stripe_sync.ingest_event(text, text) FROM PUBLIC;
@@ -45,3 +47,13 @@ COMMENT ON FUNCTION stripe_sync.replay_event(text) IS
   'Applies one event again, whatever its status (error P0002 if the id is unknown). An old event changes nothing newer: the ordering rule still holds.';
 COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
   'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention); never pending or failed ones. Returns how many. The worker runs it hourly.';
+
+REVOKE ALL ON FUNCTION stripe_sync.sync_object(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.backfill(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.catch_up() FROM PUBLIC;
+COMMENT ON FUNCTION stripe_sync.sync_object(text) IS
+  'Refetches one object from the Stripe API by id (its prefix names the type: cus_, sub_, in_, ch_, pi_, prod_, price_, ...), applies it like an event of the time of the fetch, and returns its table.';
+COMMENT ON FUNCTION stripe_sync.backfill(text, timestamptz) IS
+  'Lists one object type (or ''all'', in dependency order) from the Stripe API, 100 per page, every status, and applies every object. Runs in a job worker that commits page by page; this call waits, prints NOTICE progress and returns the count. Resumable: an interrupted run continues at its cursor. Incremental: after a completed run only objects created since are listed (created_after overrides; ''epoch'' forces a full run). A full run marks deleted the rows the API no longer has. Runs are recorded in stripe_sync.sync_runs.';
+COMMENT ON FUNCTION stripe_sync.catch_up() IS
+  'Lists /v1/events since the newest event stored (Stripe keeps 30 days) and queues those missing, as if delivered; returns how many were new. Warns when the newest event stored is older than the window.';

@@ -51,16 +51,17 @@ COMMENT ON COLUMN stripe_sync.events.account IS 'Connected account (Stripe Conne
 ------------------------------------------------------------------------------
 CREATE FUNCTION stripe_sync._is_deletion(event_type text, object jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (event_type LIKE '%.deleted' AND event_type <> 'customer.subscription.deleted')
+RETURN coalesce(event_type LIKE '%.deleted' AND event_type <> 'customer.subscription.deleted', false)
        OR coalesce(object->>'deleted' = 'true', false);
 COMMENT ON FUNCTION stripe_sync._is_deletion(text, jsonb) IS
   'True when the event removes its object: a *.deleted event (but customer.subscription.deleted, which only cancels) or a deleted stub.';
 
 CREATE FUNCTION stripe_sync._is_stub(object jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN coalesce(object->>'deleted' = 'true', false);
+RETURN coalesce(object->>'deleted' = 'true', false)
+       AND object - 'id' - 'object' - 'deleted' = '{}'::jsonb;
 COMMENT ON FUNCTION stripe_sync._is_stub(jsonb) IS
-  'True for a deleted stub {"id", "object", "deleted": true}: it marks the row deleted and overwrites none of its columns.';
+  'True for a deleted stub, exactly {"id", "object", "deleted": true}: it marks the row deleted and overwrites none of its columns. A full object that says deleted is applied whole, and marked deleted.';
 
 CREATE FUNCTION stripe_sync._event_rank(event_type text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -89,3 +90,60 @@ RETURN CASE
   END;
 COMMENT ON FUNCTION stripe_sync.amount_decimal(bigint, text) IS
   'An amount in the smallest currency unit (as Stripe sends it) as a decimal in the currency: 1999 usd -> 19.99, 500 jpy -> 500, 1234 kwd -> 1.234.';
+
+------------------------------------------------------------------------------
+-- Backfill and catch-up: runs and cursors
+------------------------------------------------------------------------------
+CREATE TABLE stripe_sync.sync_runs (
+    id            bigserial PRIMARY KEY,
+    kind          text NOT NULL CHECK (kind IN ('backfill', 'catch_up')),
+    object        text NOT NULL,
+    account       text,
+    created_after timestamptz,
+    token         text UNIQUE,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    status        text NOT NULL DEFAULT 'running'
+                  CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+    pages         integer NOT NULL DEFAULT 0,
+    objects       bigint NOT NULL DEFAULT 0,
+    listed        bigint,
+    rows_held     bigint,
+    deleted       bigint NOT NULL DEFAULT 0,
+    resumed       boolean NOT NULL DEFAULT false,
+    error         text,
+    worker_pid    integer
+);
+CREATE INDEX sync_runs_finished_idx ON stripe_sync.sync_runs (finished_at);
+COMMENT ON TABLE stripe_sync.sync_runs IS
+  'One row per backfill or catch-up run, updated after every page so a run is visible while it goes.';
+COMMENT ON COLUMN stripe_sync.sync_runs.object IS 'Object type backfilled (customer, invoice, ...), or event for catch_up.';
+COMMENT ON COLUMN stripe_sync.sync_runs.objects IS 'Objects (or events, for catch_up) fetched and applied by this run.';
+COMMENT ON COLUMN stripe_sync.sync_runs.listed IS 'Full runs: how many objects the API listed in all, against rows_held, the live rows the table holds for that account after reconciliation.';
+COMMENT ON COLUMN stripe_sync.sync_runs.deleted IS 'Full runs: rows the API no longer lists, confirmed gone by a retrieve, and marked deleted.';
+COMMENT ON COLUMN stripe_sync.sync_runs.resumed IS 'The run continued from the cursor of an interrupted one.';
+COMMENT ON COLUMN stripe_sync.sync_runs.token IS 'Handle by which the calling session follows the run.';
+
+CREATE TABLE stripe_sync.sync_cursors (
+    account         text NOT NULL DEFAULT '',
+    object          text NOT NULL,
+    created_after   timestamptz,
+    starting_after  text,
+    in_progress     boolean NOT NULL DEFAULT false,
+    run_high_water  bigint,
+    high_water      bigint,
+    last_completed_at timestamptz,
+    PRIMARY KEY (account, object)
+);
+COMMENT ON TABLE stripe_sync.sync_cursors IS
+  'Where backfill stands per account and object type: the page cursor of a run in progress (committed after every page, so an interrupted run resumes there) and the newest created time seen by the last completed run (the next run fetches only what is newer).';
+COMMENT ON COLUMN stripe_sync.sync_cursors.starting_after IS 'Last id of the last committed page of the run in progress.';
+COMMENT ON COLUMN stripe_sync.sync_cursors.high_water IS 'Newest created (Unix seconds) seen by the last completed run; an incremental run lists created >= it.';
+
+-- Ids a full run has listed, for reconciling missed deletions at its end.
+CREATE UNLOGGED TABLE stripe_sync.sync_seen (
+    run_id bigint NOT NULL,
+    id     text NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+COMMENT ON TABLE stripe_sync.sync_seen IS 'Scratch: ids listed by a full backfill run in progress; emptied when the run ends.';

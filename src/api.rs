@@ -86,3 +86,71 @@ fn replay_event(id: &str) -> &'static str {
 fn purge_events(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
     queue::purge(older_than.unwrap_or_else(config::event_retention))
 }
+
+/// `stripe_sync.sync_object(id)`: refetches one object by id and applies it;
+/// returns its table.
+#[pg_extern(volatile, parallel_unsafe)]
+fn sync_object(id: &str) -> &'static str {
+    crate::backfill::sync_object(id).unwrap_or_else(|e| crate::stripe::raise(e))
+}
+
+/// `stripe_sync.backfill(object, created_after)`: see sql/finalize.sql.
+#[pg_extern(volatile, parallel_unsafe)]
+fn backfill(
+    object: &str,
+    created_after: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+) -> i64 {
+    let created_after = created_after.map(unix_seconds);
+    let names = stripe_sync_core::objects::backfill_names();
+    if object == "all" {
+        let mut total = 0;
+        for name in names {
+            match crate::subxact::run(|| {
+                crate::jobs::run_and_wait(crate::jobs::Kind::Backfill, name, created_after)
+            }) {
+                Ok(n) => total += n,
+                // A server without this endpoint (a stand-in, an older API): say so, go on.
+                Err(f) if f.message.contains("stripe API error 404") => {
+                    warning!("stripe_sync: backfill of {name} skipped: {}", f.message)
+                }
+                Err(f) => {
+                    ereport!(ERROR, PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, f.message);
+                }
+            }
+        }
+        return total;
+    }
+    let name = names.iter().find(|n| {
+        **n == object || stripe_sync_core::mapping::spec_for(n).is_some_and(|s| s.table == object)
+    });
+    let Some(name) = name else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown object type \"{object}\" for backfill"),
+            format!("use 'all' or one of: {}", names.join(", "))
+        );
+    };
+    crate::jobs::run_and_wait(crate::jobs::Kind::Backfill, name, created_after)
+}
+
+/// `stripe_sync.catch_up()`: see sql/finalize.sql.
+#[pg_extern(volatile, parallel_unsafe)]
+fn catch_up() -> i64 {
+    let window = crate::backfill::EVENT_WINDOW_SECONDS;
+    if let Some(newest) = crate::backfill::newest_event_seen() {
+        let age = chrono::Utc::now().timestamp() - newest;
+        if age > window {
+            warning!(
+                "stripe_sync: the newest event stored is {} days old, beyond Stripe's 30-day event window; events older than 30 days cannot be recovered: run stripe_sync.backfill('all')",
+                age / 86_400
+            );
+        }
+    }
+    crate::jobs::run_and_wait(crate::jobs::Kind::CatchUp, "event", None)
+}
+
+fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {
+    let pg_us: i64 = t.into_inner();
+    (pg_us + 946_684_800_000_000).div_euclid(1_000_000)
+}

@@ -25,6 +25,10 @@ static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static API_VERSION: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"2026-07-29.dahlia"));
+static CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+static READ_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static MAX_NETWORK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+static API_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(25);
 static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 
 const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
@@ -114,6 +118,38 @@ pub fn init() {
         GucFlags::default(),
     );
     int(
+        c"stripe_sync.connect_timeout",
+        c"Timeout for connecting to the Stripe API, per attempt.",
+        &CONNECT_TIMEOUT,
+        (100, 600_000),
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    int(
+        c"stripe_sync.read_timeout",
+        c"Timeout for a Stripe API answer (headers, then body), per attempt.",
+        &READ_TIMEOUT,
+        (100, 600_000),
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    int(
+        c"stripe_sync.max_network_retries",
+        c"Retries of a Stripe request after a network error, 409, 429 or 5xx (never after another 4xx).",
+        &MAX_NETWORK_RETRIES,
+        (0, 100),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.api_rate_limit",
+        c"Requests per second that all sessions and workers together may send to Stripe (live mode allows 100).",
+        &API_RATE_LIMIT,
+        (1, 10_000),
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    int(
         c"stripe_sync.event_retention",
         c"Processed and skipped events older than this are purged (hourly by the worker, or by purge_events()).",
         &EVENT_RETENTION,
@@ -187,4 +223,30 @@ pub fn api_version() -> String {
 
 pub fn event_retention() -> pgrx::datum::Interval {
     pgrx::datum::Interval::from_minutes(EVENT_RETENTION.get())
+}
+
+/// The API key; empty when not configured.
+pub fn api_key() -> String {
+    text(&API_KEY)
+}
+
+/// The API base URL without a trailing slash.
+pub fn api_base() -> String {
+    text(&API_BASE).trim_end_matches('/').to_owned()
+}
+
+pub fn connect_timeout() -> Duration {
+    Duration::from_millis(CONNECT_TIMEOUT.get() as u64)
+}
+
+pub fn read_timeout() -> Duration {
+    Duration::from_millis(READ_TIMEOUT.get() as u64)
+}
+
+pub fn max_network_retries() -> u32 {
+    MAX_NETWORK_RETRIES.get() as u32
+}
+
+pub fn api_rate_limit() -> f64 {
+    f64::from(API_RATE_LIMIT.get())
 }

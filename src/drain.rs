@@ -5,7 +5,6 @@
 
 use crate::{apply, config, notify, queue, subxact};
 use pgrx::prelude::*;
-use std::hash::{BuildHasher, RandomState};
 use stripe_sync_core::backoff::Backoff;
 
 /// What one batch did.
@@ -49,7 +48,7 @@ fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) -> Vec<notify::
     let mut types: Vec<&str> = events.iter().filter_map(|e| e.object_type.as_deref()).collect();
     types.sort_unstable();
     types.dedup();
-    apply::apply(&ids, &types);
+    apply::apply_events(&ids, &types);
     queue::mark_done(&ids, mirrored)
 }
 
@@ -57,7 +56,7 @@ fn record_failure(event: &queue::Claimed, failure: &subxact::Failure) {
     let max = config::max_attempts();
     let policy =
         Backoff { base: config::retry_base_delay(), cap: std::time::Duration::from_secs(3600) };
-    let delay = policy.delay(event.attempts as u32, random_unit());
+    let delay = policy.delay(event.attempts as u32, stripe_sync_core::backoff::random_unit());
     let error = format!("{} (SQLSTATE {})", failure.message, failure.sqlstate);
     queue::mark_failed(&event.id, &error, delay, max);
     // The message may quote object data: it goes to the table, not to the log.
@@ -68,11 +67,6 @@ fn record_failure(event: &queue::Claimed, failure: &subxact::Failure) {
         event.attempts,
         failure.sqlstate
     );
-}
-
-/// A uniform number in [0, 1) for backoff jitter; RandomState is seeded per process.
-fn random_unit() -> f64 {
-    (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Runs batches in the current transaction until none is due or `max_events`

@@ -6,13 +6,16 @@ use pgrx::prelude::*;
 
 mod api;
 mod apply;
+mod backfill;
 mod config;
 mod drain;
 mod errors;
 mod ingest;
+mod jobs;
 mod notify;
 mod queue;
 mod shmem;
+mod stripe;
 mod subxact;
 mod worker;
 

@@ -14,6 +14,8 @@ pub struct WorkerState {
     pid: AtomicI32,
     /// Unix milliseconds of the worker's last loop.
     heartbeat_ms: AtomicI64,
+    /// The Stripe request budget: theoretical arrival time in Unix µs (GCRA).
+    request_tat_us: AtomicI64,
 }
 
 // SAFETY: only atomics, no pointers.
@@ -99,4 +101,24 @@ pub fn wake_worker_after_commit() {
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
         WAKE_REGISTERED.set(false);
     });
+}
+
+/// Reserves a slot in the request budget shared by every backend and worker;
+/// returns how long to wait before sending. Without shared memory (library not
+/// preloaded) the budget is this backend's own.
+pub fn reserve_request(interval_us: i64, burst: i64) -> std::time::Duration {
+    static LOCAL_TAT: AtomicI64 = AtomicI64::new(0);
+    let cell = state().map_or(&LOCAL_TAT, |s| &s.request_tat_us);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let (next, wait) = stripe_sync_core::ratelimit::reserve(current, now, interval_us, burst);
+        match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return std::time::Duration::from_micros(wait as u64),
+            Err(seen) => current = seen,
+        }
+    }
 }

@@ -1,29 +1,33 @@
-//! Applies a batch of events to the synced tables: per mirrored object type one
-//! set-based statement, generated from the core's mapping spec. No HTTP here.
+//! Applies batches to the synced tables: per mirrored object type one
+//! set-based statement, generated from the core's mapping spec, for events
+//! from the queue or for objects fetched from the API. No HTTP here.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::sync::OnceLock;
-use stripe_sync_core::mapping::{self, SPECS};
+use stripe_sync_core::mapping::{self, SPECS, Source};
 
-/// One generated statement per spec, in SPECS order.
-fn statements() -> &'static [String] {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    SQL.get_or_init(|| SPECS.iter().map(mapping::apply_sql).collect())
+/// One generated statement per spec and source, in SPECS order.
+fn statements(source: Source) -> &'static [String] {
+    static EVENTS: OnceLock<Vec<String>> = OnceLock::new();
+    static OBJECTS: OnceLock<Vec<String>> = OnceLock::new();
+    let cell = match source {
+        Source::Events => &EVENTS,
+        Source::Objects => &OBJECTS,
+    };
+    cell.get_or_init(|| SPECS.iter().map(|s| mapping::apply_sql(s, source)).collect())
 }
 
-/// Applies the events `ids`, whose object types are `object_types`; returns
-/// how many rows were written.
-pub fn apply(ids: &[&str], object_types: &[&str]) -> i64 {
+/// Runs each spec's statement whose object type is in `object_types`.
+fn run(source: Source, object_types: &[&str], args: &[DatumWithOid]) -> i64 {
     let mut written = 0;
-    for (spec, sql) in SPECS.iter().zip(statements()) {
+    for (spec, sql) in SPECS.iter().zip(statements(source)) {
         if !object_types.contains(&spec.object) {
             continue;
         }
-        let args: [DatumWithOid; 1] = [ids.to_vec().into()];
         written += Spi::connect_mut(|client| {
             client
-                .update(sql.as_str(), None, &args)
+                .update(sql.as_str(), None, args)
                 .expect("apply statement")
                 .first()
                 .get_one::<i64>()
@@ -32,6 +36,27 @@ pub fn apply(ids: &[&str], object_types: &[&str]) -> i64 {
         });
     }
     written
+}
+
+/// Applies the queued events `ids`, whose object types are `object_types`;
+/// returns how many rows were written.
+pub fn apply_events(ids: &[&str], object_types: &[&str]) -> i64 {
+    run(Source::Events, object_types, &[ids.to_vec().into()])
+}
+
+/// Applies objects fetched from the API at `fetched_at` (for the connected
+/// `account`, if any); returns how many rows were written.
+pub fn apply_objects(
+    objects: &[serde_json::Value],
+    fetched_at: pgrx::datum::TimestampWithTimeZone,
+    account: Option<&str>,
+) -> i64 {
+    let mut types: Vec<&str> =
+        objects.iter().filter_map(|o| o.get("object").and_then(|t| t.as_str())).collect();
+    types.sort_unstable();
+    types.dedup();
+    let array = pgrx::JsonB(serde_json::Value::Array(objects.to_vec()));
+    run(Source::Objects, &types, &[array.into(), fetched_at.into(), account.into()])
 }
 
 /// The object types we mirror, as stored in `events.object_type`.

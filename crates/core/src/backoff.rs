@@ -40,6 +40,13 @@ impl Backoff {
     }
 }
 
+/// A uniform number in [0, 1) for jitter. std's RandomState is seeded from
+/// the OS per process (and varied per call), which is all jitter needs.
+pub fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Parses a `Retry-After` header given in seconds (Stripe sends seconds; an
 /// HTTP date is not supported and reads as absent).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -51,10 +58,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    const B: Backoff = Backoff {
-        base: Duration::from_secs(1),
-        cap: Duration::from_secs(60),
-    };
+    const B: Backoff = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(60) };
 
     #[test]
     fn grows_exponentially_within_half_and_full_ceiling() {
@@ -81,18 +85,19 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_but_capped() {
         let asked = Some(Duration::from_secs(30));
-        assert_eq!(
-            B.delay_with_retry_after(1, 0.0, asked),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            B.delay_with_retry_after(1, 0.0, Some(Duration::from_secs(9999))),
-            B.cap
-        );
+        assert_eq!(B.delay_with_retry_after(1, 0.0, asked), Duration::from_secs(30));
+        assert_eq!(B.delay_with_retry_after(1, 0.0, Some(Duration::from_secs(9999))), B.cap);
         assert_eq!(
             B.delay_with_retry_after(4, 1.0, Some(Duration::from_millis(1))),
             Duration::from_secs(8)
         );
+    }
+
+    #[test]
+    fn random_units_are_in_range_and_vary() {
+        let draws: Vec<f64> = (0..64).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        assert!(draws.iter().any(|u| *u != draws[0]));
     }
 
     #[test]

@@ -14,10 +14,7 @@ pub enum Error {
     /// No `v1` value matches the payload under any configured secret.
     NoMatchingSignature,
     /// The signature is valid but its timestamp is too far from now.
-    StaleTimestamp {
-        age_seconds: i64,
-        tolerance_seconds: i64,
-    },
+    StaleTimestamp { age_seconds: i64, tolerance_seconds: i64 },
     /// The body is larger than `stripe_sync.max_payload_bytes`.
     PayloadTooLarge { size: usize, max: usize },
     /// The body is not JSON (the parser's reason, which quotes no input).
@@ -33,23 +30,14 @@ impl fmt::Display for Error {
             Error::MissingHeader => write!(f, "missing Stripe-Signature header"),
             Error::GarbledHeader(why) => write!(f, "malformed Stripe-Signature header: {why}"),
             Error::NoMatchingSignature => {
-                write!(
-                    f,
-                    "no signature in the Stripe-Signature header matches the payload"
-                )
+                write!(f, "no signature in the Stripe-Signature header matches the payload")
             }
-            Error::StaleTimestamp {
-                age_seconds,
-                tolerance_seconds,
-            } => write!(
+            Error::StaleTimestamp { age_seconds, tolerance_seconds } => write!(
                 f,
                 "signature timestamp is {age_seconds} s away from now, outside the tolerance of {tolerance_seconds} s"
             ),
             Error::PayloadTooLarge { size, max } => {
-                write!(
-                    f,
-                    "payload of {size} bytes is over the limit of {max} bytes"
-                )
+                write!(f, "payload of {size} bytes is over the limit of {max} bytes")
             }
             Error::NotJson(why) => write!(f, "payload is not valid JSON: {why}"),
             Error::NotAnEvent(why) => write!(f, "payload is not a Stripe event: {why}"),

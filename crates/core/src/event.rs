@@ -63,9 +63,7 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
         // A JSON value of the wrong shape (a string where the envelope has an
         // object, say) is valid JSON but not an event.
         Err(e) if e.is_data() => {
-            return Err(Error::NotAnEvent(
-                "it is not a JSON object with event fields",
-            ));
+            return Err(Error::NotAnEvent("it is not a JSON object with event fields"));
         }
         Err(e) => return Err(Error::NotJson(describe(&e))),
     };
@@ -76,18 +74,11 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
     if env.object.as_deref().is_some_and(|o| o != "event") {
         return Err(Error::NotAnEvent("\"object\" is not \"event\""));
     }
-    let event_type = env
-        .event_type
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::NotAnEvent("no \"type\""))?;
-    let created = env
-        .created
-        .and_then(|n| n.as_i64())
-        .ok_or(Error::NotAnEvent("no integer \"created\""))?;
-    let raw = env
-        .data
-        .and_then(|d| d.object)
-        .ok_or(Error::NotAnEvent("no \"data.object\""))?;
+    let event_type =
+        env.event_type.filter(|t| !t.is_empty()).ok_or(Error::NotAnEvent("no \"type\""))?;
+    let created =
+        env.created.and_then(|n| n.as_i64()).ok_or(Error::NotAnEvent("no integer \"created\""))?;
+    let raw = env.data.and_then(|d| d.object).ok_or(Error::NotAnEvent("no \"data.object\""))?;
     let head: ObjectHead = serde_json::from_str(raw.get())
         .map_err(|_| Error::NotAnEvent("\"data.object\" is not an object"))?;
     Ok(EventMeta {
@@ -104,10 +95,7 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
 /// The size check alone, so callers can run it before anything else.
 pub fn check_size(payload: &str, max_bytes: usize) -> Result<(), Error> {
     if payload.len() > max_bytes {
-        return Err(Error::PayloadTooLarge {
-            size: payload.len(),
-            max: max_bytes,
-        });
+        return Err(Error::PayloadTooLarge { size: payload.len(), max: max_bytes });
     }
     Ok(())
 }
@@ -125,10 +113,7 @@ fn describe(e: &serde_json::Error) -> String {
 mod tests {
     use super::*;
 
-    const EVENTS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/stripe/events/"
-    );
+    const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/stripe/events/");
 
     fn event(body: &str) -> Result<EventMeta, Error> {
         parse_event(body, 1 << 20)
@@ -142,15 +127,8 @@ mod tests {
             let body = std::fs::read_to_string(&path).unwrap();
             let meta = event(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let name = path.file_name().unwrap().to_str().unwrap();
-            assert!(
-                name.starts_with(&meta.event_type),
-                "{name} has type {}",
-                meta.event_type
-            );
-            assert!(
-                meta.object_type.is_some() && meta.object_id.is_some(),
-                "{name}"
-            );
+            assert!(name.starts_with(&meta.event_type), "{name} has type {}", meta.event_type);
+            assert!(meta.object_type.is_some() && meta.object_id.is_some(), "{name}");
             n += 1;
         }
         assert_eq!(n, 40);
@@ -192,26 +170,11 @@ mod tests {
                 r#"{"id":"cus_1","type":"x","created":1,"data":{"object":{}}}"#,
                 "\"id\" does not start with \"evt_\"",
             ),
-            (
-                r#"{"id":"evt_1","created":1,"data":{"object":{}}}"#,
-                "no \"type\"",
-            ),
-            (
-                r#"{"id":"evt_1","type":"","created":1,"data":{"object":{}}}"#,
-                "no \"type\"",
-            ),
-            (
-                r#"{"id":"evt_1","type":"a.b","data":{"object":{}}}"#,
-                "no integer \"created\"",
-            ),
-            (
-                r#"{"id":"evt_1","type":"a.b","created":1}"#,
-                "no \"data.object\"",
-            ),
-            (
-                r#"{"id":"evt_1","type":"a.b","created":1,"data":{}}"#,
-                "no \"data.object\"",
-            ),
+            (r#"{"id":"evt_1","created":1,"data":{"object":{}}}"#, "no \"type\""),
+            (r#"{"id":"evt_1","type":"","created":1,"data":{"object":{}}}"#, "no \"type\""),
+            (r#"{"id":"evt_1","type":"a.b","data":{"object":{}}}"#, "no integer \"created\""),
+            (r#"{"id":"evt_1","type":"a.b","created":1}"#, "no \"data.object\""),
+            (r#"{"id":"evt_1","type":"a.b","created":1,"data":{}}"#, "no \"data.object\""),
             (
                 r#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":5}}"#,
                 "\"data.object\" is not an object",
@@ -233,10 +196,7 @@ mod tests {
     #[test]
     fn escaped_strings_are_read() {
         let m = event(r#"{"id":"evt_\u0031","type":"customer.updated","created":1,"data":{"object":{"id":"cus_\u0032","object":"customer"}}}"#).unwrap();
-        assert_eq!(
-            (m.id.as_str(), m.object_id.as_deref()),
-            ("evt_1", Some("cus_2"))
-        );
+        assert_eq!((m.id.as_str(), m.object_id.as_deref()), ("evt_1", Some("cus_2")));
     }
 
     #[test]

@@ -8,7 +8,12 @@
 pub mod backoff;
 pub mod error;
 pub mod event;
+pub mod form;
+pub mod http;
 pub mod mapping;
+pub mod objects;
+pub mod pagination;
+pub mod ratelimit;
 pub mod signature;
 
 pub use error::Error;

@@ -29,10 +29,8 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader, Error> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for element in header.split(',') {
-        let (key, value) = element
-            .trim()
-            .split_once('=')
-            .ok_or(Error::GarbledHeader("an element has no '='"))?;
+        let (key, value) =
+            element.trim().split_once('=').ok_or(Error::GarbledHeader("an element has no '='"))?;
         match key {
             "t" => {
                 if timestamp.is_some() {
@@ -75,29 +73,21 @@ pub fn verify(
         mac.update(b".");
         mac.update(payload);
         // verify_slice compares in constant time; try every v1 so timing says nothing about which matched
-        parsed.v1.iter().fold(false, |found, sig| {
-            mac.clone().verify_slice(sig).is_ok() | found
-        })
+        parsed.v1.iter().fold(false, |found, sig| mac.clone().verify_slice(sig).is_ok() | found)
     });
     if !matched {
         return Err(Error::NoMatchingSignature);
     }
     let age = now.saturating_sub(parsed.timestamp);
     if age.unsigned_abs() > tolerance_seconds.unsigned_abs() {
-        return Err(Error::StaleTimestamp {
-            age_seconds: age,
-            tolerance_seconds,
-        });
+        return Err(Error::StaleTimestamp { age_seconds: age, tolerance_seconds });
     }
     Ok(())
 }
 
 /// Splits the comma-separated secret list of `stripe_sync.webhook_secret`.
 pub fn split_secrets(list: &str) -> Vec<&str> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
 /// Computes the `v1` signature (lowercase hex). Used by tests and tools that
@@ -107,11 +97,7 @@ pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
@@ -132,10 +118,7 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
-    const SHARED: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/stripe/signature/"
-    );
+    const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/stripe/signature/");
     const PAYLOAD: &str = r#"{"id":"evt_test_webhook","object":"event"}"#;
     const SINGLE: &str =
         "t=1700000000,v1=d95c6b7477fbd7e9f90b1b0ef5f9c7ac25abca5382460e0d988c2b2a5b71b990";
@@ -153,23 +136,11 @@ mod tests {
         };
         let header = "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
         for now in [1533204620, 1533204720, 1533204920] {
-            assert_eq!(
-                verify(payload.as_bytes(), header, &["webhook_secret"], 300, now),
-                Ok(())
-            );
+            assert_eq!(verify(payload.as_bytes(), header, &["webhook_secret"], 300, now), Ok(()));
         }
         assert!(matches!(
-            verify(
-                payload.as_bytes(),
-                header,
-                &["webhook_secret"],
-                300,
-                1533205020
-            ),
-            Err(Error::StaleTimestamp {
-                age_seconds: 400,
-                tolerance_seconds: 300
-            })
+            verify(payload.as_bytes(), header, &["webhook_secret"], 300, 1533205020),
+            Err(Error::StaleTimestamp { age_seconds: 400, tolerance_seconds: 300 })
         ));
     }
 
@@ -187,12 +158,7 @@ mod tests {
             if let (Some(secret), Some(expected)) =
                 (v["secret"].as_str(), v["expected_v1"].as_str())
             {
-                assert_eq!(
-                    sign(payload.as_bytes(), secret, t),
-                    expected,
-                    "{}",
-                    v["name"]
-                );
+                assert_eq!(sign(payload.as_bytes(), secret, t), expected, "{}", v["name"]);
                 checked += 1;
             }
             if let (Some(secrets), Some(header)) = (v["secrets"].as_array(), v["header"].as_str()) {
@@ -210,10 +176,7 @@ mod tests {
 
     #[test]
     fn single_v1_verifies() {
-        assert_eq!(
-            verify(PAYLOAD.as_bytes(), SINGLE, &["whsec_test_secret"], 300, NOW),
-            Ok(())
-        );
+        assert_eq!(verify(PAYLOAD.as_bytes(), SINGLE, &["whsec_test_secret"], 300, NOW), Ok(()));
     }
 
     #[test]
@@ -232,28 +195,16 @@ mod tests {
             Err(Error::NoMatchingSignature)
         );
         assert_eq!(
-            verify(
-                PAYLOAD.as_bytes(),
-                SINGLE,
-                &["whsec_other", "whsec_test_secret"],
-                300,
-                NOW
-            ),
+            verify(PAYLOAD.as_bytes(), SINGLE, &["whsec_other", "whsec_test_secret"], 300, NOW),
             Ok(())
         );
     }
 
     #[test]
     fn no_secret_is_its_own_error() {
-        assert_eq!(
-            verify(PAYLOAD.as_bytes(), SINGLE, &[], 300, NOW),
-            Err(Error::NoSecret)
-        );
+        assert_eq!(verify(PAYLOAD.as_bytes(), SINGLE, &[], 300, NOW), Err(Error::NoSecret));
         assert!(split_secrets(" , ").is_empty());
-        assert_eq!(
-            split_secrets("whsec_a, whsec_b,"),
-            vec!["whsec_a", "whsec_b"]
-        );
+        assert_eq!(split_secrets("whsec_a, whsec_b,"), vec!["whsec_a", "whsec_b"]);
     }
 
     #[test]
@@ -262,17 +213,11 @@ mod tests {
         let header = format!("t={t},v1={}", sign(PAYLOAD.as_bytes(), "s", t));
         assert!(matches!(
             verify(PAYLOAD.as_bytes(), &header, &["s"], 300, NOW),
-            Err(Error::StaleTimestamp {
-                age_seconds: -301,
-                ..
-            })
+            Err(Error::StaleTimestamp { age_seconds: -301, .. })
         ));
         let t = NOW + 300;
         let header = format!("t={t},v1={}", sign(PAYLOAD.as_bytes(), "s", t));
-        assert_eq!(
-            verify(PAYLOAD.as_bytes(), &header, &["s"], 300, NOW),
-            Ok(())
-        );
+        assert_eq!(verify(PAYLOAD.as_bytes(), &header, &["s"], 300, NOW), Ok(()));
     }
 
     #[test]
@@ -290,27 +235,12 @@ mod tests {
         let v = |h: &str| verify(PAYLOAD.as_bytes(), h, &["whsec_test_secret"], 300, NOW);
         assert_eq!(v(""), Err(Error::MissingHeader));
         assert_eq!(v("   "), Err(Error::MissingHeader));
-        assert_eq!(
-            v("bad_header"),
-            Err(Error::GarbledHeader("an element has no '='"))
-        );
-        assert_eq!(
-            v("t="),
-            Err(Error::GarbledHeader("the timestamp is not a number"))
-        );
-        assert_eq!(
-            v("v1,t=1"),
-            Err(Error::GarbledHeader("an element has no '='"))
-        );
+        assert_eq!(v("bad_header"), Err(Error::GarbledHeader("an element has no '='")));
+        assert_eq!(v("t="), Err(Error::GarbledHeader("the timestamp is not a number")));
+        assert_eq!(v("v1,t=1"), Err(Error::GarbledHeader("an element has no '='")));
         assert_eq!(v("v1=abc"), Err(Error::GarbledHeader("no timestamp")));
-        assert_eq!(
-            v("t=1,t=2,v1=ab"),
-            Err(Error::GarbledHeader("more than one timestamp"))
-        );
-        assert_eq!(
-            v("t=-5,v1=ab"),
-            Err(Error::GarbledHeader("the timestamp is not a number"))
-        );
+        assert_eq!(v("t=1,t=2,v1=ab"), Err(Error::GarbledHeader("more than one timestamp")));
+        assert_eq!(v("t=-5,v1=ab"), Err(Error::GarbledHeader("the timestamp is not a number")));
         assert_eq!(
             v("t=99999999999999999999,v1=ab"),
             Err(Error::GarbledHeader("the timestamp is out of range"))

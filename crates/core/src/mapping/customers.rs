@@ -1,7 +1,7 @@
 //! Customers (`object: "customer"`), fields as in Stripe's API reference
 //! (shared/stripe/openapi/resources.json).
 
-use super::{Kind::*, ObjectSpec, col};
+use super::{Kind::*, ObjectSpec, col, col_at};
 
 pub const CUSTOMER: ObjectSpec = ObjectSpec {
     object: "customer",
@@ -19,6 +19,24 @@ pub const CUSTOMER: ObjectSpec = ObjectSpec {
         col("tax_exempt", Text),
         col("address", Jsonb),
         col("metadata", Jsonb),
+        col("livemode", Bool),
+        col("created", Timestamp),
+    ],
+    children: &[],
+};
+
+/// A customer's tax id (`object: "tax_id"`, events `customer.tax_id.*`).
+pub const TAX_ID: ObjectSpec = ObjectSpec {
+    object: "tax_id",
+    table: "tax_ids",
+    columns: &[
+        // `owner.customer` since tax ids can belong to the account as well.
+        col_at("customer", Ref, &[&["customer"], &["owner", "customer"]]),
+        col("type", Text),
+        col("value", Text),
+        col("country", Text),
+        col_at("owner_type", Text, &[&["owner", "type"]]),
+        col_at("verification_status", Text, &[&["verification", "status"]]),
         col("livemode", Bool),
         col("created", Timestamp),
     ],

@@ -11,7 +11,13 @@
 //! broken deterministically, whatever the delivery order. A deleted row is a
 //! tombstone: nothing writes over it.
 
+mod billing;
+mod catalog;
+mod checkout;
 mod customers;
+mod payments;
+#[cfg(test)]
+mod spec_tests;
 
 /// How a column is read from the object's JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +26,8 @@ pub enum Kind {
     Text,
     /// An integer (amounts in the smallest currency unit, counts), as `bigint`.
     BigInt,
+    /// A number that may have a fraction (`percent_off`), as `numeric`.
+    Numeric,
     /// A boolean.
     Bool,
     /// Unix seconds, as `timestamptz`.
@@ -36,6 +44,7 @@ impl Kind {
         match self {
             Kind::Text | Kind::Ref => "text",
             Kind::BigInt => "bigint",
+            Kind::Numeric => "numeric",
             Kind::Bool => "boolean",
             Kind::Timestamp => "timestamp with time zone",
             Kind::Jsonb => "jsonb",
@@ -61,7 +70,11 @@ pub const fn col(name: &'static str, kind: Kind) -> Column {
 }
 
 /// A column read from the first non-null of `paths`.
-pub const fn col_at(name: &'static str, kind: Kind, paths: &'static [&'static [&'static str]]) -> Column {
+pub const fn col_at(
+    name: &'static str,
+    kind: Kind,
+    paths: &'static [&'static [&'static str]],
+) -> Column {
     Column { name, kind, paths }
 }
 
@@ -93,7 +106,27 @@ pub struct ObjectSpec {
 }
 
 /// Every mirrored object type.
-pub const SPECS: &[ObjectSpec] = &[customers::CUSTOMER];
+pub const SPECS: &[ObjectSpec] = &[
+    customers::CUSTOMER,
+    catalog::PRODUCT,
+    catalog::PRICE,
+    catalog::PLAN,
+    catalog::COUPON,
+    billing::SUBSCRIPTION,
+    billing::INVOICE,
+    billing::INVOICE_ITEM,
+    payments::CHARGE,
+    payments::REFUND,
+    payments::PAYMENT_INTENT,
+    payments::PAYMENT_METHOD,
+    payments::SETUP_INTENT,
+    payments::DISPUTE,
+    billing::CREDIT_NOTE,
+    customers::TAX_ID,
+    checkout::CHECKOUT_SESSION,
+    payments::EARLY_FRAUD_WARNING,
+    billing::SUBSCRIPTION_SCHEDULE,
+];
 
 /// The spec for a Stripe `object` value, if we mirror it.
 pub fn spec_for(object: &str) -> Option<&'static ObjectSpec> {
@@ -111,7 +144,11 @@ fn read_expr(column: &Column, src: &str) -> String {
     let default: [&[&str]; 1] = [&one_path];
     let paths: &[&[&str]] = if column.paths.is_empty() { &default } else { column.paths };
     let reads: Vec<String> = paths.iter().map(|p| read_path(column.kind, src, p)).collect();
-    if reads.len() == 1 { reads.into_iter().next().unwrap_or_default() } else { format!("coalesce({})", reads.join(", ")) }
+    if reads.len() == 1 {
+        reads.into_iter().next().unwrap_or_default()
+    } else {
+        format!("coalesce({})", reads.join(", "))
+    }
 }
 
 fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
@@ -124,6 +161,7 @@ fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
     match kind {
         Kind::Text => text,
         Kind::BigInt => format!("({text})::bigint"),
+        Kind::Numeric => format!("({text})::numeric"),
         Kind::Bool => format!("({text})::boolean"),
         Kind::Timestamp => format!("to_timestamp(({text})::double precision)"),
         Kind::Jsonb => json,
@@ -131,28 +169,56 @@ fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
     }
 }
 
-/// The statement that applies the events whose ids are in `$1` (text[]) to
-/// this spec's table. For each object only its newest event in the batch is
-/// used; full objects are upserted, deleted stubs (`{"id", "object",
-/// "deleted": true}`) only mark the row deleted. Returns one row per write.
-pub fn apply_sql(spec: &ObjectSpec) -> String {
-    let table = spec.table;
-    let object = spec.object;
-    let names: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
-    let reads: Vec<String> = spec.columns.iter().map(|c| read_expr(c, "o")).collect();
-    let sets: Vec<String> = names
-        .iter()
-        .map(|n| format!("{n} = excluded.{n}"))
-        .collect();
-    format!(
-        "WITH batch AS (
-    SELECT DISTINCT ON (e.object_id)
+/// Where a batch of objects comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Events in `stripe_sync.events` whose ids are `$1` (text[]).
+    Events,
+    /// Objects fetched from the API: `$1` a jsonb array of objects, `$2` the
+    /// time of the fetch (timestamptz), `$3` the connected account (text or
+    /// NULL). A fetched object ranks as an update made at fetch time, so an
+    /// event created later, or in the same second, still wins over it.
+    Objects,
+}
+
+/// The pseudo event type recorded on rows written from fetched objects.
+pub const FETCHED: &str = "stripe_sync.fetched";
+
+fn batch_sql(object: &str, source: Source) -> String {
+    match source {
+        Source::Events => format!(
+            "SELECT DISTINCT ON (e.object_id)
            e.id AS event_id, e.type AS event_type, e.created AS event_created,
            e.account, e.data->'data'->'object' AS o,
            stripe_sync._is_deletion(e.type, e.data->'data'->'object') AS is_deletion
       FROM stripe_sync.events e
      WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
-     ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC
+     ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC"
+        ),
+        Source::Objects => format!(
+            "SELECT DISTINCT ON (o->>'id')
+           ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
+           $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
+     WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL
+     ORDER BY o->>'id', position DESC"
+        ),
+    }
+}
+
+/// The statement that applies a batch (see [`Source`]) to this spec's table.
+/// For each object only its newest version in the batch is used; full objects
+/// are upserted, deleted stubs (`{"id", "object", "deleted": true}`) only mark
+/// the row deleted, children are replaced. Returns the number of rows written.
+pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
+    let table = spec.table;
+    let object = spec.object;
+    let names: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+    let reads: Vec<String> = spec.columns.iter().map(|c| read_expr(c, "o")).collect();
+    let sets: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
+    format!(
+        "WITH batch AS (
+    {batch}
 ), full_objects AS (
     INSERT INTO stripe_sync.{table} AS t
            (id, {cols}, data, _account_id, _last_event_at, _last_event_type, _last_event_id, _deleted, _synced_at)
@@ -179,6 +245,7 @@ pub fn apply_sql(spec: &ObjectSpec) -> String {
     RETURNING 1
 ){children}
 SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
+        batch = batch_sql(object, source),
         children = spec.children.iter().enumerate().map(|(i, c)| child_sql(i, c)).collect::<String>(),
         cols = names.join(", "),
         reads = reads.join(", "),
@@ -205,11 +272,12 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
     format!(
         ", child{i}_upsert AS (
     INSERT INTO stripe_sync.{table} AS t (id, {parent}, {cols}data, _account_id, _synced_at)
-    SELECT o->>'id', p.id, {reads}o, p._account_id, now()
+    SELECT DISTINCT ON (o->>'id') o->>'id', p.id, {reads}o, p._account_id, now()
       FROM full_objects p
      CROSS JOIN LATERAL jsonb_array_elements(
            CASE WHEN jsonb_typeof(p.data->'{list}'->'data') = 'array' THEN p.data->'{list}'->'data' ELSE '[]' END) AS o
      WHERE o->>'id' IS NOT NULL
+     ORDER BY o->>'id', p.id
     ON CONFLICT (id) DO UPDATE SET {parent} = excluded.{parent}, {sets}data = excluded.data,
            _account_id = excluded._account_id, _synced_at = excluded._synced_at
     RETURNING 1
@@ -256,11 +324,7 @@ mod tests {
                     "{}.{c} is reserved",
                     s.table
                 );
-                assert!(
-                    c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                    "{}.{c}",
-                    s.table
-                );
+                assert!(c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}.{c}", s.table);
             }
         }
     }
@@ -276,10 +340,7 @@ mod tests {
             "to_timestamp((o->>'created')::double precision)"
         );
         assert_eq!(c("metadata", Kind::Jsonb), "o->'metadata'");
-        assert_eq!(
-            c("customer", Kind::Ref),
-            "coalesce(o->'customer'->>'id', o->>'customer')"
-        );
+        assert_eq!(c("customer", Kind::Ref), "coalesce(o->'customer'->>'id', o->>'customer')");
         let moved = col_at(
             "subscription",
             Kind::Ref,
@@ -295,12 +356,17 @@ mod tests {
     #[test]
     fn children_are_replaced_unless_the_list_is_partial() {
         let children: Vec<_> = SPECS.iter().filter(|s| !s.children.is_empty()).collect();
+        let objects: Vec<&str> = children.iter().map(|s| s.object).collect();
+        assert_eq!(objects, vec!["subscription", "invoice"]);
         for spec in &children {
-            let sql = apply_sql(spec);
+            let sql = apply_sql(spec, Source::Events);
             for child in spec.children {
                 assert!(sql.contains(&format!("INSERT INTO stripe_sync.{} AS t", child.table)));
                 assert!(sql.contains(&format!("DELETE FROM stripe_sync.{} x", child.table)));
-                let partial = format!("NOT coalesce((p.data->'{}'->>'has_more')::boolean, false)", child.list);
+                let partial = format!(
+                    "NOT coalesce((p.data->'{}'->>'has_more')::boolean, false)",
+                    child.list
+                );
                 assert!(sql.contains(&partial));
             }
         }
@@ -308,14 +374,13 @@ mod tests {
 
     #[test]
     fn apply_sql_lists_every_column_once_and_takes_ids_as_a_parameter() {
-        let sql = apply_sql(spec_for("customer").unwrap());
+        let sql = apply_sql(spec_for("customer").unwrap(), Source::Events);
         assert!(sql.contains("INSERT INTO stripe_sync.customers AS t"));
         assert!(sql.contains("e.id = ANY($1)"));
         assert!(sql.contains("e.object_type = 'customer'"));
         for c in customers::CUSTOMER.columns {
             assert_eq!(
-                sql.matches(&format!("{n} = excluded.{n}", n = c.name))
-                    .count(),
+                sql.matches(&format!("{n} = excluded.{n}", n = c.name)).count(),
                 1,
                 "{}",
                 c.name
@@ -328,6 +393,6 @@ mod tests {
     fn unknown_objects_are_not_mirrored() {
         assert!(spec_for("customer").is_some());
         assert!(spec_for("balance_transaction").is_none());
-        assert_eq!(mirrored_objects(), vec!["customer"]);
+        assert_eq!(mirrored_objects().len(), SPECS.len());
     }
 }

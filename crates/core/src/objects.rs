@@ -1,0 +1,153 @@
+//! Where each mirrored object lives in Stripe's REST API: its resource path,
+//! the extra parameters a complete listing needs, and how an id's prefix names
+//! its object type. The mapping (`mapping::SPECS`) says where it lives in the
+//! database; a test keeps the two in step.
+
+/// One object type's API resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    /// Stripe's `object` value.
+    pub object: &'static str,
+    /// Collection path, e.g. `/v1/customers`; retrieve is `{path}/{id}`.
+    pub path: &'static str,
+    /// Extra list parameters for a complete listing (every status, say).
+    pub list_params: &'static [(&'static str, &'static str)],
+    /// Id prefixes (with their underscore) of this object type.
+    pub prefixes: &'static [&'static str],
+}
+
+/// Dependency order: what others point at comes first (`backfill('all')`).
+pub const RESOURCES: &[Resource] = &[
+    r("product", "/v1/products", &[], &["prod_"]),
+    r("price", "/v1/prices", &[], &["price_"]),
+    r("plan", "/v1/plans", &[], &["plan_"]),
+    r("coupon", "/v1/coupons", &[], &[]),
+    r("customer", "/v1/customers", &[], &["cus_"]),
+    r("tax_id", "/v1/tax_ids", &[], &["txi_"]),
+    r("payment_method", "/v1/payment_methods", &[], &["pm_", "card_", "src_"]),
+    r("subscription", "/v1/subscriptions", &[("status", "all")], &["sub_"]),
+    r("subscription_schedule", "/v1/subscription_schedules", &[], &["sub_sched_"]),
+    r("invoice", "/v1/invoices", &[], &["in_"]),
+    r("invoiceitem", "/v1/invoiceitems", &[], &["ii_"]),
+    r("payment_intent", "/v1/payment_intents", &[], &["pi_"]),
+    r("setup_intent", "/v1/setup_intents", &[], &["seti_"]),
+    r("charge", "/v1/charges", &[], &["ch_", "py_"]),
+    r("refund", "/v1/refunds", &[], &["re_", "pyr_"]),
+    r("dispute", "/v1/disputes", &[], &["dp_", "du_"]),
+    r("credit_note", "/v1/credit_notes", &[], &["cn_"]),
+    r("checkout.session", "/v1/checkout/sessions", &[], &["cs_"]),
+    r("radar.early_fraud_warning", "/v1/radar/early_fraud_warnings", &[], &["issfr_"]),
+];
+
+const fn r(
+    object: &'static str,
+    path: &'static str,
+    list_params: &'static [(&'static str, &'static str)],
+    prefixes: &'static [&'static str],
+) -> Resource {
+    Resource { object, path, list_params, prefixes }
+}
+
+/// The resource of an `object` value.
+pub fn resource(object: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.object == object)
+}
+
+/// The resource an id belongs to, by its prefix; the longest prefix wins
+/// (`sub_sched_` before `sub_`).
+pub fn resource_for_id(id: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .flat_map(|r| r.prefixes.iter().map(move |p| (r, *p)))
+        .filter(|(_, p)| id.starts_with(p) && id.len() > p.len())
+        .max_by_key(|(_, p)| p.len())
+        .map(|(r, _)| r)
+}
+
+/// Where the rest of a partial embedded list is listed: the path and query
+/// for `parent_object`'s list `field` of the parent `parent_id`.
+pub fn child_list(
+    parent_object: &str,
+    field: &str,
+    parent_id: &str,
+) -> Option<(String, Vec<(String, String)>)> {
+    match (parent_object, field) {
+        ("subscription", "items") => {
+            Some(("/v1/subscription_items".into(), vec![("subscription".into(), parent_id.into())]))
+        }
+        ("invoice", "lines") => Some((format!("/v1/invoices/{parent_id}/lines"), vec![])),
+        _ => None,
+    }
+}
+
+/// The object types `backfill()` accepts, as users name them: `object` values,
+/// plus `'all'`.
+pub fn backfill_names() -> Vec<&'static str> {
+    RESOURCES.iter().map(|r| r.object).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_map_to_resources_by_longest_prefix() {
+        let obj = |id| resource_for_id(id).map(|r| r.object);
+        assert_eq!(obj("cus_NffrFeUfNV2Hib"), Some("customer"));
+        assert_eq!(obj("sub_1MowQVLkdIwHu7ix"), Some("subscription"));
+        assert_eq!(obj("sub_sched_1Mr3YdLkdIwHu7ix"), Some("subscription_schedule"));
+        assert_eq!(obj("in_1MtHbELkdIwHu7ix"), Some("invoice"));
+        assert_eq!(obj("ch_3MmlLrLkdIwHu7ix"), Some("charge"));
+        assert_eq!(obj("pi_3MtwBwLkdIwHu7ix"), Some("payment_intent"));
+        assert_eq!(obj("prod_NWjs8kKbJWmuuc"), Some("product"));
+        assert_eq!(obj("price_1MoBy5LkdIwHu7ix"), Some("price"));
+        assert_eq!(obj("cs_test_a1b2"), Some("checkout.session"));
+        assert_eq!(obj("issfr_1NnrwHBw2dPENLoi"), Some("radar.early_fraud_warning"));
+        assert_eq!(obj("cus_"), None);
+        assert_eq!(obj("evt_1"), None);
+        assert_eq!(obj("bogus"), None);
+    }
+
+    #[test]
+    fn subscriptions_are_listed_with_every_status() {
+        assert_eq!(resource("subscription").unwrap().list_params, &[("status", "all")]);
+    }
+
+    #[test]
+    fn every_mirrored_object_has_a_resource_and_back() {
+        for spec in crate::mapping::SPECS {
+            assert!(resource(spec.object).is_some(), "no API resource for {}", spec.object);
+        }
+        for res in RESOURCES {
+            assert!(
+                crate::mapping::spec_for(res.object).is_some(),
+                "{} is not mirrored",
+                res.object
+            );
+        }
+    }
+
+    #[test]
+    fn every_child_list_has_an_endpoint() {
+        for spec in crate::mapping::SPECS {
+            for child in spec.children {
+                assert!(
+                    child_list(spec.object, child.list, "x_1").is_some(),
+                    "{}.{}",
+                    spec.object,
+                    child.list
+                );
+            }
+        }
+        assert_eq!(child_list("invoice", "lines", "in_1").unwrap().0, "/v1/invoices/in_1/lines");
+        assert_eq!(child_list("customer", "sources", "cus_1"), None);
+    }
+
+    #[test]
+    fn dependency_order_puts_catalog_and_customers_before_billing() {
+        let pos = |o| RESOURCES.iter().position(|r| r.object == o).unwrap();
+        assert!(pos("product") < pos("price") && pos("price") < pos("subscription"));
+        assert!(pos("customer") < pos("subscription") && pos("subscription") < pos("invoice"));
+        assert!(pos("invoice") < pos("charge") && pos("charge") < pos("refund"));
+    }
+}

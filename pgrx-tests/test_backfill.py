@@ -1,0 +1,168 @@
+"""Backfill, incremental runs, resume after cancel, sync_object and catch_up
+against localstripe (the Stripe stand-in), through the real job workers."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+import harness as h
+
+N_CUSTOMERS = 230  # three pages of 100
+
+
+@pytest.fixture(scope="module")
+def stand_in():
+    with h.LocalStripe() as ls:
+        yield ls
+
+
+@pytest.fixture(scope="module")
+def api(stand_in):
+    return h.stripe_client(stand_in.base)
+
+
+@pytest.fixture(scope="module")
+def customers(api):
+    made = [api.v1.customers.create(params={"email": f"b{i}@example.com", "name": f"Backfill {i}"})
+            for i in range(N_CUSTOMERS)]
+    return {c.id: c for c in made}
+
+
+@pytest.fixture(scope="module")
+def cluster(stand_in, customers):
+    with h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY,
+                               api_base=stand_in.base) as c:
+        yield c
+
+
+def listed_customers(api) -> dict[str, str]:
+    return {c.id: c.email for c in api.v1.customers.list(params={"limit": 100}).auto_paging_iter()}
+
+
+def test_backfill_copies_exactly_what_the_api_lists(cluster, api, customers):
+    with cluster.connect() as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        n = conn.execute("SELECT stripe_sync.backfill('customer')").fetchone()[0]
+    assert n == N_CUSTOMERS
+    rows = dict(cluster.query("SELECT id, email FROM stripe_sync.customers WHERE NOT _deleted"))
+    assert rows == listed_customers(api)
+    assert any("3 pages" in m for m in notices), notices
+    run = cluster.query("SELECT status, pages, objects, resumed, listed, rows_held, deleted"
+                        " FROM stripe_sync.sync_runs WHERE object = 'customer' ORDER BY id")
+    assert run == [("completed", 3, N_CUSTOMERS, False, N_CUSTOMERS, N_CUSTOMERS, 0)]
+    typed = cluster.query("SELECT name, _last_event_type FROM stripe_sync.customers WHERE email = 'b7@example.com'")
+    assert typed == [("Backfill 7", "stripe_sync.fetched")]
+
+
+def test_a_second_run_is_incremental_and_changes_nothing(cluster, api):
+    before = cluster.query("SELECT id, data FROM stripe_sync.customers ORDER BY id")
+    with cluster.connect() as conn:
+        n = conn.execute("SELECT stripe_sync.backfill('customers')").fetchone()[0]
+    # Only objects created in or after the newest second already seen are listed again.
+    assert n < 100
+    after = cluster.query("SELECT id, data FROM stripe_sync.customers ORDER BY id")
+    assert after == before
+    fresh = api.v1.customers.create(params={"email": "fresh@example.com"})
+    with cluster.connect() as conn:
+        n = conn.execute("SELECT stripe_sync.backfill('customer')").fetchone()[0]
+    assert 1 <= n < 100
+    assert cluster.scalar("SELECT email FROM stripe_sync.customers WHERE id = %s", (fresh.id,)) == "fresh@example.com"
+
+
+def test_sync_object_refetches_one_object(cluster, api, customers):
+    cid = next(iter(customers))
+    api.v1.customers.update(cid, params={"email": "changed@example.com"})
+    with cluster.connect() as conn:
+        assert conn.execute("SELECT stripe_sync.sync_object(%s)", (cid,)).fetchone()[0] == "customers"
+    assert cluster.scalar("SELECT email FROM stripe_sync.customers WHERE id = %s", (cid,)) == "changed@example.com"
+
+
+def test_sync_object_errors_are_clear(cluster):
+    with cluster.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.sync_object('cus_doesnotexist')")
+    assert err.value.sqlstate == "P0002"
+    assert "stripe API error 404" in str(err.value)
+    with cluster.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.sync_object('zz_1')")
+    assert "no known Stripe id prefix" in str(err.value)
+    with cluster.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.backfill('widgets')")
+    assert err.value.sqlstate == "22023"
+    assert "customer" in (err.value.diag.message_hint or "")
+
+
+def test_wrong_key_and_unreachable_api_fail_fast_and_clearly(cluster):
+    with cluster.connect() as conn:
+        conn.execute("SET stripe_sync.api_key = 'not_a_key_at_all'")
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.sync_object('cus_whatever')")
+        assert err.value.sqlstate == "28000", err.value
+        assert "not_a_key_at_all" not in str(err.value)
+        conn.execute("RESET stripe_sync.api_key")
+        conn.execute(f"SET stripe_sync.api_base = 'http://127.0.0.1:{h.free_port()}'")
+        conn.execute("SET stripe_sync.max_network_retries = 1")
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.sync_object('cus_whatever')")
+        assert err.value.sqlstate == "08006", err.value
+        assert "unreachable" in str(err.value)
+        assert h.TEST_API_KEY not in str(err.value)
+
+
+def test_catch_up_recovers_events_never_delivered(cluster, api):
+    # No webhook endpoint is registered: localstripe's events reach us only through catch_up.
+    new = api.v1.customers.create(params={"email": "missed@example.com", "name": "Missed"})
+    with cluster.connect() as conn:
+        queued = conn.execute("SELECT stripe_sync.catch_up()").fetchone()[0]
+        assert queued >= 1
+        again = conn.execute("SELECT stripe_sync.catch_up()").fetchone()[0]
+    assert again == 0, "events already stored are not queued twice"
+    h.wait_until(lambda: cluster.scalar(
+        "SELECT email FROM stripe_sync.customers WHERE id = %s", (new.id,)) == "missed@example.com",
+        timeout=30, what="the worker to apply the caught-up event")
+    assert cluster.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'failed'") == 0
+    assert cluster.scalar("SELECT status FROM stripe_sync.sync_runs WHERE kind = 'catch_up' ORDER BY id DESC LIMIT 1") == "completed"
+
+
+def test_a_cancelled_backfill_resumes_without_duplicates(stand_in, api):
+    # A second stand-in account would be cleaner; a separate cluster with one request a second does.
+    with h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY, api_base=stand_in.base,
+                               api_rate_limit=1) as c:
+        total = len(listed_customers(api))
+        assert total > 500, "needs more than five pages to cancel in the middle"
+        caller = c.connect()
+        pid = caller.info.backend_pid
+        outcome = {}
+
+        def run():
+            try:
+                caller.execute("SELECT stripe_sync.backfill('customer')")
+                outcome["result"] = "finished"
+            except psycopg.Error as e:  # the cancel
+                outcome["result"] = e.sqlstate
+
+        t = threading.Thread(target=run)
+        t.start()
+        h.wait_until(lambda: (c.scalar("SELECT max(pages) FROM stripe_sync.sync_runs") or 0) >= 2,
+                     timeout=60, what="two committed pages")
+        c.query("SELECT pg_cancel_backend(%s)", (pid,))
+        t.join(30)
+        caller.close()
+        assert outcome.get("result") == "57014", outcome  # query_canceled
+        h.wait_until(lambda: c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'stripe_sync job'") == 0,
+                     timeout=30, what="the job worker to stop")
+        partial = c.scalar("SELECT count(*) FROM stripe_sync.customers")
+        assert 0 < partial < total
+        c.query("ALTER SYSTEM SET stripe_sync.api_rate_limit = 100")
+        c.reload()
+        with c.connect() as conn:
+            conn.execute("SELECT stripe_sync.backfill('customer')")
+        assert c.scalar("SELECT count(*) FROM stripe_sync.customers") == total
+        runs = c.query("SELECT status, resumed FROM stripe_sync.sync_runs ORDER BY id")
+        assert runs[-1] == ("completed", True), runs

@@ -1,0 +1,233 @@
+//! Jobs: a backfill or catch-up runs in a dynamic background worker that
+//! commits page by page (so no transaction stays open for the whole run, and
+//! an interrupted run resumes), while the SQL call that started it waits,
+//! prints NOTICE progress from `stripe_sync.sync_runs`, and returns the
+//! count. Cancelling the call (pg_cancel_backend, statement_timeout)
+//! terminates the job; what it committed stays, and the next call resumes.
+
+use crate::backfill::{self, Run};
+use crate::stripe;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use std::time::Duration;
+use stripe_sync_core::http::ApiError;
+use stripe_sync_core::objects;
+
+/// `backend_type` of job workers.
+pub const JOB_TYPE: &str = "stripe_sync job";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Backfill,
+    CatchUp,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Backfill => "backfill",
+            Kind::CatchUp => "catch_up",
+        }
+    }
+}
+
+/// Starts a job and waits for it; returns the objects (or events) it applied.
+/// Errors of the job are raised here.
+pub fn run_and_wait(kind: Kind, object: &str, created_after: Option<i64>) -> i64 {
+    if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
+        error!(
+            "stripe_sync: backfill and catch_up must be called at READ COMMITTED isolation to follow their job"
+        );
+    }
+    let token =
+        format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64);
+    let extra = format!(
+        "{}\t{object}\t{}\t{token}",
+        kind.as_str(),
+        created_after.map_or(String::new(), |t| t.to_string())
+    );
+    let db = unsafe { pg_sys::MyDatabaseId };
+    let handle = BackgroundWorkerBuilder::new(JOB_TYPE)
+        .set_type(JOB_TYPE)
+        .set_library("stripe_sync")
+        .set_function("stripe_sync_job_main")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
+        .set_extra(&extra)
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic();
+    let Ok(handle) = handle else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            "stripe_sync: could not start a job worker",
+            "raise max_worker_processes (each running backfill or catch_up uses one)"
+        );
+    };
+    // Only touched again on the error path, after follow() has unwound.
+    let handle = std::panic::AssertUnwindSafe(std::cell::RefCell::new(Some(handle)));
+    PgTryBuilder::new(|| follow(&token, object, &handle))
+        .catch_others(|e| {
+            // Cancelled or failed while waiting: stop the job; its committed pages stay.
+            if let Some(h) = handle.borrow_mut().take() {
+                h.terminate();
+            }
+            e.rethrow()
+        })
+        .execute()
+}
+
+/// Polls the run row until the job worker has finished.
+fn follow(
+    token: &str,
+    object: &str,
+    handle: &std::cell::RefCell<Option<pgrx::bgworkers::DynamicBackgroundWorker>>,
+) -> i64 {
+    let mut pages_reported = 0;
+    loop {
+        let stopped = handle.borrow().as_ref().is_none_or(|h| {
+            matches!(
+                h.pid(),
+                Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied)
+            )
+        });
+        let row = read_run(token);
+        if let Some((status, pages, objects, error)) = &row {
+            if *pages > pages_reported {
+                pages_reported = *pages;
+                notice!("stripe_sync: {object}: {pages} pages, {objects} objects");
+            }
+            match status.as_str() {
+                "completed" => return *objects,
+                "failed" | "cancelled" => {
+                    let message = error.clone().unwrap_or_else(|| "the job failed".into());
+                    ereport!(ERROR, PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, message);
+                }
+                _ => {}
+            }
+        }
+        if stopped {
+            // The worker is gone; read once more in case it finished just now.
+            if let Some((status, _, objects, _)) = read_run(token)
+                && status == "completed"
+            {
+                return objects;
+            }
+            error!(
+                "stripe_sync: the job worker for {object} stopped before finishing; call again to resume"
+            );
+        }
+        stripe::wait(Duration::from_millis(100));
+    }
+}
+
+/// Reads the run row. Through the read-write SPI path on purpose: only that
+/// takes a new snapshot per query, so the job's commits become visible.
+fn read_run(token: &str) -> Option<(String, i32, i64, Option<String>)> {
+    Spi::connect_mut(|c| {
+        let rows = c
+            .update(
+                "SELECT status, pages, objects, error FROM stripe_sync.sync_runs WHERE token = $1",
+                None,
+                &[token.into()],
+            )
+            .ok()?;
+        let row = rows.first();
+        let status = row.get::<String>(1).ok().flatten()?;
+        Some((
+            status,
+            row.get::<i32>(2).ok().flatten().unwrap_or(0),
+            row.get::<i64>(3).ok().flatten().unwrap_or(0),
+            row.get::<String>(4).ok().flatten(),
+        ))
+    })
+}
+
+/// Entry point of a job worker.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
+    // SIGTERM (the caller cancelled) ends the job at the next interrupt check.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let db = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    let extra = BackgroundWorker::get_extra().to_owned();
+    let mut parts = extra.split('\t');
+    let (Some(kind), Some(object), Some(created), Some(token)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        warning!("stripe_sync job: malformed job description");
+        return;
+    };
+    let created_after = created.parse::<i64>().ok();
+    let run_id = BackgroundWorker::transaction(|| start_run(kind, object, created_after, token));
+    let run = Run { id: run_id, account: None };
+    let outcome = PgTryBuilder::new(|| match (kind, objects::resource(object)) {
+        ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
+        ("catch_up", _) => backfill::catch_up(&run),
+        _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
+    })
+    .catch_others(|e| {
+        unsafe { pg_sys::AbortOutOfAnyTransaction() };
+        let message = match e {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+            | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                r.message().to_owned()
+            }
+        };
+        Err(ApiError::network(message))
+    })
+    .execute();
+    BackgroundWorker::transaction(|| finish_run(run_id, outcome));
+}
+
+/// What PostgreSQL's `die()` does for a backend: ask for exit at the next
+/// CHECK_FOR_INTERRUPTS, where the open transaction is rolled back cleanly.
+unsafe extern "C-unwind" fn on_sigterm(_signal: i32) {
+    unsafe {
+        (&raw mut pg_sys::InterruptPending).write_volatile(1);
+        (&raw mut pg_sys::ProcDiePending).write_volatile(1);
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+}
+
+fn start_run(kind: &str, object: &str, created_after: Option<i64>, token: &str) -> i64 {
+    let args: [DatumWithOid; 5] = [
+        kind.into(),
+        (if kind == "catch_up" { "event" } else { object }).into(),
+        created_after.map(|t| t as f64).into(),
+        token.into(),
+        unsafe { pg_sys::MyProcPid }.into(),
+    ];
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO stripe_sync.sync_runs (kind, object, created_after, token, worker_pid)
+             VALUES ($1, $2, to_timestamp($3), $4, $5) RETURNING id",
+            None,
+            &args,
+        )
+        .expect("create run")
+        .first()
+        .get_one::<i64>()
+        .expect("run id")
+        .expect("run id")
+    })
+}
+
+fn finish_run(run_id: i64, outcome: Result<i64, ApiError>) {
+    let (status, error) = match &outcome {
+        Ok(_) => ("completed", None),
+        Err(e) => ("failed", Some(e.describe())),
+    };
+    let args: [DatumWithOid; 3] = [run_id.into(), status.into(), error.as_deref().into()];
+    Spi::run_with_args(
+        "UPDATE stripe_sync.sync_runs SET status = $2, error = $3, finished_at = now() WHERE id = $1",
+        &args,
+    )
+    .expect("finish run");
+}

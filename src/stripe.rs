@@ -1,0 +1,195 @@
+//! The Stripe API client: Bearer auth with stripe_sync.api_key, a pinned
+//! Stripe-Version, form-encoded POSTs with an Idempotency-Key, Stripe-Account
+//! for connected accounts, the shared request budget, timeouts, and retries
+//! with capped, jittered backoff that honour Retry-After and
+//! Stripe-Should-Retry. Blocking (ureq) on the calling thread; every wait
+//! checks for interrupts, so pg_cancel_backend and statement_timeout work.
+//! Callers must not hold row locks that others wait on while calling.
+
+use crate::{config, shmem};
+use pgrx::prelude::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use stripe_sync_core::backoff::{Backoff, parse_retry_after};
+use stripe_sync_core::form;
+use stripe_sync_core::http::{ApiError, redact, should_retry};
+
+/// Largest response body read (a page of 100 expanded invoices is well under).
+const MAX_BODY: u64 = 32 * 1024 * 1024;
+const RETRY: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30) };
+const BURST: i64 = 5;
+
+/// A request's method and body.
+pub enum Method<'a> {
+    Get,
+    /// Form parameters, and the idempotency key the POST is sent with.
+    Post(&'a Value, &'a str),
+    Delete,
+}
+
+/// Sends one request, retrying what Stripe says can be retried. `query` is
+/// appended to the URL; `account` is sent as Stripe-Account.
+pub fn request(
+    method: Method,
+    path: &str,
+    query: &[(String, String)],
+    account: Option<&str>,
+) -> Result<Value, ApiError> {
+    let key = config::api_key();
+    if key.is_empty() {
+        return Err(ApiError {
+            status: None,
+            error_type: Some("configuration".into()),
+            code: None,
+            message: "no Stripe API key is configured (set stripe_sync.api_key)".into(),
+            request_id: None,
+        });
+    }
+    let mut url = format!("{}{path}", config::api_base());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&form::to_query(query));
+    }
+    let retries = config::max_network_retries();
+    let mut attempt = 0;
+    loop {
+        wait(shmem::reserve_request(
+            stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
+            BURST,
+        ));
+        let (result, retry_after) = send_once(&method, &url, &key, account);
+        let retry = match &result {
+            Ok(_) => false,
+            Err((e, header)) => attempt < retries && should_retry(e.status, header.as_deref()),
+        };
+        if !retry {
+            return result.map_err(|(e, _)| clean(e, &key));
+        }
+        attempt += 1;
+        wait(RETRY.delay_with_retry_after(
+            attempt,
+            stripe_sync_core::backoff::random_unit(),
+            retry_after,
+        ));
+    }
+}
+
+type Attempt = (Result<Value, (ApiError, Option<String>)>, Option<Duration>);
+
+fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> Attempt {
+    let agent = agent();
+    let auth = format!("Bearer {key}");
+    let version = config::api_version();
+    let response = match method {
+        Method::Get | Method::Delete => {
+            let mut req =
+                if matches!(method, Method::Get) { agent.get(url) } else { agent.delete(url) };
+            req = req.header("Authorization", &auth).header("Stripe-Version", &version);
+            if let Some(a) = account {
+                req = req.header("Stripe-Account", a);
+            }
+            req.call()
+        }
+        Method::Post(params, idempotency_key) => {
+            let mut req = agent
+                .post(url)
+                .header("Authorization", &auth)
+                .header("Stripe-Version", &version)
+                .header("Idempotency-Key", *idempotency_key);
+            if let Some(a) = account {
+                req = req.header("Stripe-Account", a);
+            }
+            let pairs = form::encode(params);
+            req.send_form(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        }
+    };
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => return (Err((ApiError::network(e.to_string()), None)), None),
+    };
+    let status = response.status().as_u16();
+    let header =
+        |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request_id = header("Request-Id");
+    let should_retry_header = header("Stripe-Should-Retry");
+    let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
+    let body = match response.body_mut().with_config().limit(MAX_BODY).read_to_string() {
+        Ok(b) => b,
+        Err(e) => {
+            let err = ApiError::network(format!("reading the answer failed: {e}"));
+            return (Err((err, should_retry_header)), retry_after);
+        }
+    };
+    if (200..300).contains(&status) {
+        return match serde_json::from_str(&body) {
+            Ok(v) => (Ok(v), None),
+            Err(e) => {
+                let mut err = ApiError::network(format!("the answer is not JSON: {e}"));
+                err.status = Some(status);
+                err.request_id = request_id;
+                // A garbled 2xx is a transport fault: retry it like one.
+                (Err((err, Some("true".into()))), retry_after)
+            }
+        };
+    }
+    (
+        Err((ApiError::from_response(status, &body, request_id.as_deref()), should_retry_header)),
+        retry_after,
+    )
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(config::connect_timeout()))
+        .timeout_recv_response(Some(config::read_timeout()))
+        .timeout_recv_body(Some(config::read_timeout()))
+        .user_agent(concat!("stripe_sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// Masks the key wherever an error message might echo it.
+fn clean(mut e: ApiError, key: &str) -> ApiError {
+    e.message = redact(&e.message, &[key]);
+    e
+}
+
+/// Sleeps in short latch waits so a cancel, statement_timeout or shutdown
+/// interrupts it.
+pub fn wait(d: Duration) {
+    let until = Instant::now() + d;
+    loop {
+        check_for_interrupts!();
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = left.min(Duration::from_millis(100)).as_millis().max(1) as i64;
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                ms,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+    }
+}
+
+/// Raises an API error as an SQL ERROR with a SQLSTATE that says what kind it is.
+pub fn raise(e: ApiError) -> ! {
+    use PgSqlErrorCode::*;
+    let code = match (e.status, e.error_type.as_deref()) {
+        (None, Some("configuration")) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        (None, _) => ERRCODE_CONNECTION_FAILURE,
+        (Some(401), _) | (Some(403), _) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        (Some(404), _) => ERRCODE_NO_DATA_FOUND,
+        (Some(400), _) | (Some(402), _) => ERRCODE_INVALID_PARAMETER_VALUE,
+        _ => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+    };
+    pgrx::pg_sys::panic::ErrorReport::new(code, e.describe(), "stripe_sync")
+        .report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
+}

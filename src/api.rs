@@ -69,11 +69,10 @@ fn retry_failed() -> i64 {
 #[pg_extern(volatile, parallel_unsafe)]
 fn replay_event(id: &str) -> &'static str {
     if queue::requeue(Some(id)).is_empty() {
-        ereport!(
-            ERROR,
+        errors::raise_with_hint(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             format!("no event \"{id}\" in stripe_sync.events"),
-            "replay_event() replays events that were ingested; catch_up() fetches missing ones from Stripe"
+            "replay_event() replays events that were ingested; catch_up() fetches missing ones from Stripe".into(),
         );
     }
     shmem::wake_worker_after_commit();
@@ -100,14 +99,13 @@ fn backfill(
     object: &str,
     created_after: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
 ) -> i64 {
+    use crate::jobs::{Kind, run_and_wait};
     let created_after = created_after.map(unix_seconds);
     let names = stripe_sync_core::objects::backfill_names();
     if object == "all" {
         let mut total = 0;
         for name in names {
-            match crate::subxact::run(|| {
-                crate::jobs::run_and_wait(crate::jobs::Kind::Backfill, name, created_after)
-            }) {
+            match crate::subxact::run(|| run_and_wait(Kind::Backfill, name, created_after)) {
                 Ok(n) => total += n,
                 // A server without this endpoint (a stand-in, an older API): say so, go on.
                 Err(f) if f.message.contains("stripe API error 404") => {
@@ -124,14 +122,13 @@ fn backfill(
         **n == object || stripe_sync_core::mapping::spec_for(n).is_some_and(|s| s.table == object)
     });
     let Some(name) = name else {
-        ereport!(
-            ERROR,
+        errors::raise_with_hint(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown object type \"{object}\" for backfill"),
-            format!("use 'all' or one of: {}", names.join(", "))
+            format!("use 'all' or one of: {}", names.join(", ")),
         );
     };
-    crate::jobs::run_and_wait(crate::jobs::Kind::Backfill, name, created_after)
+    run_and_wait(Kind::Backfill, name, created_after)
 }
 
 /// `stripe_sync.catch_up()`: see sql/finalize.sql.

@@ -48,3 +48,9 @@ pub fn raise(e: Error) -> ! {
         .report(PgLogLevel::ERROR);
     unreachable!("an ERROR does not return")
 }
+
+/// Raises an ERROR with a hint saying what to do; never returns.
+pub fn raise_with_hint(code: PgSqlErrorCode, message: String, hint: String) -> ! {
+    ErrorReport::new(code, message, "stripe_sync").set_hint(hint).report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
+}

@@ -57,3 +57,9 @@ COMMENT ON FUNCTION stripe_sync.backfill(text, timestamptz) IS
   'Lists one object type (or ''all'', in dependency order) from the Stripe API, 100 per page, every status, and applies every object. Runs in a job worker that commits page by page; this call waits, prints NOTICE progress and returns the count. Resumable: an interrupted run continues at its cursor. Incremental: after a completed run only objects created since are listed (created_after overrides; ''epoch'' forces a full run). A full run marks deleted the rows the API no longer has. Runs are recorded in stripe_sync.sync_runs.';
 COMMENT ON FUNCTION stripe_sync.catch_up() IS
   'Lists /v1/events since the newest event stored (Stripe keeps 30 days) and queues those missing, as if delivered; returns how many were new. Warns when the newest event stored is older than the window.';
+
+REVOKE ALL ON FUNCTION stripe_sync.create_customer(text, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync._wake_worker() FROM PUBLIC;
+COMMENT ON FUNCTION stripe_sync.create_customer(text, regclass) IS
+  'The Stripe customer of one user of a provisioning target (users may be omitted when there is only one): found in stripe_sync.customers or Stripe (by email and metadata user_id/users_table), or created with an Idempotency-Key derived from table and user; written back to the users row and mirrored. A second call creates nothing and returns the same id.';
+COMMENT ON FUNCTION stripe_sync._wake_worker() IS 'Wakes the background worker when the calling transaction commits.';

@@ -151,3 +151,24 @@ fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {
     let pg_us: i64 = t.into_inner();
     (pg_us + 946_684_800_000_000).div_euclid(1_000_000)
 }
+
+/// `stripe_sync.create_customer(user_id, users)`: the user's Stripe customer,
+/// created (or found) now, written back to the users row; see sql/finalize.sql.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_customer(user_id: &str, users: default!(Option<pgrx::PgRelation>, "NULL")) -> String {
+    let users = users.map(|rel| {
+        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.oid().into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    crate::provision::create_customer(user_id, users.as_deref())
+        .unwrap_or_else(|e| crate::stripe::raise(e))
+}
+
+/// `stripe_sync._wake_worker()`: wakes the worker when this transaction commits
+/// (the provisioning trigger calls it).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _wake_worker() {
+    shmem::wake_worker_after_commit();
+}

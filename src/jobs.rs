@@ -166,23 +166,13 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     let created_after = created.parse::<i64>().ok();
     let run_id = BackgroundWorker::transaction(|| start_run(kind, object, created_after, token));
     let run = Run { id: run_id, account: None };
-    let outcome = PgTryBuilder::new(|| match (kind, objects::resource(object)) {
-        ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
-        ("catch_up", _) => backfill::catch_up(&run),
-        _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
-    })
-    .catch_others(|e| {
-        unsafe { pg_sys::AbortOutOfAnyTransaction() };
-        let message = match e {
-            pgrx::pg_sys::panic::CaughtError::PostgresError(r)
-            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
-            | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
-                r.message().to_owned()
-            }
-        };
-        Err(ApiError::network(message))
-    })
-    .execute();
+    let outcome =
+        crate::subxact::catch_between_transactions(|| match (kind, objects::resource(object)) {
+            ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
+            ("catch_up", _) => backfill::catch_up(&run),
+            _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
+        })
+        .unwrap_or_else(|f| Err(ApiError::network(f.message)));
     BackgroundWorker::transaction(|| finish_run(run_id, outcome));
 }
 

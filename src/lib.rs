@@ -13,6 +13,7 @@ mod errors;
 mod ingest;
 mod jobs;
 mod notify;
+mod provision;
 mod queue;
 mod shmem;
 mod stripe;
@@ -26,6 +27,7 @@ mod pg_tests;
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/tables.sql", name = "tables", requires = ["schema"]);
+extension_sql_file!("../sql/provisioning.sql", name = "provisioning", requires = ["tables"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -590,6 +590,127 @@ mod tests {
         assert_eq!(v.as_deref(), Some("19.99|500|1.234|-2.50|t"));
     }
 
+    // ---------------------------------------------------------- provisioning
+
+    fn users_table(id_type: &str) {
+        Spi::run(&format!(
+            "CREATE TABLE app_users (id {id_type} PRIMARY KEY, email text, full_name text, stripe_customer_id text, age int)"
+        ))
+        .unwrap();
+    }
+
+    fn jobs() -> i64 {
+        count("SELECT count(*) FROM stripe_sync.provisioning_jobs")
+    }
+
+    #[pg_test]
+    fn enable_provisioning_checks_names_and_types_and_installs_nothing_on_error() {
+        users_table("bigint");
+        let cases = [
+            ("'no_such_table', 'id', 'email'", "42P01"),
+            ("'app_users', 'nope', 'email'", "42703"),
+            ("'app_users', 'id', 'nope'", "42703"),
+            ("'app_users', 'id', 'email', 'nope'", "42703"),
+            ("'app_users', 'id', 'email', customer_id_column => 'nope'", "42703"),
+            ("'app_users', 'id', 'age'", "42804"),
+            ("'app_users', 'id', 'email', 'age'", "42804"),
+            ("'app_users', 'id', 'email', customer_id_column => 'age'", "42804"),
+            ("'app_users', 'id', NULL", "22004"),
+            ("'app_users', 'id', 'email; DROP TABLE app_users'", "42703"),
+        ];
+        for (args, sqlstate) in cases {
+            let f = error_of(&format!("SELECT stripe_sync.enable_provisioning({args})"), vec![]);
+            assert_eq!(f.sqlstate, sqlstate, "{args}: {}", f.message);
+        }
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.provisioning_targets"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'app_users'::regclass"),
+            0
+        );
+        assert_eq!(count("SELECT count(*) FROM app_users"), 0, "the table is intact");
+    }
+
+    #[pg_test]
+    fn a_signup_queues_one_job_in_its_own_transaction() {
+        users_table("uuid");
+        Spi::run("SELECT stripe_sync.enable_provisioning('app_users', 'id', 'email', 'full_name')")
+            .unwrap();
+        Spi::run(
+            "INSERT INTO app_users (id, email, full_name)
+             SELECT gen_random_uuid(), 'u' || i || '@example.com', 'User ' || i FROM generate_series(1, 5) i",
+        )
+        .unwrap();
+        assert_eq!(jobs(), 5);
+        // A signup that rolls back queues nothing.
+        let f = error_of(
+            "WITH x AS (INSERT INTO app_users (id, email) VALUES (gen_random_uuid(), 'gone@example.com') RETURNING 1)
+             SELECT 1 / 0 FROM x",
+            vec![],
+        );
+        assert_eq!(f.sqlstate, "22012");
+        assert_eq!(jobs(), 5);
+        // A row that already has a customer queues nothing; a second enable is idempotent.
+        Spi::run("SELECT stripe_sync.enable_provisioning('app_users', 'id', 'email', 'full_name')")
+            .unwrap();
+        Spi::run("INSERT INTO app_users (id, email, stripe_customer_id) VALUES (gen_random_uuid(), 'x@example.com', 'cus_x')")
+            .unwrap();
+        assert_eq!(jobs(), 5);
+        let row = text("SELECT concat_ws('|', present, email, name, customer_id) FROM stripe_sync._user_profile('app_users',
+                          (SELECT id::text FROM app_users WHERE email = 'u3@example.com'))");
+        assert_eq!(row.as_deref(), Some("t|u3@example.com|User 3"));
+        // Existing users without a customer: queued once, not twice.
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT stripe_sync.provision_existing_users()").unwrap(),
+            Some(0)
+        );
+        Spi::run("DELETE FROM stripe_sync.provisioning_jobs").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT stripe_sync.provision_existing_users()").unwrap(),
+            Some(5)
+        );
+    }
+
+    #[pg_test]
+    fn update_sync_is_opt_in_and_disable_removes_the_triggers() {
+        users_table("bigint");
+        Spi::run("SELECT stripe_sync.enable_provisioning('app_users', 'id', 'email', 'full_name', sync_updates => true)")
+            .unwrap();
+        Spi::run("INSERT INTO app_users (id, email, stripe_customer_id) VALUES (1, 'a@example.com', 'cus_a')").unwrap();
+        Spi::run("UPDATE app_users SET age = 3 WHERE id = 1").unwrap();
+        assert_eq!(jobs(), 0, "other columns do not sync");
+        Spi::run("UPDATE app_users SET email = 'b@example.com' WHERE id = 1").unwrap();
+        assert_eq!(
+            text("SELECT concat_ws('|', kind, user_id) FROM stripe_sync.provisioning_jobs")
+                .as_deref(),
+            Some("update|1")
+        );
+        Spi::run("SELECT stripe_sync.disable_provisioning('app_users')").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'app_users'::regclass"),
+            0
+        );
+        assert_eq!(
+            text("SELECT status FROM stripe_sync.provisioning_jobs").as_deref(),
+            Some("failed")
+        );
+        let f = error_of("SELECT stripe_sync.disable_provisioning('app_users')", vec![]);
+        assert_eq!(f.sqlstate, "55000");
+    }
+
+    #[pg_test]
+    fn create_customer_of_a_missing_user_is_a_clear_error() {
+        users_table("bigint");
+        let f = error_of("SELECT stripe_sync.create_customer('1')", vec![]);
+        assert_eq!(f.sqlstate, "55000", "{}", f.message);
+        Spi::run("SELECT stripe_sync.enable_provisioning('app_users', 'id', 'email')").unwrap();
+        let f = error_of("SELECT stripe_sync.create_customer('404')", vec![]);
+        assert_eq!(f.sqlstate, "P0002", "{}", f.message);
+        assert!(f.message.contains("no row with id \"404\""), "{}", f.message);
+        // Already provisioned: returned without any API call (no key is configured here).
+        Spi::run("INSERT INTO app_users (id, email, stripe_customer_id) VALUES (7, 'p@example.com', 'cus_seven')").unwrap();
+        assert_eq!(text("SELECT stripe_sync.create_customer('7')").as_deref(), Some("cus_seven"));
+    }
+
     // -------------------------------------------------------------- security
 
     #[pg_test]

@@ -24,7 +24,6 @@ pub enum Method<'a> {
     Get,
     /// Form parameters, and the idempotency key the POST is sent with.
     Post(&'a Value, &'a str),
-    Delete,
 }
 
 /// Sends one request, retrying what Stripe says can be retried. `query` is
@@ -81,10 +80,9 @@ fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> At
     let auth = format!("Bearer {key}");
     let version = config::api_version();
     let response = match method {
-        Method::Get | Method::Delete => {
+        Method::Get => {
             let mut req =
-                if matches!(method, Method::Get) { agent.get(url) } else { agent.delete(url) };
-            req = req.header("Authorization", &auth).header("Stripe-Version", &version);
+                agent.get(url).header("Authorization", &auth).header("Stripe-Version", &version);
             if let Some(a) = account {
                 req = req.header("Stripe-Account", a);
             }
@@ -183,6 +181,8 @@ pub fn raise(e: ApiError) -> ! {
     use PgSqlErrorCode::*;
     let code = match (e.status, e.error_type.as_deref()) {
         (None, Some("configuration")) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        (None, Some("no_user")) => ERRCODE_NO_DATA_FOUND,
+        (None, Some("ambiguous" | "unknown_id")) => ERRCODE_INVALID_PARAMETER_VALUE,
         (None, _) => ERRCODE_CONNECTION_FAILURE,
         (Some(401), _) | (Some(403), _) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
         (Some(404), _) => ERRCODE_NO_DATA_FOUND,

@@ -33,7 +33,22 @@ pub fn run<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, Failu
     result
 }
 
-fn failure(e: CaughtError) -> Failure {
+/// For code that runs between transactions and opens its own (a worker's
+/// loop): runs `f`, catching an ERROR; the transaction it interrupted, if
+/// any, is aborted, so the caller can go on.
+pub fn catch_between_transactions<T>(
+    f: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> Result<T, Failure> {
+    PgTryBuilder::new(|| Ok(f()))
+        .catch_others(|e| {
+            unsafe { pg_sys::AbortOutOfAnyTransaction() };
+            Err(failure(e))
+        })
+        .execute()
+}
+
+/// What a caught error says.
+pub fn failure(e: CaughtError) -> Failure {
     match e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
             Failure { sqlstate: sqlstate_text(r.sql_error_code()), message: r.message().to_owned() }

@@ -65,6 +65,9 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             last_purge = Some(std::time::Instant::now());
             purge();
         }
+        if extension_seen {
+            provision_round();
+        }
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
             Ok(r) => {
@@ -93,6 +96,19 @@ fn drain_round(extension_seen: bool) -> Round {
     let limit = config::batch_size();
     let outcome = drain::run_batch(limit);
     if outcome.claimed == limit { Round::Backlog } else { Round::Idle }
+}
+
+/// Provisioning jobs handled per round, between event batches.
+const PROVISION_PER_ROUND: i64 = 20;
+
+/// Runs due provisioning jobs; each job's Stripe call happens outside any
+/// transaction (provision.rs). A failure is logged and retried next round.
+fn provision_round() {
+    if let Err(f) =
+        subxact::catch_between_transactions(|| crate::provision::run_due(PROVISION_PER_ROUND))
+    {
+        warning!("stripe_sync worker: provisioning round failed (SQLSTATE {})", f.sqlstate);
+    }
 }
 
 /// How often the worker deletes events past stripe_sync.event_retention.

@@ -59,9 +59,11 @@ impl ApiError {
 
     /// One line: `stripe API error 404 invalid_request_error (resource_missing): ... [request req_1]`.
     pub fn describe(&self) -> String {
-        let mut s = match self.status {
-            Some(code) => format!("stripe API error {code}"),
-            None => "stripe API unreachable".to_owned(),
+        let mut s = match (self.status, &self.error_type) {
+            (Some(code), _) => format!("stripe API error {code}"),
+            (None, None) => "stripe API unreachable".to_owned(),
+            // Not an HTTP failure (configuration, a missing user, ...): the message says it all.
+            (None, Some(_)) => return self.message.clone(),
         };
         if let Some(t) = &self.error_type {
             s.push(' ');

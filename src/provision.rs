@@ -1,0 +1,288 @@
+//! Provisioning, the Postgres -> Stripe direction: the worker's side of the
+//! outbox (`stripe_sync.provisioning_jobs`) and `create_customer()`. A job is
+//! leased in a short transaction, Stripe is called with no transaction open,
+//! and the outcome is written in another: the customer id back to the users
+//! row, the customer into stripe_sync.customers. Before creating, the user's
+//! existing customer is looked for (here, then in Stripe by email and
+//! metadata), and the POST carries an Idempotency-Key derived from table and
+//! user, so a crash between Stripe's answer and our commit creates nothing twice.
+
+use crate::{apply, config, stripe};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+use stripe_sync_core::backoff::{Backoff, random_unit};
+use stripe_sync_core::http::ApiError;
+
+/// How long a claimed job stays invisible to other claimers.
+const LEASE: &str = "10 minutes";
+
+/// One job with what the users row says now.
+struct Job {
+    id: i64,
+    users: String,
+    user_id: String,
+    kind: String,
+    attempts: i32,
+    found: bool,
+    email: Option<String>,
+    name: Option<String>,
+    customer_id: Option<String>,
+}
+
+/// Runs up to `limit` due jobs; returns how many were handled.
+pub fn run_due(limit: i64) -> usize {
+    let jobs = BackgroundWorker::transaction(|| claim(limit));
+    for job in &jobs {
+        check_for_interrupts!();
+        let outcome = perform(job);
+        BackgroundWorker::transaction(|| record(job, outcome));
+    }
+    jobs.len()
+}
+
+fn claim(limit: i64) -> Vec<Job> {
+    Spi::connect_mut(|c| {
+        let ids: Vec<i64> = c
+            .update(
+                &format!(
+                    "WITH due AS (
+                         SELECT id FROM stripe_sync.provisioning_jobs
+                          WHERE status = 'pending' AND next_attempt_at <= now()
+                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                     UPDATE stripe_sync.provisioning_jobs j
+                        SET attempts = j.attempts + 1, next_attempt_at = now() + interval '{LEASE}'
+                       FROM due WHERE j.id = due.id
+                     RETURNING j.id"
+                ),
+                None,
+                &[limit.into()],
+            )
+            .expect("claim provisioning jobs")
+            .filter_map(|r| r.get::<i64>(1).ok().flatten())
+            .collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        c.update(
+            "SELECT j.id, j.users::text, j.user_id, j.kind, j.attempts, p.present, p.email, p.name, p.customer_id
+               FROM stripe_sync.provisioning_jobs j
+              CROSS JOIN LATERAL stripe_sync._user_profile(j.users, j.user_id) p
+              WHERE j.id = ANY($1) ORDER BY j.id",
+            None,
+            &[ids.into()],
+        )
+        .expect("read users rows")
+        .map(|r| Job {
+            id: r.get(1).ok().flatten().unwrap_or_default(),
+            users: r.get(2).ok().flatten().unwrap_or_default(),
+            user_id: r.get(3).ok().flatten().unwrap_or_default(),
+            kind: r.get(4).ok().flatten().unwrap_or_default(),
+            attempts: r.get(5).ok().flatten().unwrap_or(1),
+            found: r.get(6).ok().flatten().unwrap_or(false),
+            email: r.get(7).ok().flatten(),
+            name: r.get(8).ok().flatten(),
+            customer_id: r.get(9).ok().flatten(),
+        })
+        .collect()
+    })
+}
+
+/// The Stripe side of a job: the customer it ends with.
+fn perform(job: &Job) -> Result<Value, ApiError> {
+    if !job.found {
+        return Err(no_user(&job.users, &job.user_id));
+    }
+    match (job.kind.as_str(), &job.customer_id) {
+        ("create", Some(id)) => Ok(json!({"id": id, "object": "customer", "already": true})),
+        ("create", None) => {
+            find_or_create(&job.users, &job.user_id, job.email.as_deref(), job.name.as_deref())
+        }
+        (_, Some(id)) => {
+            let params = json!({"email": job.email, "name": job.name});
+            let key = format!("stripe_sync-update-{}-{}-{}", job.users, job.user_id, job.id);
+            stripe::request(
+                stripe::Method::Post(&params, &key),
+                &format!("/v1/customers/{id}"),
+                &[],
+                None,
+            )
+        }
+        (_, None) => Err(ApiError::network("the user has no customer to update yet")),
+    }
+}
+
+/// The user's customer: found here, found in Stripe, or created there.
+fn find_or_create(
+    users: &str,
+    user_id: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+) -> Result<Value, ApiError> {
+    if let Some(found) = find_in_stripe(users, user_id, email)? {
+        return Ok(found);
+    }
+    let params = json!({
+        "email": email,
+        "name": name,
+        "metadata": {"user_id": user_id, "users_table": users},
+    });
+    let key = format!("stripe_sync-provision-{users}-{user_id}");
+    stripe::request(stripe::Method::Post(&params, &key), "/v1/customers", &[], None)
+}
+
+/// Looks for a customer whose metadata names this user, among those with
+/// the user's email (Stripe lists by email; search is not everywhere).
+fn find_in_stripe(
+    users: &str,
+    user_id: &str,
+    email: Option<&str>,
+) -> Result<Option<Value>, ApiError> {
+    let Some(email) = email else { return Ok(None) };
+    let query =
+        vec![("email".to_owned(), email.to_owned()), ("limit".to_owned(), "100".to_owned())];
+    let list = stripe::request(stripe::Method::Get, "/v1/customers", &query, None)?;
+    let mine = |c: &&Value| {
+        c.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str) == Some(user_id)
+            && c.get("metadata").and_then(|m| m.get("users_table")).and_then(Value::as_str)
+                == Some(users)
+            && c.get("deleted").and_then(Value::as_bool) != Some(true)
+    };
+    Ok(list.get("data").and_then(Value::as_array).and_then(|d| d.iter().find(mine)).cloned())
+}
+
+fn now() -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("now")
+}
+
+/// Writes a job's outcome.
+fn record(job: &Job, outcome: Result<Value, ApiError>) {
+    match outcome {
+        Ok(customer) => {
+            let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if customer.get("already").is_none() {
+                settle(&job.users, &job.user_id, &customer);
+            }
+            let args: [DatumWithOid; 2] = [job.id.into(), id.as_str().into()];
+            Spi::run_with_args(
+                "UPDATE stripe_sync.provisioning_jobs
+                    SET status = 'done', customer_id = $2, done_at = now(), last_error = NULL WHERE id = $1",
+                &args,
+            )
+            .expect("mark job done");
+        }
+        Err(e) => {
+            // Only what Stripe may accept later is retried; a refused request fails at once.
+            let retryable = match e.status {
+                None => e.error_type.is_none(), // a network error; not a missing user
+                Some(s) => s == 409 || s == 429 || s >= 500,
+            };
+            let give_up = !retryable || job.attempts >= config::max_attempts();
+            let policy =
+                Backoff { base: config::retry_base_delay(), cap: Duration::from_secs(3600) };
+            let delay = policy.delay(job.attempts as u32, random_unit());
+            let args: [DatumWithOid; 4] = [
+                job.id.into(),
+                e.describe().as_str().into(),
+                give_up.into(),
+                (delay.as_millis() as f64).into(),
+            ];
+            Spi::run_with_args(
+                "UPDATE stripe_sync.provisioning_jobs
+                    SET status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END, last_error = $2,
+                        next_attempt_at = now() + $4::double precision * interval '1 millisecond'
+                  WHERE id = $1",
+                &args,
+            )
+            .expect("mark job failed");
+        }
+    }
+}
+
+/// The customer exists in Stripe: write its id back and mirror it.
+fn settle(users: &str, user_id: &str, customer: &Value) {
+    let id = customer.get("id").and_then(Value::as_str).unwrap_or_default();
+    let args: [DatumWithOid; 3] = [users.into(), user_id.into(), id.into()];
+    Spi::run_with_args("SELECT stripe_sync._write_back($1::regclass, $2, $3)", &args)
+        .expect("write back");
+    apply::apply_objects(std::slice::from_ref(customer), now(), None);
+}
+
+/// `create_customer(user_id, users)`: the same, synchronously, in the session.
+pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, ApiError> {
+    let users = match users {
+        Some(u) => u.to_owned(),
+        None => only_target()?,
+    };
+    let args: [DatumWithOid; 2] = [users.as_str().into(), user_id.into()];
+    let (found, email, name, customer_id) = Spi::connect(|c| {
+        let row = c
+            .select("SELECT present, email, name, customer_id FROM stripe_sync._user_profile($1::regclass, $2)", None, &args)
+            .expect("read the user")
+            .first();
+        (
+            row.get::<bool>(1).ok().flatten().unwrap_or(false),
+            row.get::<String>(2).ok().flatten(),
+            row.get::<String>(3).ok().flatten(),
+            row.get::<String>(4).ok().flatten(),
+        )
+    });
+    if !found {
+        return Err(no_user(&users, user_id));
+    }
+    if let Some(id) = customer_id {
+        return Ok(id); // already provisioned: create nothing
+    }
+    let customer = find_or_create(&users, user_id, email.as_deref(), name.as_deref())?;
+    settle(&users, user_id, &customer);
+    let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let args: [DatumWithOid; 3] = [users.as_str().into(), user_id.into(), id.as_str().into()];
+    Spi::run_with_args(
+        "INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind, status, attempts, customer_id, done_at)
+         VALUES ($1::regclass, $2, 'create', 'done', 1, $3, now())
+         ON CONFLICT (users, user_id) WHERE kind = 'create'
+         DO UPDATE SET status = 'done', customer_id = $3, done_at = now(), last_error = NULL",
+        &args,
+    )
+    .expect("record the job");
+    Ok(id)
+}
+
+fn no_user(users: &str, user_id: &str) -> ApiError {
+    ApiError {
+        status: None,
+        error_type: Some("no_user".into()),
+        code: None,
+        message: format!("no row with id \"{user_id}\" in {users}"),
+        request_id: None,
+    }
+}
+
+/// The one provisioning target, when `users` was not named.
+fn only_target() -> Result<String, ApiError> {
+    let targets: Vec<String> = Spi::connect(|c| {
+        c.select("SELECT users::text FROM stripe_sync.provisioning_targets ORDER BY 1", None, &[])
+            .expect("targets")
+            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .collect()
+    });
+    match targets.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(ApiError {
+            status: None,
+            error_type: Some("configuration".into()),
+            code: None,
+            message: "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)".into(),
+            request_id: None,
+        }),
+        many => Err(ApiError {
+            status: None,
+            error_type: Some("ambiguous".into()),
+            code: None,
+            message: format!("several users tables are provisioned ({}): name one as the second argument", many.join(", ")),
+            request_id: None,
+        }),
+    }
+}

@@ -15,7 +15,7 @@ setup:
 test: setup
 	cargo test -p stripe_sync_core
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGTEST_DATA)
-	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh
 	$(VENV)/bin/python -m pytest pgrx-tests
 
 unit: setup
@@ -24,9 +24,9 @@ unit: setup
 pgtest: setup
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGTEST_DATA)
 
-## Builds and installs the extension into the system PostgreSQL 15 (stop clusters that preload it first).
+## Builds (release) and installs into the system PostgreSQL 15; running clusters keep their library until restarted.
 install: setup
-	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh
 
 e2e: install
 	$(VENV)/bin/python -m pytest pgrx-tests

@@ -112,6 +112,7 @@ CREATE TABLE stripe_sync.sync_runs (
     deleted       bigint NOT NULL DEFAULT 0,
     resumed       boolean NOT NULL DEFAULT false,
     error         text,
+    error_code    text,
     worker_pid    integer
 );
 CREATE INDEX sync_runs_finished_idx ON stripe_sync.sync_runs (finished_at);
@@ -122,6 +123,7 @@ COMMENT ON COLUMN stripe_sync.sync_runs.objects IS 'Objects (or events, for catc
 COMMENT ON COLUMN stripe_sync.sync_runs.listed IS 'Full runs: how many objects the API listed in all, against rows_held, the live rows the table holds for that account after reconciliation.';
 COMMENT ON COLUMN stripe_sync.sync_runs.deleted IS 'Full runs: rows the API no longer lists, confirmed gone by a retrieve, and marked deleted.';
 COMMENT ON COLUMN stripe_sync.sync_runs.resumed IS 'The run continued from the cursor of an interrupted one.';
+COMMENT ON COLUMN stripe_sync.sync_runs.error_code IS 'SQLSTATE the calling session raises for error (see README, Errors).';
 COMMENT ON COLUMN stripe_sync.sync_runs.token IS 'Handle by which the calling session follows the run.';
 
 CREATE TABLE stripe_sync.sync_cursors (
@@ -140,10 +142,12 @@ COMMENT ON TABLE stripe_sync.sync_cursors IS
 COMMENT ON COLUMN stripe_sync.sync_cursors.starting_after IS 'Last id of the last committed page of the run in progress.';
 COMMENT ON COLUMN stripe_sync.sync_cursors.high_water IS 'Newest created (Unix seconds) seen by the last completed run; an incremental run lists created >= it.';
 
--- Ids a full run has listed, for reconciling missed deletions at its end.
+-- Ids the full run in progress (for an account and object type) has listed,
+-- across interruptions, for reconciling missed deletions at its end.
 CREATE UNLOGGED TABLE stripe_sync.sync_seen (
-    run_id bigint NOT NULL,
-    id     text NOT NULL,
-    PRIMARY KEY (run_id, id)
+    account text NOT NULL,
+    object  text NOT NULL,
+    id      text NOT NULL,
+    PRIMARY KEY (account, object, id)
 );
-COMMENT ON TABLE stripe_sync.sync_seen IS 'Scratch: ids listed by a full backfill run in progress; emptied when the run ends.';
+COMMENT ON TABLE stripe_sync.sync_seen IS 'Scratch: ids listed by the full backfill in progress per account and object type (kept across a resume); emptied when the run ends.';

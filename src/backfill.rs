@@ -127,7 +127,7 @@ pub fn backfill(
         BackgroundWorker::transaction(|| {
             apply::apply_objects(&page.data, fetched_at, account);
             if start.full {
-                remember_seen(run.id, &page.data);
+                remember_seen(run, resource.object, &page.data);
             }
             save_cursor(run, resource.object, last.as_deref(), high);
             record_page(run.id, n);
@@ -201,28 +201,34 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
             &args,
         )
         .expect("start cursor");
-        let args: [DatumWithOid; 3] =
+        let run_args: [DatumWithOid; 3] =
             [run.id.into(), start.resumed.into(), start.created_gte.map(|t| t as f64).into()];
         c.update(
             "UPDATE stripe_sync.sync_runs SET resumed = $2, created_after = to_timestamp($3) WHERE id = $1",
             None,
-            &args,
+            &run_args,
         )
         .expect("run start");
         if !start.resumed {
-            c.update("DELETE FROM stripe_sync.sync_seen WHERE run_id = $1", None, &[run.id.into()])
-                .expect("clear seen");
+            c.update(
+                "DELETE FROM stripe_sync.sync_seen WHERE account = $1 AND object = $2",
+                None,
+                &args[..2],
+            )
+            .expect("clear seen");
         }
         start
     })
 }
 
-fn remember_seen(run_id: i64, objects: &[Value]) {
+fn remember_seen(run: &Run, object: &str, objects: &[Value]) {
     let ids: Vec<&str> =
         objects.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).collect();
-    let args: [DatumWithOid; 2] = [run_id.into(), ids.into()];
+    let account = run.account.clone().unwrap_or_default();
+    let args: [DatumWithOid; 3] = [account.as_str().into(), object.into(), ids.into()];
     Spi::run_with_args(
-        "INSERT INTO stripe_sync.sync_seen (run_id, id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO stripe_sync.sync_seen (account, object, id)
+         SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
         &args,
     )
     .expect("remember seen ids");
@@ -274,11 +280,12 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
         let sql = format!(
             "SELECT t.id FROM stripe_sync.{} t
               WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM $2
-                AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_seen s WHERE s.run_id = $1 AND s.id = t.id)",
+                AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_seen s
+                                 WHERE s.account = coalesce($2, '') AND s.object = $1 AND s.id = t.id)",
             spec.table
         );
         Spi::connect(|c| {
-            c.select(&sql, None, &[run.id.into(), account.into()])
+            c.select(&sql, None, &[resource.object.into(), account.into()])
                 .expect("missing rows")
                 .filter_map(|r| r.get::<String>(1).ok().flatten())
                 .collect()
@@ -301,16 +308,21 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
         let sql = format!(
             "UPDATE stripe_sync.sync_runs r
                 SET deleted = $2,
-                    listed = (SELECT count(*) FROM stripe_sync.sync_seen s WHERE s.run_id = r.id),
+                    listed = (SELECT count(*) FROM stripe_sync.sync_seen s
+                               WHERE s.account = coalesce($3, '') AND s.object = $4),
                     rows_held = (SELECT count(*) FROM stripe_sync.{} t
                                   WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM $3)
               WHERE r.id = $1",
             spec.table
         );
-        Spi::run_with_args(&sql, &[run.id.into(), (gone.len() as i64).into(), account.into()])
-            .expect("record reconciliation");
-        Spi::run_with_args("DELETE FROM stripe_sync.sync_seen WHERE run_id = $1", &[run.id.into()])
-            .expect("clear seen");
+        let args: [DatumWithOid; 4] =
+            [run.id.into(), (gone.len() as i64).into(), account.into(), resource.object.into()];
+        Spi::run_with_args(&sql, &args).expect("record reconciliation");
+        Spi::run_with_args(
+            "DELETE FROM stripe_sync.sync_seen WHERE account = coalesce($1, '') AND object = $2",
+            &[account.into(), resource.object.into()],
+        )
+        .expect("clear seen");
     });
     Ok(())
 }

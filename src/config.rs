@@ -250,3 +250,33 @@ pub fn max_network_retries() -> u32 {
 pub fn api_rate_limit() -> f64 {
     f64::from(API_RATE_LIMIT.get())
 }
+
+/// Settings a session may change for one call that a job worker must follow
+/// (its configuration is the server's): retries, read and connect timeouts,
+/// as `"5,30000,5000"` (bgw_extra has only 128 bytes).
+pub fn session_settings() -> String {
+    format!("{},{},{}", MAX_NETWORK_RETRIES.get(), READ_TIMEOUT.get(), CONNECT_TIMEOUT.get())
+}
+
+/// Applies what [`session_settings`] wrote, in a job worker.
+pub fn apply_session_settings(settings: &str) {
+    let names = [
+        c"stripe_sync.max_network_retries",
+        c"stripe_sync.read_timeout",
+        c"stripe_sync.connect_timeout",
+    ];
+    for (name, value) in names.iter().zip(settings.split(',')) {
+        let Ok(value) = CString::new(value) else { continue };
+        if value.as_bytes().is_empty() || !value.as_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        unsafe {
+            pgrx::pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pgrx::pg_sys::GucContext::PGC_SUSET,
+                pgrx::pg_sys::GucSource::PGC_S_SESSION,
+            );
+        }
+    }
+}

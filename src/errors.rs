@@ -54,3 +54,9 @@ pub fn raise_with_hint(code: PgSqlErrorCode, message: String, hint: String) -> !
     ErrorReport::new(code, message, "stripe_sync").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("an ERROR does not return")
 }
+
+/// Raises an ERROR with the given code; never returns.
+pub fn raise_with_code(code: PgSqlErrorCode, message: String) -> ! {
+    ErrorReport::new(code, message, "stripe_sync").report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
+}

@@ -42,10 +42,12 @@ pub fn run_and_wait(kind: Kind, object: &str, created_after: Option<i64>) -> i64
     }
     let token =
         format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64);
+    // bgw_extra holds 128 bytes: the job, and the session's retry and timeout settings.
     let extra = format!(
-        "{}\t{object}\t{}\t{token}",
+        "{}\t{object}\t{}\t{token}\t{}",
         kind.as_str(),
-        created_after.map_or(String::new(), |t| t.to_string())
+        created_after.map_or(String::new(), |t| t.to_string()),
+        crate::config::session_settings()
     );
     let db = unsafe { pg_sys::MyDatabaseId };
     let handle = BackgroundWorkerBuilder::new(JOB_TYPE)
@@ -101,8 +103,12 @@ fn follow(
             match status.as_str() {
                 "completed" => return *objects,
                 "failed" | "cancelled" => {
-                    let message = error.clone().unwrap_or_else(|| "the job failed".into());
-                    ereport!(ERROR, PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, message);
+                    let (message, code) =
+                        error.clone().unwrap_or_else(|| ("the job failed".into(), "38000".into()));
+                    crate::errors::raise_with_code(
+                        crate::subxact::sqlstate_from_text(&code),
+                        message,
+                    );
                 }
                 _ => {}
             }
@@ -124,11 +130,11 @@ fn follow(
 
 /// Reads the run row. Through the read-write SPI path on purpose: only that
 /// takes a new snapshot per query, so the job's commits become visible.
-fn read_run(token: &str) -> Option<(String, i32, i64, Option<String>)> {
+fn read_run(token: &str) -> Option<(String, i32, i64, Option<(String, String)>)> {
     Spi::connect_mut(|c| {
         let rows = c
             .update(
-                "SELECT status, pages, objects, error FROM stripe_sync.sync_runs WHERE token = $1",
+                "SELECT status, pages, objects, error, error_code FROM stripe_sync.sync_runs WHERE token = $1",
                 None,
                 &[token.into()],
             )
@@ -139,7 +145,9 @@ fn read_run(token: &str) -> Option<(String, i32, i64, Option<String>)> {
             status,
             row.get::<i32>(2).ok().flatten().unwrap_or(0),
             row.get::<i64>(3).ok().flatten().unwrap_or(0),
-            row.get::<String>(4).ok().flatten(),
+            row.get::<String>(4).ok().flatten().map(|e| {
+                (e, row.get::<String>(5).ok().flatten().unwrap_or_else(|| "38000".into()))
+            }),
         ))
     })
 }
@@ -157,22 +165,25 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     let extra = BackgroundWorker::get_extra().to_owned();
     let mut parts = extra.split('\t');
-    let (Some(kind), Some(object), Some(created), Some(token)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(kind), Some(object), Some(created), Some(token), settings) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
         warning!("stripe_sync job: malformed job description");
         return;
     };
+    crate::config::apply_session_settings(settings.unwrap_or_default());
     let created_after = created.parse::<i64>().ok();
     let run_id = BackgroundWorker::transaction(|| start_run(kind, object, created_after, token));
     let run = Run { id: run_id, account: None };
-    let outcome =
-        crate::subxact::catch_between_transactions(|| match (kind, objects::resource(object)) {
+    let outcome = crate::subxact::catch_between_transactions(|| {
+        match (kind, objects::resource(object)) {
             ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
             ("catch_up", _) => backfill::catch_up(&run),
             _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
-        })
-        .unwrap_or_else(|f| Err(ApiError::network(f.message)));
+        }
+        .map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
+    })
+    .unwrap_or_else(|f| Err((f.message, f.sqlstate)));
     BackgroundWorker::transaction(|| finish_run(run_id, outcome));
 }
 
@@ -209,14 +220,15 @@ fn start_run(kind: &str, object: &str, created_after: Option<i64>, token: &str) 
     })
 }
 
-fn finish_run(run_id: i64, outcome: Result<i64, ApiError>) {
-    let (status, error) = match &outcome {
-        Ok(_) => ("completed", None),
-        Err(e) => ("failed", Some(e.describe())),
+fn finish_run(run_id: i64, outcome: Result<i64, (String, String)>) {
+    let (status, error, code) = match &outcome {
+        Ok(_) => ("completed", None, None),
+        Err((message, code)) => ("failed", Some(message.as_str()), Some(code.as_str())),
     };
-    let args: [DatumWithOid; 3] = [run_id.into(), status.into(), error.as_deref().into()];
+    let args: [DatumWithOid; 4] = [run_id.into(), status.into(), error.into(), code.into()];
     Spi::run_with_args(
-        "UPDATE stripe_sync.sync_runs SET status = $2, error = $3, finished_at = now() WHERE id = $1",
+        "UPDATE stripe_sync.sync_runs SET status = $2, error = $3, error_code = $4, finished_at = now()
+          WHERE id = $1",
         &args,
     )
     .expect("finish run");

@@ -69,7 +69,12 @@ fn claim(limit: i64) -> Vec<Job> {
         c.update(
             "SELECT j.id, j.users::text, j.user_id, j.kind, j.attempts, p.present, p.email, p.name, p.customer_id
                FROM stripe_sync.provisioning_jobs j
-              CROSS JOIN LATERAL stripe_sync._user_profile(j.users, j.user_id) p
+              -- A job of a table no longer provisioned (or dropped) reads no profile and fails alone.
+               LEFT JOIN LATERAL (
+                     SELECT * FROM stripe_sync._user_profile(j.users, j.user_id)
+                      WHERE EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t
+                                      JOIN pg_catalog.pg_class c ON c.oid = t.users
+                                     WHERE t.users = j.users)) p ON true
               WHERE j.id = ANY($1) ORDER BY j.id",
             None,
             &[ids.into()],

@@ -62,7 +62,14 @@ pub fn request(
             Err((e, header)) => attempt < retries && should_retry(e.status, header.as_deref()),
         };
         if !retry {
-            return result.map_err(|(e, _)| clean(e, &key));
+            return result.map_err(|(mut e, header)| {
+                if header.as_deref() == Some("false") {
+                    e.message.push_str(" (not retried: Stripe-Should-Retry: false)");
+                } else if attempt > 0 {
+                    e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+                }
+                clean(e, &key)
+            });
         }
         attempt += 1;
         wait(RETRY.delay_with_retry_after(
@@ -103,7 +110,14 @@ fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> At
     };
     let mut response = match response {
         Ok(r) => r,
-        Err(e) => return (Err((ApiError::network(e.to_string()), None)), None),
+        Err(e) => {
+            let hint = if matches!(e, ureq::Error::Timeout(_)) {
+                " (stripe_sync.read_timeout / connect_timeout)"
+            } else {
+                ""
+            };
+            return (Err((ApiError::network(format!("{e}{hint}")), None)), None);
+        }
     };
     let status = response.status().as_u16();
     let header =
@@ -176,10 +190,10 @@ pub fn wait(d: Duration) {
     }
 }
 
-/// Raises an API error as an SQL ERROR with a SQLSTATE that says what kind it is.
-pub fn raise(e: ApiError) -> ! {
+/// The SQLSTATE that says what kind of API error it is (README, Errors).
+pub fn sqlstate(e: &ApiError) -> PgSqlErrorCode {
     use PgSqlErrorCode::*;
-    let code = match (e.status, e.error_type.as_deref()) {
+    match (e.status, e.error_type.as_deref()) {
         (None, Some("configuration")) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         (None, Some("no_user")) => ERRCODE_NO_DATA_FOUND,
         (None, Some("ambiguous" | "unknown_id")) => ERRCODE_INVALID_PARAMETER_VALUE,
@@ -188,8 +202,10 @@ pub fn raise(e: ApiError) -> ! {
         (Some(404), _) => ERRCODE_NO_DATA_FOUND,
         (Some(400), _) | (Some(402), _) => ERRCODE_INVALID_PARAMETER_VALUE,
         _ => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-    };
-    pgrx::pg_sys::panic::ErrorReport::new(code, e.describe(), "stripe_sync")
-        .report(PgLogLevel::ERROR);
-    unreachable!("an ERROR does not return")
+    }
+}
+
+/// Raises an API error as an SQL ERROR.
+pub fn raise(e: ApiError) -> ! {
+    crate::errors::raise_with_code(sqlstate(&e), e.describe())
 }

@@ -65,3 +65,14 @@ pub fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
     let packed = code as isize;
     (0..5).map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
+
+/// The code of a five-character SQLSTATE (38000 when it is not one).
+pub fn sqlstate_from_text(text: &str) -> pgrx::PgSqlErrorCode {
+    let b = text.as_bytes();
+    if b.len() != 5 || !b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        return pgrx::PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+    }
+    let packed: isize =
+        b.iter().enumerate().map(|(i, c)| (((*c - b'0') as isize) & 0x3F) << (6 * i)).sum();
+    pgrx::PgSqlErrorCode::from(packed)
+}

@@ -65,11 +65,10 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             last_purge = Some(std::time::Instant::now());
             purge();
         }
-        if extension_seen {
-            provision_round();
-        }
+        let provisioning_backlog = extension_seen && provision_round();
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
+            Ok(Round::Idle) if provisioning_backlog => Round::Backlog,
             Ok(r) => {
                 failures = 0;
                 extension_seen = !matches!(r, Round::Wait);
@@ -103,11 +102,14 @@ const PROVISION_PER_ROUND: i64 = 20;
 
 /// Runs due provisioning jobs; each job's Stripe call happens outside any
 /// transaction (provision.rs). A failure is logged and retried next round.
-fn provision_round() {
-    if let Err(f) =
-        subxact::catch_between_transactions(|| crate::provision::run_due(PROVISION_PER_ROUND))
-    {
-        warning!("stripe_sync worker: provisioning round failed (SQLSTATE {})", f.sqlstate);
+/// True when more jobs may be due.
+fn provision_round() -> bool {
+    match subxact::catch_between_transactions(|| crate::provision::run_due(PROVISION_PER_ROUND)) {
+        Ok(n) => n as i64 == PROVISION_PER_ROUND,
+        Err(f) => {
+            warning!("stripe_sync worker: provisioning round failed (SQLSTATE {})", f.sqlstate);
+            false
+        }
     }
 }
 

@@ -1,0 +1,325 @@
+"""A small in-memory Stripe API that behaves like the real one where
+localstripe does not: lists newest first with cursors and created filters,
+deleted stubs, embedded child lists cut at ten, and the resources localstripe
+lacks (prices, disputes, credit notes, checkout sessions, early fraud
+warnings, subscription schedules). Objects start from the API's own examples
+(fixtures3.json) with fresh ids and increasing ``created``.
+
+    with StandIn() as api:
+        prices = api.add("/v1/prices", 250)
+        api.delete(prices[0]["id"])
+        api.requests("/v1/prices")   # what was asked
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+FIXTURES = Path("/work/shared/stripe/openapi/fixtures3.json")
+
+# path -> (fixture / object name, id prefix, retrieve gives a deleted stub once deleted, DELETE allowed)
+RESOURCES: dict[str, tuple[str, str, bool, bool]] = {
+    "/v1/products": ("product", "prod_", True, True),
+    "/v1/prices": ("price", "price_", True, False),
+    "/v1/plans": ("plan", "plan_", True, True),
+    "/v1/coupons": ("coupon", "CPN", True, True),
+    "/v1/customers": ("customer", "cus_", True, True),
+    "/v1/subscriptions": ("subscription", "sub_", False, False),
+    "/v1/subscription_schedules": ("subscription_schedule", "sub_sched_", False, False),
+    "/v1/invoices": ("invoice", "in_", False, False),
+    "/v1/disputes": ("dispute", "dp_", False, False),
+    "/v1/credit_notes": ("credit_note", "cn_", False, False),
+    "/v1/checkout/sessions": ("checkout.session", "cs_test_", False, False),
+    "/v1/radar/early_fraud_warnings": ("radar.early_fraud_warning", "issfr_", False, False),
+}
+# parent object -> (embedded field, child fixture, child id prefix)
+CHILDREN = {"subscription": ("items", "subscription_item", "si_"), "invoice": ("lines", "line_item", "il_")}
+LIST_FILTERS = {"/v1/subscriptions": {"status", "customer", "price"}, "/v1/invoices": {"status", "customer", "subscription"},
+                "/v1/customers": {"email"}, "/v1/prices": {"active", "product", "type"}, "/v1/products": {"active"}}
+EMBEDDED = 10
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def new_id(prefix: str, n: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+class StripeError(Exception):
+    def __init__(self, status: int, message: str, code: Optional[str] = None, param: Optional[str] = None,
+                 type: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {k: v for k, v in
+                               {"type": type, "code": code, "message": message, "param": param}.items() if v}}
+
+
+class StandIn:
+    def __init__(self, port: int = 0, start_created: Optional[int] = None):
+        self.fixtures = json.loads(FIXTURES.read_text())["resources"]
+        self.objects: dict[str, dict[str, dict]] = {p: {} for p in RESOURCES}  # path -> id -> object
+        self.deleted: dict[str, str] = {}  # id -> path, for ids deleted (stub) or dropped (404)
+        self.stubs: dict[str, dict] = {}  # id -> what retrieving a deleted object answers
+        self.keys: dict[str, tuple[int, str]] = {}  # id -> (created, id): list order, kept after deletion
+        self.children: dict[str, list[dict]] = {}  # parent id -> full child list
+        self.log: list[dict] = []
+        self.clock = start_created or int(time.time()) - 30 * 86400
+        self.lock = threading.RLock()
+        handler = type("Handler", (_Handler,), {"api": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> "StandIn":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- objects ----------------------------------------------------------
+    def add(self, path: str, n: int = 1, vary: Optional[Callable[[int, dict], None]] = None,
+            per_second: int = 2, children: int = 1) -> list[dict]:
+        """Adds ``n`` objects at ``path``; ``created`` grows by one second every
+        ``per_second`` objects (so some share a second, as on Stripe). ``vary(i, obj)``
+        edits each before it is stored. Subscriptions and invoices get ``children``
+        items / lines. Returns the objects as served."""
+        name, prefix, _, _ = RESOURCES[path]
+        made = []
+        with self.lock:
+            for i in range(n):
+                obj = copy.deepcopy(self.fixtures[name])
+                obj["id"] = new_id(prefix, 8 if name == "coupon" else 24)
+                if i % per_second == 0:
+                    self.clock += 1
+                obj["created"] = self.clock
+                if name in CHILDREN:
+                    obj.pop(CHILDREN[name][0], None)
+                    self.children[obj["id"]] = []
+                    self.add_children(obj["id"], children, _parent=obj)
+                if vary:
+                    vary(i, obj)
+                self.objects[path][obj["id"]] = obj
+                self.keys[obj["id"]] = (obj["created"], obj["id"])
+                made.append(self.render(obj))
+        return made
+
+    def add_children(self, parent_id: str, n: int, _parent: Optional[dict] = None) -> list[dict]:
+        with self.lock:
+            parent = _parent or self.get(parent_id)
+            field, fixture, prefix = CHILDREN[parent["object"]]
+            new = []
+            for _ in range(n):
+                item = copy.deepcopy(self.fixtures[fixture])
+                item["id"] = new_id(prefix, 14)
+                item["subscription" if field == "items" else "invoice"] = parent_id
+                new.append(item)
+            self.children[parent_id].extend(new)
+            return new
+
+    def remove_children(self, parent_id: str, ids: list[str]) -> None:
+        with self.lock:
+            self.children[parent_id] = [c for c in self.children[parent_id] if c["id"] not in set(ids)]
+
+    def path_of(self, obj_id: str) -> str:
+        for path, objs in self.objects.items():
+            if obj_id in objs:
+                return path
+        if obj_id in self.deleted:
+            return self.deleted[obj_id]
+        raise KeyError(obj_id)
+
+    def get(self, obj_id: str) -> dict:
+        return self.objects[self.path_of(obj_id)][obj_id]
+
+    def update(self, obj_id: str, **fields: Any) -> dict:
+        with self.lock:
+            obj = self.get(obj_id)
+            obj.update(fields)
+            return self.render(obj)
+
+    def delete(self, obj_id: str, stub: Optional[bool] = None) -> None:
+        """Deletes behind the client's back: no longer listed; retrieving it gives
+        the deleted stub where Stripe does (customers, products, prices, plans,
+        coupons) and 404 elsewhere or when ``stub=False``."""
+        with self.lock:
+            path = self.path_of(obj_id)
+            obj = self.objects[path].pop(obj_id)
+            self.deleted[obj_id] = path
+            if stub is False or not RESOURCES[path][2]:
+                return
+            self.stubs[obj_id] = {"id": obj_id, "object": obj["object"], "deleted": True}
+
+    def listed(self, path: str, **params: str) -> list[dict]:
+        """Every object a complete listing of ``path`` returns, newest first."""
+        with self.lock:
+            return [self.render(o) for o in self._select(path, params)]
+
+    # -- request log --------------------------------------------------------
+    def requests(self, path: Optional[str] = None, method: str = "GET") -> list[dict]:
+        with self.lock:
+            return [r for r in self.log if r["method"] == method and (path is None or r["path"] == path)]
+
+    def count(self, path: Optional[str] = None, method: str = "GET") -> int:
+        return len(self.requests(path, method))
+
+    def forget_requests(self) -> None:
+        with self.lock:
+            self.log.clear()
+
+    # -- API behaviour --------------------------------------------------------
+    def render(self, obj: dict) -> dict:
+        out = copy.deepcopy(obj)
+        if obj["object"] in CHILDREN:
+            field = CHILDREN[obj["object"]][0]
+            items = self.children[obj["id"]]
+            url = (f"/v1/subscription_items?subscription={obj['id']}" if field == "items"
+                   else f"/v1/invoices/{obj['id']}/lines")
+            out[field] = {"object": "list", "data": copy.deepcopy(items[:EMBEDDED]),
+                          "has_more": len(items) > EMBEDDED, "total_count": len(items), "url": url}
+        return out
+
+    def _select(self, path: str, params: dict) -> list[dict]:
+        objs = list(self.objects[path].values())
+        for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__), ("lt", int.__lt__)):
+            if f"created[{op}]" in params:
+                bound = _int(params[f"created[{op}]"], f"created[{op}]")
+                objs = [o for o in objs if test(o["created"], bound)]
+        if "created" in params:
+            objs = [o for o in objs if o["created"] == _int(params["created"], "created")]
+        status = params.get("status")
+        if path == "/v1/subscriptions" and status is None:
+            objs = [o for o in objs if o.get("status") != "canceled"]  # Stripe hides canceled ones by default
+        elif status not in (None, "all"):
+            objs = [o for o in objs if o.get("status") == status]
+        for key in ("customer", "email", "product", "type", "subscription"):
+            if key in params:
+                objs = [o for o in objs if o.get(key) == params[key]]
+        return sorted(objs, key=lambda o: (o["created"], o["id"]), reverse=True)
+
+    def handle(self, method: str, path: str, params: dict) -> dict:
+        parts = path.rstrip("/").split("/")
+        if path == "/v1/subscription_items" and method == "GET":
+            self._check(params, {"subscription"})
+            if "subscription" not in params:
+                raise StripeError(400, "Missing required param: subscription.", "parameter_missing", "subscription")
+            sub = params["subscription"]
+            if sub not in self.objects["/v1/subscriptions"]:
+                raise StripeError(404, f"No such subscription: '{sub}'", "resource_missing", "subscription")
+            return self._page(self.children[sub], params, path, keyed=False)
+        if len(parts) == 5 and parts[:3] == ["", "v1", "invoices"] and parts[4] == "lines" and method == "GET":
+            self._check(params, set())
+            if parts[3] not in self.objects["/v1/invoices"]:
+                raise StripeError(404, f"No such invoice: '{parts[3]}'", "resource_missing", "invoice")
+            return self._page(self.children[parts[3]], params, path, keyed=False)
+        if path in RESOURCES and method == "GET":
+            self._check(params, LIST_FILTERS.get(path, set()))
+            return self._page(self._select(path, params), params, path, keyed=True)
+        parent, _, obj_id = path.rpartition("/")
+        if parent in RESOURCES and method in ("GET", "DELETE"):
+            name, _, _, deletable = RESOURCES[parent]
+            if obj_id in self.objects[parent]:
+                if method == "DELETE":
+                    if not deletable:
+                        raise StripeError(404, f"Unrecognized request URL (DELETE: {path}).")
+                    self.delete(obj_id)
+                    return self.stubs[obj_id]
+                return self.render(self.objects[parent][obj_id])
+            stub = self.stubs.get(obj_id)
+            if stub and self.deleted.get(obj_id) == parent and method == "GET":
+                return stub
+            raise StripeError(404, f"No such {name.replace('_', ' ')}: '{obj_id}'", "resource_missing", "id")
+        raise StripeError(404, f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+                               "or we can help at https://support.stripe.com/.")
+
+    @staticmethod
+    def _check(params: dict, allowed: set) -> None:
+        common = {"limit", "starting_after", "ending_before", "expand[]", "created",
+                  "created[gte]", "created[gt]", "created[lte]", "created[lt]"}
+        for key in params:
+            if key not in common | allowed:
+                raise StripeError(400, f"Received unknown parameter: {key}", "parameter_unknown", key)
+
+    def _page(self, items: list[dict], params: dict, url: str, keyed: bool) -> dict:
+        """One page of ``items`` (already in list order). Top-level lists are keyed by
+        (created, id), so a cursor keeps its place even once its object is gone."""
+        limit = _int(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise StripeError(400, "Invalid limit: must be between 1 and 100", "parameter_invalid_integer", "limit")
+        cursor_param = next((k for k in ("starting_after", "ending_before") if k in params), None)
+        if cursor_param is None:
+            page, more = items[:limit], len(items) > limit
+        else:
+            cursor = params[cursor_param]
+            if keyed and cursor in self.keys:
+                ck = self.keys[cursor]
+                after = [o for o in items if (o["created"], o["id"]) < ck]
+                before = [o for o in items if (o["created"], o["id"]) > ck]
+            elif not keyed and cursor in (ids := [o["id"] for o in items]):
+                after, before = items[ids.index(cursor) + 1:], items[:ids.index(cursor)]
+            else:
+                raise StripeError(400, f"No such object: '{cursor}'", "resource_missing", cursor_param)
+            if cursor_param == "starting_after":
+                page, more = after[:limit], len(after) > limit
+            else:
+                page, more = before[-limit:], len(before) > limit
+        data = [self.render(o) if keyed else copy.deepcopy(o) for o in page]
+        return {"object": "list", "data": data, "has_more": more, "url": url}
+
+
+def _int(value: str, param: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise StripeError(400, f"Invalid integer: {value}", "parameter_invalid_integer", param) from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: StandIn
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _serve(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        auth = self.headers.get("Authorization", "")
+        key = auth[7:] if auth.startswith("Bearer ") else ""
+        with self.api.lock:
+            self.api.log.append({"method": self.command, "path": url.path, "params": params,
+                                 "version": self.headers.get("Stripe-Version"), "at": time.monotonic()})
+            try:
+                if not key:
+                    raise StripeError(401, "You did not provide an API key. You need to provide your API key in "
+                                           "the Authorization header, using Bearer auth.")
+                if not key.startswith(("sk_", "rk_")):
+                    raise StripeError(401, f"Invalid API Key provided: {key[:8]}****{key[-4:]}")
+                status, body = 200, self.api.handle(self.command, url.path, params)
+            except StripeError as e:
+                status, body = e.status, e.body
+        data = json.dumps(body, indent=2).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Request-Id", new_id("req_", 14))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_DELETE = do_POST = _serve

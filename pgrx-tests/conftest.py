@@ -57,3 +57,16 @@ def localstripe() -> Iterator[h.LocalStripe]:
 def relay(cluster) -> Iterator[h.Relay]:
     with h.Relay(cluster.dsn()) as r:
         yield r
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[h.LocalStripe]:
+    """A localstripe of the test module's own, so counts are not shared across modules."""
+    with h.LocalStripe() as ls:
+        yield ls
+
+
+@pytest.fixture(scope="module")
+def api(stand_in):
+    """The official stripe client, pointed at the module's localstripe."""
+    return h.stripe_client(stand_in.base)

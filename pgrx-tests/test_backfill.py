@@ -14,17 +14,6 @@ N_CUSTOMERS = 230  # three pages of 100
 
 
 @pytest.fixture(scope="module")
-def stand_in():
-    with h.LocalStripe() as ls:
-        yield ls
-
-
-@pytest.fixture(scope="module")
-def api(stand_in):
-    return h.stripe_client(stand_in.base)
-
-
-@pytest.fixture(scope="module")
 def customers(api):
     made = [api.v1.customers.create(params={"email": f"b{i}@example.com", "name": f"Backfill {i}"})
             for i in range(N_CUSTOMERS)]

@@ -15,17 +15,6 @@ N_SIGNUPS = 200
 
 
 @pytest.fixture(scope="module")
-def stand_in():
-    with h.LocalStripe() as ls:
-        yield ls
-
-
-@pytest.fixture(scope="module")
-def api(stand_in):
-    return h.stripe_client(stand_in.base)
-
-
-@pytest.fixture(scope="module")
 def cluster(stand_in):
     with h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY, api_base=stand_in.base,
                                retry_base_delay="200ms", api_rate_limit=100) as c:

@@ -94,31 +94,28 @@ fn follow(
                 Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied)
             )
         });
-        let row = read_run(token);
-        if let Some((status, pages, objects, error)) = &row {
-            if *pages > pages_reported {
-                pages_reported = *pages;
-                notice!("stripe_sync: {object}: {pages} pages, {objects} objects");
+        if let Some(run) = read_run(token) {
+            if run.pages > pages_reported {
+                pages_reported = run.pages;
+                notice!("stripe_sync: {object}: {} pages, {} objects", run.pages, run.objects);
             }
-            match status.as_str() {
-                "completed" => return *objects,
-                "failed" | "cancelled" => {
-                    let (message, code) =
-                        error.clone().unwrap_or_else(|| ("the job failed".into(), "38000".into()));
-                    crate::errors::raise_with_code(
-                        crate::subxact::sqlstate_from_text(&code),
-                        message,
-                    );
-                }
+            match run.status.as_str() {
+                "completed" => return run.objects,
+                "failed" | "cancelled" => crate::errors::raise_with_code(
+                    crate::subxact::sqlstate_from_text(
+                        run.error_code.as_deref().unwrap_or("38000"),
+                    ),
+                    run.error.unwrap_or_else(|| "the job failed".into()),
+                ),
                 _ => {}
             }
         }
         if stopped {
             // The worker is gone; read once more in case it finished just now.
-            if let Some((status, _, objects, _)) = read_run(token)
-                && status == "completed"
+            if let Some(run) = read_run(token)
+                && run.status == "completed"
             {
-                return objects;
+                return run.objects;
             }
             error!(
                 "stripe_sync: the job worker for {object} stopped before finishing; call again to resume"
@@ -128,9 +125,18 @@ fn follow(
     }
 }
 
+/// A job's row in stripe_sync.sync_runs, as its caller follows it.
+struct RunRow {
+    status: String,
+    pages: i32,
+    objects: i64,
+    error: Option<String>,
+    error_code: Option<String>,
+}
+
 /// Reads the run row. Through the read-write SPI path on purpose: only that
 /// takes a new snapshot per query, so the job's commits become visible.
-fn read_run(token: &str) -> Option<(String, i32, i64, Option<(String, String)>)> {
+fn read_run(token: &str) -> Option<RunRow> {
     Spi::connect_mut(|c| {
         let rows = c
             .update(
@@ -140,15 +146,13 @@ fn read_run(token: &str) -> Option<(String, i32, i64, Option<(String, String)>)>
             )
             .ok()?;
         let row = rows.first();
-        let status = row.get::<String>(1).ok().flatten()?;
-        Some((
-            status,
-            row.get::<i32>(2).ok().flatten().unwrap_or(0),
-            row.get::<i64>(3).ok().flatten().unwrap_or(0),
-            row.get::<String>(4).ok().flatten().map(|e| {
-                (e, row.get::<String>(5).ok().flatten().unwrap_or_else(|| "38000".into()))
-            }),
-        ))
+        Some(RunRow {
+            status: row.get::<String>(1).ok().flatten()?,
+            pages: row.get::<i32>(2).ok().flatten().unwrap_or(0),
+            objects: row.get::<i64>(3).ok().flatten().unwrap_or(0),
+            error: row.get::<String>(4).ok().flatten(),
+            error_code: row.get::<String>(5).ok().flatten(),
+        })
     })
 }
 

@@ -6,7 +6,9 @@ schedules). The tests of this module run in order on one cluster."""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -297,3 +299,25 @@ def test_backfill_all_covers_every_resource_served(cluster, api):
                           " AND object <> ALL(%s)", (NOT_SERVED,)) == 0
     # every request of the module carried the pinned Stripe-Version
     assert {r["version"] for r in api.requests()} == {cluster.scalar("SHOW stripe_sync.api_version")}
+
+
+def test_a_partial_child_list_from_a_webhook_is_completed_by_the_worker(api):
+    # The worker, not a backfill: a subscription event whose embedded items stop
+    # at ten (has_more) is applied, then completed through the API.
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, api_key=h.TEST_API_KEY, api_base=api.base) as c:
+        sub = api.add("/v1/subscriptions", 1, children=25)[0]
+        event = json.dumps({
+            "id": h.new_id("evt_"), "object": "event", "type": "customer.subscription.updated",
+            "created": int(time.time()), "api_version": "2026-07-29.dahlia",
+            "data": {"object": api.render(sub)},
+        })
+        with c.connect() as conn:
+            assert h.ingest(conn, event, secret) == "queued"
+        items = lambda: c.scalar("SELECT count(*) FROM stripe_sync.subscription_items WHERE subscription = %s",
+                                 (sub["id"],))
+        h.wait_until(lambda: items() == 25, timeout=60, what="all 25 items, completed through the API")
+        assert c.scalar("SELECT _children_complete FROM stripe_sync.subscriptions WHERE id = %s", (sub["id"],))
+        assert sorted(r[0] for r in c.query(
+            "SELECT id FROM stripe_sync.subscription_items WHERE subscription = %s", (sub["id"],))) \
+            == sorted(i["id"] for i in api.children[sub["id"]])

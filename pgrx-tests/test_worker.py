@@ -149,3 +149,30 @@ def test_older_update_does_not_resurrect_deleted_customer(cluster, db):
     assert is_deleted is True
     assert (email, name) == ("gone@example.com", "Gone")
     assert last_event_id == h.event_id_of(deleted)
+
+
+def test_a_redelivery_never_waits_for_the_apply(secret):
+    # The worker is stuck mid-batch (a lock on the table it writes), holding its
+    # claimed events; the webhook path must still answer a redelivery at once.
+    with h.stripe_sync_cluster(secret) as c:
+        pid = h.wait_until(c.worker_pid, timeout=30, what="the worker")
+        payload = h.customer_event("customer.created", email="stuck@example.com", name="Stuck")
+        blocker = c.connect(autocommit=False)
+        try:
+            blocker.execute("LOCK TABLE stripe_sync.customers IN ACCESS EXCLUSIVE MODE")
+            with c.connect() as conn:
+                assert h.ingest(conn, payload, secret) == "queued"
+            h.wait_until(lambda: c.scalar("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                          (pid,)) == "Lock",
+                         timeout=20, what="the worker to hold the event while blocked")
+            with c.connect() as conn:
+                conn.execute("SET lock_timeout = '1s'")  # waiting would fail the call
+                started = time.monotonic()
+                assert h.ingest(conn, payload, secret) == "duplicate"
+                assert time.monotonic() - started < 1.0
+                other = h.customer_event("customer.created", email="other@example.com", name="Other")
+                assert h.ingest(conn, other, secret) == "queued"
+        finally:
+            blocker.close()
+        h.wait_until(lambda: c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'") == 2,
+                     timeout=30, what="both events applied once the lock is gone")

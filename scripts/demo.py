@@ -11,8 +11,10 @@ needs on this machine and removes it afterwards:
 then creates, updates and deletes customers with the official `stripe`
 Python client and shows what arrived in stripe_sync.customers.
 
-With STRIPE_API_KEY=sk_test_... (and STRIPE_WEBHOOK_SECRET) it uses your
-Stripe test account instead of localstripe; see the note it prints.
+With STRIPE_API_KEY=sk_test_... it uses your Stripe test account instead of
+localstripe: events are pulled with stripe_sync.catch_up(), or delivered as
+webhooks when STRIPE_WEBHOOK_SECRET is the secret of a running
+`stripe listen --forward-to <relay url>`.
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ def print_table(title: str, headers: list[str], rows: list[tuple]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
 
 
-def wait_for_customers(cluster, want: dict, timeout: float) -> None:
-    """Wait until stripe_sync.customers holds want = {id: (email, name, deleted)}."""
+def wait_for_customers(cluster, want: dict, timeout: float, pull: bool = False) -> None:
+    """Wait until stripe_sync.customers holds want = {id: (email, name, deleted)}.
+    With pull, events are fetched from the API (catch_up) instead of awaited as webhooks."""
     def synced():
+        if pull:
+            cluster.query("SELECT stripe_sync.catch_up()")
         rows = cluster.query(
             "SELECT id, email, name, _deleted FROM stripe_sync.customers WHERE id = ANY(%s)",
             (list(want),),
@@ -65,7 +70,7 @@ def wait_for_customers(cluster, want: dict, timeout: float) -> None:
                  what=f"{len(want)} customers to show up in stripe_sync.customers")
 
 
-def run(cluster, stripe, timeout: float) -> None:
+def run(cluster, stripe, timeout: float, pull: bool = False) -> None:
     """Create, update and delete customers through the Stripe API; wait for the sync."""
     tag = secrets.token_hex(3)
     people = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov"]
@@ -78,8 +83,8 @@ def run(cluster, stripe, timeout: float) -> None:
         made.append(c)
         want[c.id] = (email, name, False)
         print(f"    {c.id}  {email}")
-    step("Waiting for the webhooks to be applied")
-    wait_for_customers(cluster, want, timeout)
+    step("Fetching their events with stripe_sync.catch_up()" if pull else "Waiting for the webhooks to be applied")
+    wait_for_customers(cluster, want, timeout, pull)
 
     changed, gone = made[0], made[1]
     new_email = f"ada.countess.{tag}@example.com"
@@ -88,8 +93,8 @@ def run(cluster, stripe, timeout: float) -> None:
     stripe.v1.customers.delete(gone.id)
     want[changed.id] = (new_email, changed.name, False)
     want[gone.id] = want[gone.id][:2] + (True,)
-    step("Waiting for those webhooks too")
-    wait_for_customers(cluster, want, timeout)
+    step("Fetching those events too" if pull else "Waiting for those webhooks too")
+    wait_for_customers(cluster, want, timeout, pull)
 
     ids = list(want)
     print_table(
@@ -113,22 +118,21 @@ def main() -> int:
         print("demo: STRIPE_API_KEY must be a test-mode key (sk_test_...); refusing to touch live data",
               file=sys.stderr)
         return 2
-    if real and not os.environ.get("STRIPE_WEBHOOK_SECRET"):
-        print("demo: with STRIPE_API_KEY set, also set STRIPE_WEBHOOK_SECRET to the whsec_... secret\n"
-              "      that `stripe listen` prints", file=sys.stderr)
-        return 2
     if not h.extension_installed():
         print("demo: the stripe_sync extension is not installed: run `make install` first",
               file=sys.stderr)
         return 1
 
-    secret = os.environ["STRIPE_WEBHOOK_SECRET"] if real else h.new_webhook_secret()
+    # With a real key and no `stripe listen` secret, events are pulled with catch_up().
+    pull = real and not os.environ.get("STRIPE_WEBHOOK_SECRET")
+    secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or h.new_webhook_secret()
     relay_port = int(os.environ.get("STRIPE_SYNC_RELAY_PORT", "8787")) if real else None
     cluster = relay = None
     with contextlib.ExitStack() as cleanup:
         try:
             step("Starting a private PostgreSQL 15 cluster with stripe_sync preloaded")
-            gucs = {"api_key": api_key} if real else {}
+            api_base = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com")
+            gucs = {"api_key": api_key, "api_base": api_base} if real else {}
             cluster = cleanup.enter_context(h.stripe_sync_cluster(secret, **gucs))
             print(f"    socket dir {cluster.base}, port {cluster.port}; CREATE EXTENSION stripe_sync done")
             pid = h.wait_until(cluster.worker_pid, timeout=TIMEOUT,
@@ -141,12 +145,12 @@ def main() -> int:
 
             if real:
                 import stripe as stripe_mod
-                print("\nNOTE: using your real Stripe test account. Stripe cannot reach this machine, so")
-                print("its webhooks only arrive if the Stripe CLI forwards them. That must already run")
-                print("in another terminal (set STRIPE_SYNC_RELAY_PORT to use another port):")
-                print(f"    stripe listen --forward-to {relay.url}")
-                print("and STRIPE_WEBHOOK_SECRET must be the whsec_... secret it printed.\n")
-                run(cluster, stripe_mod.StripeClient(api_key), REAL_STRIPE_TIMEOUT)
+                if pull:
+                    print("\nNOTE: using your real Stripe test account. Stripe cannot reach this machine, so")
+                    print("its events are pulled from /v1/events with stripe_sync.catch_up() (set")
+                    print("STRIPE_WEBHOOK_SECRET from `stripe listen --forward-to <relay url>` to use webhooks).\n")
+                client = stripe_mod.StripeClient(api_key, base_addresses={"api": api_base})
+                run(cluster, client, REAL_STRIPE_TIMEOUT, pull)
             else:
                 step("Starting localstripe (a local stand-in for the Stripe API)")
                 localstripe = cleanup.enter_context(h.LocalStripe())

@@ -78,8 +78,9 @@ pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result
     Ok(())
 }
 
-/// `sync_object(id)`: refetch, apply, return the table name.
-pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
+/// Fetches one object by id, with its child lists completed; no transaction
+/// needed. Returns the object, when it was fetched, and its table.
+fn fetch_complete(id: &str) -> Result<(Value, TimestampWithTimeZone, &'static str), ApiError> {
     let resource = objects::resource_for_id(id).ok_or_else(|| ApiError {
         status: None,
         error_type: Some("unknown_id".into()),
@@ -92,8 +93,58 @@ pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
     let fetched_at = now();
     let mut object = get(&format!("{}/{id}", resource.path), &[], None)?;
     complete_children(std::slice::from_mut(&mut object), None)?;
+    let table = stripe_sync_core::mapping::spec_for(resource.object).map_or("", |s| s.table);
+    Ok((object, fetched_at, table))
+}
+
+/// `sync_object(id)`: refetch, apply, return the table name.
+pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
+    let (object, fetched_at, table) = fetch_complete(id)?;
     apply::apply_objects(&[object], fetched_at, None);
-    Ok(stripe_sync_core::mapping::spec_for(resource.object).map_or("", |s| s.table))
+    Ok(table)
+}
+
+/// Worker side: rows whose embedded child list arrived partial (`has_more`,
+/// so `_children_complete` is false) are refetched with their lists
+/// completed, HTTP outside any transaction. Returns how many were done.
+pub fn complete_partial_children(limit: i64) -> usize {
+    let ids: Vec<String> = BackgroundWorker::transaction(|| {
+        Spi::connect(|c| {
+            c.select(
+                "(SELECT id FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
+                 UNION ALL
+                 (SELECT id FROM stripe_sync.invoices WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
+                None,
+                &[limit.into()],
+            )
+            .expect("partial parents")
+            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .collect()
+        })
+    });
+    let mut done = 0;
+    for id in &ids {
+        match fetch_complete(id) {
+            Ok((object, fetched_at, _)) => {
+                BackgroundWorker::transaction(|| apply::apply_objects(&[object], fetched_at, None));
+                done += 1;
+            }
+            Err(e) if e.status == Some(404) => {
+                // Gone from Stripe: a tombstone ends the attempts.
+                let kind = objects::resource_for_id(id).map_or("", |r| r.object);
+                let stub = serde_json::json!({"id": id, "object": kind, "deleted": true});
+                BackgroundWorker::transaction(|| apply::apply_objects(&[stub], now(), None));
+            }
+            Err(e) => {
+                warning!(
+                    "stripe_sync worker: completing the child list of {id} failed: {}",
+                    e.describe()
+                );
+                break; // try again next round
+            }
+        }
+    }
+    done
 }
 
 /// Where a backfill starts: resuming an interrupted run, or a new one.

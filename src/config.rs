@@ -225,6 +225,10 @@ pub fn event_retention() -> pgrx::datum::Interval {
     pgrx::datum::Interval::from_minutes(EVENT_RETENTION.get())
 }
 
+pub fn api_key_configured() -> bool {
+    API_KEY.get().is_some_and(|k| !k.as_bytes().is_empty())
+}
+
 /// The API key; empty when not configured.
 pub fn api_key() -> String {
     text(&API_KEY)

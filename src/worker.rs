@@ -46,6 +46,7 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     let mut failures: u32 = 0;
     let mut extension_seen = false;
     let mut last_purge: Option<std::time::Instant> = None;
+    let mut last_children: Option<std::time::Instant> = None;
     loop {
         let sleep = match round {
             Round::Backlog => Duration::ZERO,
@@ -66,6 +67,13 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             purge();
         }
         let provisioning_backlog = extension_seen && provision_round();
+        if extension_seen
+            && config::api_key_configured()
+            && last_children.is_none_or(|t| t.elapsed() >= CHILDREN_EVERY)
+        {
+            last_children = Some(std::time::Instant::now());
+            children_round();
+        }
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
             Ok(Round::Idle) if provisioning_backlog => Round::Backlog,
@@ -110,6 +118,18 @@ fn provision_round() -> bool {
             warning!("stripe_sync worker: provisioning round failed (SQLSTATE {})", f.sqlstate);
             false
         }
+    }
+}
+
+/// How often the worker looks for child lists to complete.
+const CHILDREN_EVERY: Duration = Duration::from_secs(10);
+
+/// Completes child lists that arrived partial by webhook (needs an API key).
+fn children_round() {
+    if let Err(f) =
+        subxact::catch_between_transactions(|| crate::backfill::complete_partial_children(20))
+    {
+        warning!("stripe_sync worker: completing child lists failed (SQLSTATE {})", f.sqlstate);
     }
 }
 

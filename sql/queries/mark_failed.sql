@@ -1,8 +1,9 @@
--- Event $1 failed with error $2: retried after $3 milliseconds, or failed for good
--- once it has used $4 attempts.
+-- Event $1 failed with error $2 on this attempt: retried after $3 milliseconds,
+-- or failed for good once it has used $4 attempts.
 UPDATE stripe_sync.events
-   SET status = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END,
+   SET attempts = attempts + 1,
+       status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE 'pending' END,
        last_error = $2,
        next_attempt_at = now() + $3::double precision * interval '1 millisecond',
-       processed_at = CASE WHEN attempts >= $4 THEN now() END
+       processed_at = CASE WHEN attempts + 1 >= $4 THEN now() END
  WHERE id = $1

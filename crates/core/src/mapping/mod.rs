@@ -8,8 +8,8 @@
 //! event that last wrote it; a newer event wins when its key
 //! `(created, rank(type), event id)` is greater or equal, where rank is 0 for
 //! `*.created`, 2 for deletions and 1 otherwise. Ties within one second are so
-//! broken deterministically, whatever the delivery order. A deleted row is a
-//! tombstone: nothing writes over it.
+//! broken deterministically, whatever the delivery order. A deletion ranks
+//! highest in its second, so no older event brings a deleted row back.
 
 mod billing;
 mod catalog;
@@ -294,8 +294,7 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
 }
 
 /// The ordering rule as a condition over the existing row `t` and the incoming `excluded`.
-const NEWER: &str = "NOT t._deleted
-       AND (excluded._last_event_at, stripe_sync._event_rank(excluded._last_event_type), excluded._last_event_id)
+const NEWER: &str = "(excluded._last_event_at, stripe_sync._event_rank(excluded._last_event_type), excluded._last_event_id)
         >= (coalesce(t._last_event_at, '-infinity'), stripe_sync._event_rank(t._last_event_type),
             coalesce(t._last_event_id, ''))";
 

@@ -2,8 +2,11 @@
 //! failed. No HTTP and no apply logic here.
 
 use crate::notify::Applied;
+use pgrx::PgOid;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use std::cell::RefCell;
 use stripe_sync_core::event::EventMeta;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
@@ -21,6 +24,11 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
+thread_local! {
+    /// The insert is ingest's one statement: planned once per session, kept.
+    static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
+
 /// Stores a verified event unless its id is already there. True when stored.
 pub fn insert(meta: &EventMeta, payload: &str) -> bool {
     let args: [DatumWithOid; 8] = [
@@ -34,9 +42,17 @@ pub fn insert(meta: &EventMeta, payload: &str) -> bool {
         meta.api_version.as_deref().into(),
     ];
     Spi::connect_mut(|client| {
-        let rows =
-            client.update(INSERT_EVENT, None, &args).expect("insert into stripe_sync.events");
-        !rows.is_empty()
+        INSERT_PLAN.with_borrow_mut(|plan| {
+            if plan.is_none() {
+                use pgrx::pg_sys::PgBuiltInOids as Oids;
+                let (text, float8) = (Oids::TEXTOID, Oids::FLOAT8OID);
+                let types = [text, text, float8, text, text, text, text, text].map(PgOid::BuiltIn);
+                *plan = Some(client.prepare_mut(INSERT_EVENT, &types).expect("prepare the event insert").keep());
+            }
+            let plan = plan.as_ref().expect("prepared above");
+            let rows = client.update(plan, None, &args).expect("insert into stripe_sync.events");
+            !rows.is_empty()
+        })
     })
 }
 

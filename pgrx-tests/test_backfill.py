@@ -4,6 +4,7 @@ against localstripe (the Stripe stand-in), through the real job workers."""
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -160,3 +161,17 @@ def test_a_cancelled_backfill_resumes_without_duplicates(stand_in, api):
         assert c.scalar("SELECT count(*) FROM stripe_sync.customers") == total
         runs = c.query("SELECT status, resumed FROM stripe_sync.sync_runs ORDER BY id")
         assert runs[-1] == ("completed", True), runs
+
+
+def test_catch_up_says_loudly_when_the_newest_event_is_beyond_the_window(stand_in):
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, api_key=h.TEST_API_KEY, api_base=stand_in.base) as c:
+        old = h.customer_event("customer.created", email="old@example.com", name="Old",
+                               created=int(time.time()) - 40 * 86400)
+        with c.connect() as conn:
+            assert h.ingest(conn, old, secret) == "queued"
+            warnings = []
+            conn.add_notice_handler(lambda d: warnings.append((d.severity_nonlocalized, d.message_primary)))
+            conn.execute("SELECT stripe_sync.catch_up()")
+        assert any(sev == "WARNING" and "30-day" in msg and "backfill" in msg for sev, msg in warnings), warnings
+        assert c.scalar("SELECT catch_up_gap FROM stripe_sync.status") is True

@@ -27,7 +27,10 @@ SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pen
        recent.applied_last_hour,
        recent.other_api_version_last_hour,
        w.pid AS worker_pid,
-       w.last_heartbeat AS worker_heartbeat
+       w.last_heartbeat AS worker_heartbeat,
+       (SELECT r.created_after < r.started_at - interval '30 days'
+          FROM stripe_sync.sync_runs r WHERE r.kind = 'catch_up'
+         ORDER BY r.id DESC LIMIT 1) AS catch_up_gap
   FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
                count(*) AS applied_last_hour,
                count(*) FILTER (WHERE api_version IS DISTINCT FROM
@@ -36,7 +39,7 @@ SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pen
          WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
   LEFT JOIN stripe_sync.worker_status() AS w ON true;
 COMMENT ON VIEW stripe_sync.status IS
-  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), and the worker (NULL pid: no worker running).';
+  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), and catch_up_gap: the last catch_up started from an event older than Stripe''s 30-day window, so events may be lost (run backfill).';
 
 REVOKE ALL ON FUNCTION stripe_sync.retry_failed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync.replay_event(text) FROM PUBLIC;

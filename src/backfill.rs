@@ -383,7 +383,17 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
 /// Returns how many were new.
 pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
-    let since = BackgroundWorker::transaction(newest_event_seen);
+    let since = BackgroundWorker::transaction(|| {
+        let since = newest_event_seen();
+        // The run records where it started from; the status view flags a gap
+        // when that is beyond Stripe's window.
+        Spi::run_with_args(
+            "UPDATE stripe_sync.sync_runs SET created_after = to_timestamp($2) WHERE id = $1",
+            &[run.id.into(), since.map(|t| t as f64).into()],
+        )
+        .expect("record catch-up start");
+        since
+    });
     let window_start = now_unix() - EVENT_WINDOW_SECONDS;
     let created_gte = since.map_or(window_start, |t| t.max(window_start));
     let mut after: Option<String> = None;

@@ -66,3 +66,18 @@ REVOKE ALL ON FUNCTION stripe_sync._wake_worker() FROM PUBLIC;
 COMMENT ON FUNCTION stripe_sync.create_customer(text, regclass) IS
   'The Stripe customer of one user of a provisioning target (users may be omitted when there is only one): found in stripe_sync.customers or Stripe (by email and metadata user_id/users_table), or created with an Idempotency-Key derived from table and user; written back to the users row and mirrored. A second call creates nothing and returns the same id.';
 COMMENT ON FUNCTION stripe_sync._wake_worker() IS 'Wakes the background worker when the calling transaction commits.';
+
+-- Event and object bodies are a few kB of JSON, compressed on every write:
+-- lz4 costs a fraction of pglz's CPU. Servers built without lz4 keep pglz.
+DO $$
+DECLARE col record;
+BEGIN
+    FOR col IN SELECT c.relname FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'data'
+                WHERE c.relnamespace = 'stripe_sync'::regnamespace AND c.relkind = 'r'
+    LOOP
+        EXECUTE format('ALTER TABLE stripe_sync.%I ALTER COLUMN data SET COMPRESSION lz4', col.relname);
+    END LOOP;
+EXCEPTION WHEN feature_not_supported THEN
+    RAISE NOTICE 'stripe_sync: this server has no lz4; JSON bodies stay compressed with pglz';
+END $$;

@@ -27,7 +27,6 @@ CREATE TABLE stripe_sync.events (
 );
 -- Only claimable rows are indexed: the index stays small however long the log grows.
 CREATE INDEX events_pending_idx ON stripe_sync.events (created, id) WHERE status = 'pending';
-CREATE INDEX events_object_idx ON stripe_sync.events (object_id);
 CREATE INDEX events_failed_idx ON stripe_sync.events (received_at) WHERE status = 'failed';
 -- Throughput in the status view, and the retention purge.
 CREATE INDEX events_processed_at_idx ON stripe_sync.events (processed_at) WHERE processed_at IS NOT NULL;

@@ -45,9 +45,7 @@ pub fn run_batch(limit: usize) -> BatchOutcome {
 
 fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) -> Vec<notify::Applied> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let mut types: Vec<&str> = events.iter().filter_map(|e| e.object_type.as_deref()).collect();
-    types.sort_unstable();
-    types.dedup();
+    let types: Vec<Option<&str>> = events.iter().map(|e| e.object_type.as_deref()).collect();
     apply::apply_events(&ids, &types);
     queue::mark_done(&ids, mirrored)
 }

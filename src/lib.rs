@@ -13,6 +13,7 @@ mod errors;
 mod ingest;
 mod jobs;
 mod notify;
+mod plans;
 mod provision;
 mod queue;
 mod shmem;

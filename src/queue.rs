@@ -2,11 +2,9 @@
 //! failed. No HTTP and no apply logic here.
 
 use crate::notify::Applied;
-use pgrx::PgOid;
+use crate::plans::{self, types::*};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
-use std::cell::RefCell;
 use stripe_sync_core::event::EventMeta;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
@@ -24,11 +22,6 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-thread_local! {
-    /// The insert is ingest's one statement: planned once per session, kept.
-    static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
-}
-
 /// Stores a verified event unless its id is already there. True when stored.
 pub fn insert(meta: &EventMeta, payload: &str) -> bool {
     let args: [DatumWithOid; 8] = [
@@ -41,18 +34,9 @@ pub fn insert(meta: &EventMeta, payload: &str) -> bool {
         meta.account.as_deref().into(),
         meta.api_version.as_deref().into(),
     ];
+    let types = [TEXT, TEXT, FLOAT8, TEXT, TEXT, TEXT, TEXT, TEXT];
     Spi::connect_mut(|client| {
-        INSERT_PLAN.with_borrow_mut(|plan| {
-            if plan.is_none() {
-                use pgrx::pg_sys::PgBuiltInOids as Oids;
-                let (text, float8) = (Oids::TEXTOID, Oids::FLOAT8OID);
-                let types = [text, text, float8, text, text, text, text, text].map(PgOid::BuiltIn);
-                *plan = Some(client.prepare_mut(INSERT_EVENT, &types).expect("prepare the event insert").keep());
-            }
-            let plan = plan.as_ref().expect("prepared above");
-            let rows = client.update(plan, None, &args).expect("insert into stripe_sync.events");
-            !rows.is_empty()
-        })
+        plans::execute(client, INSERT_EVENT, &types, &args, |rows| !rows.is_empty())
     })
 }
 
@@ -60,15 +44,14 @@ pub fn insert(meta: &EventMeta, payload: &str) -> bool {
 pub fn claim(limit: usize) -> Vec<Claimed> {
     let limit = limit as i64;
     Spi::connect_mut(|client| {
-        let rows = client
-            .update(CLAIM_BATCH, None, &[limit.into()])
-            .expect("claim a batch of stripe_sync.events");
-        rows.map(|row| Claimed {
-            id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
-            object_type: row.get::<String>(2).ok().flatten(),
-            attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+        plans::execute(client, CLAIM_BATCH, &[INT8], &[limit.into()], |rows| {
+            rows.map(|row| Claimed {
+                id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                object_type: row.get::<String>(2).ok().flatten(),
+                attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+            })
+            .collect()
         })
-        .collect()
     })
 }
 
@@ -77,13 +60,14 @@ pub fn claim(limit: usize) -> Vec<Claimed> {
 pub fn mark_done(ids: &[&str], mirrored: &[&str]) -> Vec<Applied> {
     let args: [DatumWithOid; 2] = [ids.to_vec().into(), mirrored.to_vec().into()];
     Spi::connect_mut(|client| {
-        let rows = client.update(MARK_DONE, None, &args).expect("mark events done");
-        rows.map(|row| Applied {
-            id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
-            event_type: row.get::<String>(2).ok().flatten().unwrap_or_default(),
-            status: row.get::<String>(3).ok().flatten().unwrap_or_default(),
+        plans::execute(client, MARK_DONE, &[TEXT_ARRAY, TEXT_ARRAY], &args, |rows| {
+            rows.map(|row| Applied {
+                id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                event_type: row.get::<String>(2).ok().flatten().unwrap_or_default(),
+                status: row.get::<String>(3).ok().flatten().unwrap_or_default(),
+            })
+            .collect()
         })
-        .collect()
     })
 }
 

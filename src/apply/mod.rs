@@ -2,6 +2,7 @@
 //! set-based statement, generated from the core's mapping spec, for events
 //! from the queue or for objects fetched from the API. No HTTP here.
 
+use crate::plans;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::sync::OnceLock;
@@ -18,7 +19,33 @@ fn statements(source: Source) -> &'static [String] {
     cell.get_or_init(|| SPECS.iter().map(|s| mapping::apply_sql(s, source)).collect())
 }
 
-/// Runs each spec's statement whose object type is in `object_types`.
+/// Applies the queued events `ids`, with `types[i]` the object type of
+/// `ids[i]`: each spec's statement gets only its own events, through a kept
+/// plan. Returns how many rows were written.
+pub fn apply_events(ids: &[&str], types: &[Option<&str>]) -> i64 {
+    let mut written = 0;
+    for (spec, sql) in SPECS.iter().zip(statements(Source::Events)) {
+        let mine: Vec<&str> = ids
+            .iter()
+            .zip(types)
+            .filter(|(_, t)| **t == Some(spec.object))
+            .map(|(id, _)| *id)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let args: [DatumWithOid; 1] = [mine.into()];
+        written += Spi::connect_mut(|client| {
+            plans::execute(client, sql.as_str(), &[plans::types::TEXT_ARRAY], &args, |rows| {
+                rows.first().get_one::<i64>().expect("row count").unwrap_or(0)
+            })
+        });
+    }
+    written
+}
+
+/// Runs each spec's statement whose object type is in `object_types` (planned per call:
+/// objects come from backfill pages and single fetches, not the hot path).
 fn run(source: Source, object_types: &[&str], args: &[DatumWithOid]) -> i64 {
     let mut written = 0;
     for (spec, sql) in SPECS.iter().zip(statements(source)) {
@@ -36,12 +63,6 @@ fn run(source: Source, object_types: &[&str], args: &[DatumWithOid]) -> i64 {
         });
     }
     written
-}
-
-/// Applies the queued events `ids`, whose object types are `object_types`;
-/// returns how many rows were written.
-pub fn apply_events(ids: &[&str], object_types: &[&str]) -> i64 {
-    run(Source::Events, object_types, &[ids.to_vec().into()])
 }
 
 /// Applies objects fetched from the API at `fetched_at` (for the connected

@@ -6,7 +6,7 @@ PGTEST_DATA ?= /tmp/stripe_sync-pgtest
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export STRIPE_SYNC_VENV := $(VENV)
 
-.PHONY: setup test unit pgtest install e2e demo lint
+.PHONY: setup test unit pgtest install e2e demo bench lint
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,10 @@ e2e: install
 ## Private cluster + localstripe + webhook relay; creates customers and shows them synced.
 demo: install
 	$(VENV)/bin/python scripts/demo.py
+
+## Benchmarks on a private cluster (about 10 minutes); writes BENCHMARKS.md.
+bench: install
+	$(VENV)/bin/python bench/run.py
 
 lint:
 	cargo fmt --all --check

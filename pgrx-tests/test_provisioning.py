@@ -116,3 +116,30 @@ def test_email_changes_follow_when_asked(cluster, api):
                  what="Stripe to have the new email")
     h.wait_until(lambda: cluster.scalar("SELECT email FROM stripe_sync.customers WHERE id = %s", (cid,))
                  == "after@example.com", timeout=30, what="the mirror to follow")
+
+
+def test_stripe_refusing_a_user_fails_its_job_visibly_and_a_blip_is_retried(stand_in):
+    from faultproxy import FaultProxy
+
+    with FaultProxy(stand_in.base) as proxy, \
+            h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY, api_base=proxy.base,
+                                  retry_base_delay="100ms") as c:
+        c.query("CREATE TABLE shoppers (id int PRIMARY KEY, email text, stripe_customer_id text)")
+        c.query("SELECT stripe_sync.enable_provisioning('shoppers', 'id', 'email')")
+        # A refusal (400) is permanent: failed at once, with Stripe's message, in the view.
+        proxy.always("400", match="/v1/customers")
+        c.query("INSERT INTO shoppers VALUES (1, 'refused@example.com', NULL)")
+        h.wait_until(lambda: c.query("SELECT user_id, attempts, last_error FROM stripe_sync.provisioning_failures"),
+                     timeout=30, what="the refused job in provisioning_failures")
+        [(user_id, attempts, error)] = c.query("SELECT user_id, attempts, last_error FROM stripe_sync.provisioning_failures")
+        assert (user_id, attempts) == ("1", 1)
+        assert "stripe API error 400" in error and "(injected)" in error
+        assert h.TEST_API_KEY not in error
+        # A 503 that outlasts the client's retries is retried later by the job, which then succeeds.
+        proxy.clear()
+        proxy.inject(*["503"] * 7, match="/v1/customers")
+        c.query("INSERT INTO shoppers VALUES (2, 'blip@example.com', NULL)")
+        h.wait_until(lambda: c.scalar("SELECT stripe_customer_id FROM shoppers WHERE id = 2"), timeout=120,
+                     what="the customer after the outage")
+        assert c.scalar("SELECT attempts FROM stripe_sync.provisioning_jobs WHERE user_id = '2'") >= 2
+        assert c.scalar("SELECT stripe_customer_id FROM shoppers WHERE id = 1") is None

@@ -19,7 +19,7 @@ static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static SIGNATURE_TOLERANCE: GucSetting<i32> = GucSetting::<i32>::new(300);
 static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
-static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
+static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);

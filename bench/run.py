@@ -1,0 +1,1677 @@
+#!/usr/bin/env python3
+"""Benchmark harness of stripe_sync: `make bench` runs it, it writes BENCHMARKS.md.
+
+It starts its own private PostgreSQL 15 cluster (pgrx-tests/harness.py) from a private snapshot
+of the installed PostgreSQL + stripe_sync files (so a `make install` by someone else during the
+run cannot crash it), and measures, as medians of N runs with baselines measured in the same run:
+
+  1. ingest   pgbench calling stripe_sync.ingest_event() at 1, 4 and 8 clients, against the
+              same payloads plain-INSERTed into (id text primary key, data jsonb)
+  2. apply    100,000 queued events drained by the worker, against one set-based upsert
+  3. latency  ingest -> applied (LISTEN stripe_sync) at a steady 500 events/s
+  4. memory   the worker's RSS while it drains 20,000 and 100,000 events
+  5. peer     the npm package stripe-experiment-sync (processWebhook) on the same stream
+  6. backfill and provisioning: not measured yet
+
+    bench/run.py            # full run (N=3), about 10 minutes on 2 cores
+    bench/run.py --quick    # smoke run: N=1, small sizes, about 2 minutes
+
+Everything it makes goes to bench/out/ (streams are cached there); the cluster is deleted at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "pgrx-tests"))
+
+import harness  # noqa: E402  (pgrx-tests/harness.py)
+import psycopg  # noqa: E402
+
+SHARED = Path(os.environ.get("STRIPE_SYNC_SHARED", REPO.parent / "shared"))
+GEN_EVENTS = SHARED / "bench" / "gen_events.py"
+RESOURCES_JSON = SHARED / "stripe" / "openapi" / "resources.json"
+SYSTEM_PG_LIB = Path("/usr/lib/postgresql/15")
+SYSTEM_PG_SHARE = Path("/usr/share/postgresql/15")
+PGBENCH = SYSTEM_PG_LIB / "bin" / "pgbench"
+OUT = HERE / "out"
+PEER_DIR = HERE / "peer"
+SECRET = "whsec_stripe_sync_bench"
+DB = "bench"
+PEER_DB = "peer"
+CLIENTS = (1, 4, 8)
+
+# Targets (docs/brief): ingest >= 80% of a plain insert at 8 clients, apply >= 20,000 events/s,
+# p99 latency < 200 ms, worker memory < 64 MB, >= 10x the peer.
+TARGET_INGEST_RATIO = 0.80
+TARGET_APPLY_RATE = 20_000
+TARGET_P99_MS = 200.0
+TARGET_MEMORY_MB = 64.0
+TARGET_PEER_RATIO = 10.0
+
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T0:6.1f}s] {msg}", flush=True)
+
+
+def median(xs: list[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x: Optional[float], digits: int = 0) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def sign(payload: str, secret: str, t: int) -> str:
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+class Skipped(Exception):
+    """A measure that could not be taken; the message says why (goes to BENCHMARKS.md)."""
+
+
+# --------------------------------------------------------------------------
+# the event stream
+# --------------------------------------------------------------------------
+
+class Stream:
+    """A gen_events.py stream, cached under bench/out/streams/ (payloads only; we sign them)."""
+
+    def __init__(self, events: int, duplicates: float, out_of_order: float, seed: int = 1):
+        self.params = dict(events=events, duplicates=duplicates, out_of_order=out_of_order, seed=seed)
+        name = f"events{events}-dup{duplicates}-ooo{out_of_order}-seed{seed}.jsonl"
+        self.path = OUT / "streams" / name
+        if not self.path.exists():
+            self._generate()
+        self.deliveries: list[tuple[str, str]] = []  # (event id, payload) in delivery order
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                payload = json.loads(line)["payload"]
+                self.deliveries.append((event_id(payload), payload))
+        seen: set[str] = set()
+        self.distinct: list[tuple[str, str]] = []  # first delivery of each event
+        for eid, payload in self.deliveries:
+            if eid not in seen:
+                seen.add(eid)
+                self.distinct.append((eid, payload))
+
+    def _generate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        p = self.params
+        log(f"generating {p['events']:,} events with gen_events.py (cached for next time)")
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            subprocess.run(
+                [sys.executable, str(GEN_EVENTS), "--events", str(p["events"]),
+                 "--duplicates", str(p["duplicates"]), "--out-of-order", str(p["out_of_order"]),
+                 "--seed", str(p["seed"]), "--secret", SECRET],
+                stdout=f, check=True, timeout=600,
+            )
+        tmp.rename(self.path)
+
+    def prefix_with_distinct(self, k: int) -> int:
+        """How many deliveries from the start hold the first k distinct events."""
+        seen: set[str] = set()
+        for i, (eid, _) in enumerate(self.deliveries):
+            seen.add(eid)
+            if len(seen) >= k:
+                # include redeliveries of those events that follow immediately? no: stop here.
+                return i + 1
+        return len(self.deliveries)
+
+
+def _copy_escape(v: Any) -> str:
+    if v is None:
+        return "\\N"
+    return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_in(conn: psycopg.Connection, sql: str, rows) -> None:
+    """COPY ... FROM STDIN in text format, escaped here and sent in 4 MB chunks (much faster
+    than one write_row() per row for 400 MB of payloads)."""
+    with conn.cursor() as cur, cur.copy(sql) as cp:
+        buf: list[str] = []
+        size = 0
+        for row in rows:
+            line = "\t".join(map(_copy_escape, row)) + "\n"
+            buf.append(line)
+            size += len(line)
+            if size > 4 << 20:
+                cp.write("".join(buf))
+                buf, size = [], 0
+        if buf:
+            cp.write("".join(buf))
+
+
+def event_id(payload: str) -> str:
+    if payload.startswith('{"id":"'):
+        return payload[7:payload.index('"', 7)]
+    return json.loads(payload)["id"]
+
+
+# --------------------------------------------------------------------------
+# private PostgreSQL: snapshot of the install, cluster
+# --------------------------------------------------------------------------
+
+def snapshot_install(root: Path, package: Optional[Path]) -> Path:
+    """Copy the installed PostgreSQL 15 (bin, lib, share) under root, keeping Debian's layout so
+    the binaries find lib and share relative to themselves. Optionally overlay a
+    `cargo pgrx package` tree. Returns the bin directory."""
+    lib = root / "usr/lib/postgresql/15"
+    share = root / "usr/share/postgresql/15"
+    lib.parent.mkdir(parents=True)
+    share.parent.mkdir(parents=True)
+    shutil.copytree(SYSTEM_PG_LIB, lib, symlinks=True)
+    shutil.copytree(SYSTEM_PG_SHARE, share, symlinks=True)
+    if package is not None:
+        so = package / "usr/lib/postgresql/15/lib/stripe_sync.so"
+        ext = package / "usr/share/postgresql/15/extension"
+        if not so.is_file():
+            raise SystemExit(f"--package {package}: no usr/lib/postgresql/15/lib/stripe_sync.so in it")
+        shutil.copy2(so, lib / "lib" / "stripe_sync.so")
+        for f in ext.glob("stripe_sync*"):
+            shutil.copy2(f, share / "extension" / f.name)
+    for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        os.chmod(d, 0o755)
+    return lib / "bin"
+
+
+def library_info(so: Path, sql_dir: Path) -> dict:
+    info: dict[str, Any] = {"path": str(so), "bytes": so.stat().st_size}
+    try:
+        notes = subprocess.run(["readelf", "-n", str(so)], capture_output=True, text=True, timeout=30).stdout
+        m = re.search(r"Build ID: ([0-9a-f]+)", notes)
+        info["build_id"] = m.group(1) if m else None
+        sections = subprocess.run(["readelf", "-S", "-W", str(so)], capture_output=True, text=True, timeout=30).stdout
+        info["debug_info"] = ".debug_info" in sections
+    except (OSError, subprocess.SubprocessError):
+        info["build_id"], info["debug_info"] = None, None
+    sql = "".join(p.read_text(errors="replace") for p in sql_dir.glob("stripe_sync--*.sql"))
+    info["pg_test_functions"] = "CREATE  FUNCTION tests." in sql or "CREATE FUNCTION tests." in sql
+    info["suspect_debug_build"] = bool(info.get("debug_info") or info["pg_test_functions"])
+    return info
+
+
+def cluster_conf(worker_db: str) -> dict:
+    """postgresql.conf for the benchmark: durable (fsync, synchronous_commit and full_page_writes
+    on), memory sized for this box, no checkpoint inside a measurement (we CHECKPOINT before
+    each run), JIT off so the one-statement baselines are not slowed by compilation."""
+    conf = harness.stripe_sync_conf(SECRET, poll_interval_ms=1000)
+    conf.update({
+        "stripe_sync.database": worker_db,
+        "fsync": True,
+        "synchronous_commit": "on",
+        "full_page_writes": True,
+        "shared_buffers": "4GB",
+        "effective_cache_size": "12GB",
+        "work_mem": "64MB",
+        "maintenance_work_mem": "512MB",
+        "wal_buffers": "64MB",
+        "max_wal_size": "32GB",
+        "min_wal_size": "2GB",
+        "checkpoint_timeout": "1h",
+        "max_connections": 60,
+        "jit": False,
+        "log_min_messages": "warning",
+    })
+    return conf
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.quick = args.quick
+        self.runs = args.runs
+        self.deadline = Deadline(args.deadline)
+        self.results: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.queues: dict[str, dict] = {}
+        self.cluster: Optional[harness.Cluster] = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="stripe_sync-bench-"))
+        os.chmod(self.tmp, 0o755)
+        self.foreign = ForeignCpu(self._postmaster_pid)
+        self.results["foreign_cpu"] = {}
+        self.results["loadavg_start"] = os.getloadavg()
+
+    def _postmaster_pid(self) -> Optional[int]:
+        try:
+            return int((self.cluster.data / "postmaster.pid").read_text().split()[0])
+        except (AttributeError, OSError, ValueError, IndexError):
+            return None
+
+    # -- cluster -------------------------------------------------------------
+    def start_cluster(self) -> None:
+        if self.args.no_snapshot:
+            bindir = SYSTEM_PG_LIB / "bin"
+        else:
+            log("snapshotting the installed PostgreSQL 15 + stripe_sync")
+            bindir = snapshot_install(self.tmp / "pg", self.args.package)
+        harness.PG_BIN = bindir
+        libdir = bindir.parent / "lib"
+        sharedir = self._sharedir(bindir)
+        if not (sharedir / "extension" / "stripe_sync.control").is_file():
+            raise SystemExit("stripe_sync is not installed into PostgreSQL 15: run `make install` first")
+        self.results["library"] = library_info(libdir / "stripe_sync.so", sharedir / "extension")
+        base = self.tmp / "cluster"
+        self.cluster = harness.Cluster(base_dir=base, conf=cluster_conf("postgres"))
+        c = self.cluster
+        c.query(f"CREATE DATABASE {DB}")
+        c.query("CREATE EXTENSION stripe_sync", dbname=DB)
+        c.query("CREATE SCHEMA bench", dbname=DB)
+        self.results["server_version"] = c.scalar("SELECT version()")
+        self.results["settings"] = {
+            k: c.scalar("SELECT current_setting(%s)", (k,))
+            for k in ("shared_buffers", "synchronous_commit", "fsync", "full_page_writes", "wal_level",
+                      "max_wal_size", "checkpoint_timeout", "jit", "stripe_sync.batch_size",
+                      "stripe_sync.poll_interval", "stripe_sync.signature_tolerance")
+        }
+        log(f"cluster up on {base} ({self.results['settings']['shared_buffers']} shared_buffers, "
+            f"synchronous_commit {self.results['settings']['synchronous_commit']}, fsync {self.results['settings']['fsync']})")
+
+    @staticmethod
+    def _sharedir(bindir: Path) -> Path:
+        out = subprocess.run([str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, timeout=30)
+        return Path(out.stdout.strip())
+
+    def point_worker_at(self, dbname: str) -> None:
+        c = self.cluster
+        c.query(f"ALTER SYSTEM SET stripe_sync.database = '{dbname}'")
+        c.restart()
+        harness.wait_until(
+            lambda: c.scalar("SELECT datname FROM pg_stat_activity WHERE backend_type = %s",
+                             (harness.WORKER_TYPE,)) == dbname,
+            timeout=60, what=f"the stripe_sync worker on database {dbname}")
+
+    def worker_pid(self) -> int:
+        return harness.wait_until(self.cluster.worker_pid, timeout=60, what="the stripe_sync worker")
+
+    def conn(self, dbname: str = DB) -> psycopg.Connection:
+        conn = self.cluster.connect(dbname=dbname)
+        conn.execute("SET statement_timeout = '600s'")
+        return conn
+
+    def stop(self) -> None:
+        self.foreign.stop()
+        self.results["foreign_cpu_total"] = self.foreign.seconds
+        self.results["foreign_cpu_top"] = sorted(self.foreign.top.items(), key=lambda kv: -kv[1])[:5]
+        self.results["loadavg_end"] = os.getloadavg()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if self.cluster is not None:
+            try:
+                if self.cluster.running:
+                    self.cluster.stop("fast", timeout=60)
+            except Exception as exc:  # noqa: BLE001 - fall back to destroy's immediate stop
+                log(f"fast stop failed ({exc}); stopping immediately")
+            self.cluster.destroy()
+            self.cluster = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- data ----------------------------------------------------------------
+    def load_tables(self, stream: Stream) -> None:
+        """bench.deliveries: the distinct events, signed (ingest, latency, the queue);
+        bench.apply_order: the stream's delivery order with its redeliveries and reorderings."""
+        with self.conn() as conn:
+            conn.execute("""
+                CREATE UNLOGGED TABLE bench.deliveries (n bigint PRIMARY KEY, id text NOT NULL UNIQUE, payload text NOT NULL,
+                                                        signature text);
+                CREATE UNLOGGED TABLE bench.apply_order (n bigint PRIMARY KEY, id text NOT NULL);
+                CREATE SEQUENCE bench.ingest_seq;
+                CREATE TABLE bench.plain_events (id text PRIMARY KEY, data jsonb NOT NULL);
+                CREATE TABLE bench.plain_objects (id text PRIMARY KEY, object text, event_created bigint, data jsonb NOT NULL);
+            """)
+            t0 = time.monotonic()
+            copy_in(conn, "COPY bench.deliveries (n, id, payload) FROM STDIN",
+                    ((n, eid, payload) for n, (eid, payload) in enumerate(stream.distinct, 1)))
+            copy_in(conn, "COPY bench.apply_order (n, id) FROM STDIN",
+                    ((n, eid) for n, (eid, _) in enumerate(stream.deliveries, 1)))
+            conn.execute("VACUUM ANALYZE bench.deliveries, bench.apply_order")
+        self.payloads = {"bench.deliveries": [p for _, p in stream.distinct]}
+        log(f"loaded {len(stream.distinct):,} distinct events and the order of {len(stream.deliveries):,} deliveries "
+            f"in {time.monotonic() - t0:.0f}s")
+
+    def resign(self, table: str, limit: Optional[int] = None) -> int:
+        """Fresh signatures (t = now) for the rows of table (n <= limit); returns t."""
+        t = int(time.time())
+        payloads = self.payloads[table][:limit] if limit else self.payloads[table]
+        with self.conn() as conn:
+            conn.execute("CREATE TEMP TABLE sig (n bigint PRIMARY KEY, signature text)")
+            copy_in(conn, "COPY sig (n, signature) FROM STDIN",
+                    ((n, sign(payload, SECRET, t)) for n, payload in enumerate(payloads, 1)))
+            conn.execute(f"UPDATE {table} d SET signature = s.signature FROM sig s WHERE d.n = s.n")
+            conn.execute(f"VACUUM {table}")
+        return t
+
+    def reset_ours(self, conn: psycopg.Connection) -> None:
+        """Empty every stripe_sync table (the queue and whatever object tables exist)."""
+        tables = [r[0] for r in conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'stripe_sync'")]
+        conn.execute("TRUNCATE " + ", ".join(tables))
+
+    def counts_ours(self, conn: psycopg.Connection) -> dict:
+        by_status = dict(conn.execute("SELECT status, count(*) FROM stripe_sync.events GROUP BY 1").fetchall())
+        tables = {}
+        for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'stripe_sync' AND tablename <> 'events' ORDER BY 1"):
+            n = conn.execute(f'SELECT count(*) FROM stripe_sync."{name}"').fetchone()[0]
+            if n:
+                tables[name] = n
+        return {"events": by_status, "rows": tables}
+
+    # -- 1. ingest -----------------------------------------------------------
+    def pgbench(self, script: str, clients: int, seconds: int) -> dict:
+        path = self.tmp / f"pgbench-{abs(hash(script))}.sql"
+        path.write_text(script + "\n")
+        c = self.cluster
+        argv = [str(PGBENCH), "-n", "-M", "prepared", "-h", str(c.base), "-p", str(c.port), "-U", "postgres",
+                "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), "-f", str(path), DB]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+        out = proc.stdout + proc.stderr
+        if proc.returncode != 0 or "aborted" in out:
+            raise RuntimeError(f"pgbench failed (exit {proc.returncode}):\n{out[-2000:]}")
+        tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
+        done = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+        failed = re.search(r"number of failed transactions: (\d+)", out)
+        return {"tps": tps, "transactions": done, "failed": int(failed.group(1)) if failed else 0}
+
+    def ingest_run(self, variant: str, clients: int, seconds: int, rows: int) -> dict:
+        with self.conn() as conn:
+            if variant == "plain":
+                conn.execute("TRUNCATE bench.plain_events")
+            else:
+                self.reset_ours(conn)
+            conn.execute("SELECT setval('bench.ingest_seq', 1, false)")
+            conn.execute("CHECKPOINT")
+        pick = "FROM bench.deliveries WHERE n = (SELECT nextval('bench.ingest_seq'))"
+        if variant == "plain":
+            script = (f"INSERT INTO bench.plain_events (id, data) SELECT id, payload::jsonb {pick} "
+                      f"ON CONFLICT (id) DO NOTHING;")
+        else:
+            script = f"SELECT stripe_sync.ingest_event(payload, signature) {pick};"
+        r = self.pgbench(script, clients, seconds)
+        with self.conn() as conn:
+            used = conn.execute("SELECT last_value FROM bench.ingest_seq").fetchone()[0]
+            if used > rows:
+                raise RuntimeError(f"the pool of {rows:,} distinct events ran out ({used:,} drawn): "
+                                   f"shorten the ingest duration")
+            if variant == "plain":
+                stored = conn.execute("SELECT count(*) FROM bench.plain_events").fetchone()[0]
+                r["stored"] = stored
+            else:
+                counts = self.counts_ours(conn)["events"]
+                r["stored"] = sum(counts.values())
+                r["applied_meanwhile"] = sum(v for k, v in counts.items() if k != "pending")
+        if r["stored"] != r["transactions"] or r["failed"]:
+            raise RuntimeError(f"{variant} at {clients} clients: {r['transactions']} transactions but "
+                               f"{r['stored']} rows stored, {r['failed']} failed (duplicates or errors?)")
+        return r
+
+    def measure_ingest(self, rows: int) -> None:
+        secs = self.args.ingest_seconds
+        res = {c: {"ours": [], "plain": []} for c in CLIENTS}
+        for rep in range(self.runs):
+            self.check_time(60, "ingest")
+            self.resign("bench.deliveries")
+            for c in CLIENTS:
+                order = ("plain", "ours") if rep % 2 == 0 else ("ours", "plain")
+                for variant in order:
+                    r = self.ingest_run(variant, c, secs, rows)
+                    res[c][variant].append(r["tps"])
+                    log(f"ingest run {rep + 1}/{self.runs}: {variant:5} {c} clients: {r['tps']:,.0f} events/s")
+        self.results["ingest"] = {"seconds": secs, "runs": res}
+
+    def measure_ingest_with_worker(self, rows: int) -> None:
+        secs = self.args.worker_ingest_seconds
+        res = {c: [] for c in CLIENTS}
+        applied = {c: [] for c in CLIENTS}
+        for rep in range(self.runs):
+            self.check_time(45, "ingest with the worker draining")
+            self.resign("bench.deliveries")
+            for c in CLIENTS:
+                r = self.ingest_run("ours", c, secs, rows)
+                res[c].append(r["tps"])
+                applied[c].append(r["applied_meanwhile"] / max(1, r["stored"]))
+                log(f"ingest+worker run {rep + 1}/{self.runs}: {c} clients: {r['tps']:,.0f} events/s "
+                    f"({100 * applied[c][-1]:.0f}% applied by the end)")
+        with self.conn() as conn:
+            self.reset_ours(conn)
+        self.results["ingest_worker"] = {"seconds": secs, "runs": res, "applied_fraction": applied}
+
+    # -- 2. apply + 4. memory ------------------------------------------------
+    def prepare_queues(self, stream: Stream) -> None:
+        """While the worker is attached to another database: ingest the stream's deliveries with
+        ingest_event (2 sessions, each event's deliveries in one session, in stream order), and
+        keep the resulting queue (big, and the small prefix for the memory comparison) in
+        bench.queue_big / bench.queue_small. Each drain run starts from an exact copy of it."""
+        big, small = self.args.apply_events, self.args.memory_small_events
+        big_n, small_n = stream.prefix_with_distinct(big), stream.prefix_with_distinct(small)
+        self.resign("bench.deliveries")
+        with self.conn() as conn:
+            self.reset_ours(conn)
+        outcomes: list[dict] = [{}, {}]
+        errors: list[str] = []
+
+        def fill(k: int) -> None:
+            try:
+                with self.conn() as c:
+                    outcomes[k] = dict(c.execute("""
+                        SELECT r, count(*) FROM (
+                          SELECT stripe_sync.ingest_event(d.payload, d.signature) AS r
+                            FROM bench.apply_order a JOIN bench.deliveries d USING (id)
+                           WHERE a.n <= %s AND abs(hashtext(a.id)) %% 2 = %s ORDER BY a.n) s GROUP BY r""",
+                        (big_n, k)).fetchall())
+            except Exception as exc:  # noqa: BLE001 - reported
+                errors.append(str(exc))
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=fill, args=(k,)) for k in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.monotonic() - started
+        if errors:
+            raise RuntimeError(f"filling the queue failed: {errors[0]}")
+        queued = sum(o.get("queued", 0) for o in outcomes)
+        dups = sum(o.get("duplicate", 0) for o in outcomes)
+        with self.conn() as conn:
+            conn.execute("DROP TABLE IF EXISTS bench.queue_big, bench.queue_small")
+            conn.execute("CREATE UNLOGGED TABLE bench.queue_big AS SELECT * FROM stripe_sync.events")
+            conn.execute("CREATE UNLOGGED TABLE bench.queue_small AS SELECT * FROM bench.queue_big "
+                         "WHERE id IN (SELECT id FROM bench.apply_order WHERE n <= %s)", (small_n,))
+            self.reset_ours(conn)
+        self.queues = {
+            "big": {"events": queued, "duplicates": dups, "deliveries": big_n, "held": stream.distinct[big - 1]},
+            "small": {"events": small, "deliveries": small_n, "held": stream.distinct[small - 1]},
+        }
+        self.results["queue_fill"] = {"deliveries": big_n, "queued": queued, "duplicates": dups,
+                                      "seconds": elapsed, "rate": big_n / elapsed}
+        log(f"queue prepared: {big_n:,} deliveries -> {queued:,} queued + {dups:,} duplicates by ingest_event "
+            f"in 2 sessions, {big_n / elapsed:,.0f} deliveries/s")
+
+    def start_drain(self, which: str) -> tuple[psycopg.Connection, int]:
+        """A transaction holding the prepared queue: every event but one copied into
+        stripe_sync.events, the last one ingested with ingest_event (which wakes the worker at
+        COMMIT, as a real ingest does). The caller commits it."""
+        q = self.queues[which]
+        with self.conn() as conn:
+            self.reset_ours(conn)
+            conn.execute("CHECKPOINT")
+        held_id, held_payload = q["held"]
+        fill = self.conn()
+        fill.autocommit = False
+        fill.execute(f"INSERT INTO stripe_sync.events SELECT * FROM bench.queue_{which} WHERE id <> %s", (held_id,))
+        r = fill.execute("SELECT stripe_sync.ingest_event(%s, %s)",
+                         (held_payload, sign(held_payload, SECRET, int(time.time())))).fetchone()[0]
+        if r != "queued":
+            fill.close()
+            raise RuntimeError(f"the held-out event was {r}, not queued")
+        n = fill.execute("SELECT count(*) FROM stripe_sync.events").fetchone()[0]
+        return fill, n
+
+    def drain(self, which: str, pid: int, timeout: float,
+              before_commit: Optional[Callable[[psycopg.Connection], None]] = None,
+              halfway: Optional[Callable[[psycopg.Connection], None]] = None) -> dict:
+        """Commit a prepared queue and time the worker's drain until nothing is pending,
+        sampling its memory."""
+        fill, queued = self.start_drain(which)
+        sampler = RssSampler(pid)
+        try:
+            with self.conn() as watch:
+                sampler.start()
+                if before_commit:
+                    before_commit(watch)
+                time.sleep(1.0)  # idle samples; the WAL writer flushes the copy meanwhile
+                started = time.monotonic()
+                fill.commit()
+                deadline = started + timeout
+                polls = 0
+                while watch.execute("SELECT EXISTS (SELECT 1 FROM stripe_sync.events WHERE status = 'pending')").fetchone()[0]:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the queue was not drained within {timeout:.0f}s")
+                    polls += 1
+                    if halfway and polls % 20 == 0 and watch.execute(
+                            "SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'").fetchone()[0] < queued / 2:
+                        halfway(watch)
+                        halfway = None
+                    time.sleep(0.01)
+                elapsed = time.monotonic() - started
+                time.sleep(0.3)
+                sampler.stop()
+                pending = watch.execute("SELECT pending FROM stripe_sync.status").fetchone()[0]
+                counts = self.counts_ours(watch)
+        finally:
+            sampler.stop()
+            fill.close()
+        return {"queued": queued, "seconds": elapsed, "rate": queued / elapsed, "status_pending": pending,
+                "counts": counts, "memory": sampler.summary()}
+
+    def apply_baseline(self, distinct: int) -> dict:
+        """The same events' objects (the prepared queue's, already jsonb) upserted set-based into
+        one plain table: the newest event of each object wins, one statement, committed."""
+        with self.conn() as conn:
+            conn.execute("TRUNCATE bench.plain_objects")
+            conn.execute("CHECKPOINT")
+            started = time.monotonic()
+            n = conn.execute("""
+                INSERT INTO bench.plain_objects AS t (id, object, event_created, data)
+                SELECT DISTINCT ON (oid) oid, data #>> '{data,object,object}', created, data #> '{data,object}'
+                  FROM (SELECT data #>> '{data,object,id}' AS oid, (data ->> 'created')::bigint AS created, data
+                          FROM bench.queue_big) s
+                 ORDER BY oid, created DESC
+                ON CONFLICT (id) DO UPDATE
+                   SET object = excluded.object, event_created = excluded.event_created, data = excluded.data
+                 WHERE t.event_created <= excluded.event_created""").rowcount
+            elapsed = time.monotonic() - started
+        return {"seconds": elapsed, "rate": distinct / elapsed, "objects": n}
+
+    def measure_apply_and_memory(self, stream: Stream) -> None:
+        if not self.queues:
+            raise Skipped("the queue could not be prepared (see failures)")
+        pid = self.worker_pid()
+        timeout = max(60.0, min(600.0, self.deadline.left() - 60))
+        mem_small, runs, baseline = [], [], []
+        for rep in range(self.runs):
+            self.check_time(30, "memory (small queue)")
+            r = self.drain("small", pid, timeout)
+            mem_small.append(r)
+            log(f"memory run {rep + 1}/{self.runs}: {r['queued']:,} events drained in {r['seconds']:.1f}s, "
+                f"worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB")
+        for rep in range(self.runs):
+            self.check_time(60, "apply")
+            r = self.drain("big", pid, timeout)
+            runs.append(r)
+            log(f"apply run {rep + 1}/{self.runs}: {r['queued']:,} events in {r['seconds']:.2f}s = "
+                f"{r['rate']:,.0f} events/s (worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB)")
+            b = self.apply_baseline(r["queued"])
+            baseline.append(b)
+            log(f"apply baseline run {rep + 1}/{self.runs}: {b['rate']:,.0f} events/s")
+        with self.conn() as conn:
+            self.reset_ours(conn)
+        self.results["apply"] = {"runs": runs, "baseline": baseline, "memory_small": mem_small,
+                                 "worker_pid": pid, "queue": self.queues["big"] | {"held": None}}
+
+    # -- 3. latency ----------------------------------------------------------
+    def measure_latency(self, stream: Stream) -> None:
+        rate, secs = self.args.latency_rate, self.args.latency_seconds
+        n = int(rate * secs)
+        runs = []
+        for rep in range(self.runs):
+            self.check_time(secs + 30, "latency")
+            r = self.latency_run(stream.distinct[:n], rate)
+            runs.append(r)
+            log(f"latency run {rep + 1}/{self.runs}: {r['sent']:,} events at {r['achieved_rate']:.0f}/s: "
+                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+        self.results["latency"] = {"rate": rate, "seconds": secs, "runs": runs}
+
+    def latency_run(self, items: list[tuple[str, str]], rate: float) -> dict:
+        with self.conn() as conn:
+            self.reset_ours(conn)
+            conn.execute("CHECKPOINT")
+        t = int(time.time())
+        signed = [(eid, p, sign(p, SECRET, t)) for eid, p in items]
+        n = len(signed)
+        senders_n = 4
+        sent_at: list[Optional[float]] = [None] * n
+        arrivals: dict[str, float] = {}
+        truncated = [0]
+        errors: list[str] = []
+        stop = threading.Event()
+        listener = self.conn()
+        listener.execute("LISTEN stripe_sync")
+
+        def listen() -> None:
+            try:
+                while not stop.is_set():
+                    for note in listener.notifies(timeout=0.2):
+                        now = time.monotonic()
+                        body = json.loads(note.payload)
+                        if body.get("truncated"):
+                            truncated[0] += 1
+                        for e in body.get("events", []):
+                            arrivals.setdefault(e["id"], now)
+            except Exception as exc:  # noqa: BLE001 - reported
+                errors.append(f"listener: {exc}")
+
+        conns = [self.conn() for _ in range(senders_n)]
+        start = time.monotonic() + 0.5
+
+        def send(k: int) -> None:
+            conn = conns[k]
+            try:
+                for i in range(k, n, senders_n):
+                    due = start + i / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    eid, payload, sig = signed[i]
+                    sent_at[i] = time.monotonic()
+                    conn.execute("SELECT stripe_sync.ingest_event(%s, %s)", (payload, sig))
+            except Exception as exc:  # noqa: BLE001 - reported
+                errors.append(f"sender {k}: {exc}")
+
+        lt = threading.Thread(target=listen, daemon=True)
+        lt.start()
+        threads = [threading.Thread(target=send, args=(k,), daemon=True) for k in range(senders_n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=len(items) / rate + 60)
+        send_end = time.monotonic()
+        wait_until = send_end + 15
+        while len(arrivals) < n and time.monotonic() < wait_until and not errors:
+            time.sleep(0.05)
+        stop.set()
+        lt.join(timeout=5)
+        for c in conns:
+            c.close()
+        listener.close()
+        if errors:
+            raise RuntimeError("; ".join(errors[:3]))
+        lat = sorted((arrivals[eid] - sent_at[i]) * 1000 for i, (eid, _, _) in enumerate(signed)
+                     if eid in arrivals and sent_at[i] is not None)
+        with self.conn() as conn:
+            db = conn.execute("""
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+                  FROM (SELECT extract(epoch FROM processed_at - received_at) * 1000 AS ms
+                          FROM stripe_sync.events WHERE processed_at IS NOT NULL) s""").fetchone()
+        first = min(x for x in sent_at if x is not None)
+        last = max(x for x in sent_at if x is not None)
+        return {
+            "sent": n, "seen": len(lat), "missing": n - len(lat), "truncated_notifications": truncated[0],
+            "achieved_rate": (n - 1) / (last - first) if last > first else None,
+            "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+            "max_ms": lat[-1] if lat else None,
+            "db_p50_ms": float(db[0]) if db[0] is not None else None,
+            "db_p99_ms": float(db[1]) if db[1] is not None else None,
+        }
+
+    # -- 5. peer ---------------------------------------------------------------
+    def node_dsn(self, dbname: str) -> str:
+        c = self.cluster
+        return f"postgresql://postgres@localhost:{c.port}/{dbname}?host={c.base}"
+
+    def drive(self, *args: str, timeout: float) -> dict:
+        proc = subprocess.Popen(["node", str(PEER_DIR / "drive.mjs"), *args], cwd=PEER_DIR,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RuntimeError(f"drive.mjs {args[0]} did not finish within {timeout:.0f}s")
+        finally:
+            self.procs.remove(proc)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"drive.mjs {args[0]} printed no result (exit {proc.returncode}): {err[-1500:]}")
+        result = json.loads(lines[-1])
+        if result.get("ok") is False:
+            raise RuntimeError(f"drive.mjs {args[0]}: {result.get('error', '')[:1500]}")
+        return result
+
+    def ensure_peer_installed(self) -> str:
+        if shutil.which("node") is None:
+            raise Skipped("node is not installed (apt-get install nodejs npm)")
+        pkg = PEER_DIR / "node_modules" / "stripe-experiment-sync" / "package.json"
+        if not pkg.exists():
+            log("installing the peer (npm ci in bench/peer)")
+            proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR,
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0 or not pkg.exists():
+                raise Skipped(f"`npm ci` in bench/peer failed: {(proc.stdout + proc.stderr)[-500:]}")
+        return json.loads(pkg.read_text())["version"]
+
+    def measure_peer(self, stream: Stream) -> None:
+        version = self.ensure_peer_installed()
+        spec = OUT / "peer-openapi.json"
+        spec.write_text(json.dumps(build_peer_spec()))
+        self.cluster.query(f"CREATE DATABASE {PEER_DB}")
+        mig = self.drive("migrate", "--dsn", self.node_dsn(PEER_DB), "--spec", str(spec), timeout=300)
+        log(f"peer stripe-experiment-sync {version}: migrations applied in {mig['seconds']:.1f}s")
+        n = stream.prefix_with_distinct(self.args.peer_events)
+        kept, dropped = [], {}
+        for eid, payload in stream.deliveries[:n]:
+            obj = json.loads(payload)["data"]["object"].get("object")
+            if PEER_OBJECT_ALIASES.get(obj, obj) in PEER_OBJECTS:
+                kept.append(payload)
+            else:
+                dropped[obj] = dropped.get(obj, 0) + 1
+        path = OUT / "peer-deliveries.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for p in kept:
+                f.write(json.dumps({"payload": p}) + "\n")
+        api = CountingStripeStub()
+        try:
+            res: dict[str, dict[str, list]] = {str(c): {"peer": [], "ours": []} for c in (1, 8)}
+            extra: dict[str, Any] = {}
+            for rep in range(self.runs):
+                for conc in (1, 8):
+                    self.check_time(30, "peer comparison")
+                    order = ("peer", "ours") if rep % 2 == 0 else ("ours", "peer")
+                    for target in order:
+                        self.reset_peer() if target == "peer" else self.reset_ours_db()
+                        dsn = self.node_dsn(PEER_DB if target == "peer" else DB)
+                        r = self.drive("run", "--target", target, "--dsn", dsn, "--deliveries", str(path),
+                                       "--secret", SECRET, "--concurrency", str(conc),
+                                       "--api-port", str(api.port), "--timeout", "300", timeout=900)
+                        if r.get("errors"):
+                            raise RuntimeError(f"{target}: {r['errors']} deliveries failed: {r.get('first_errors')}")
+                        if target == "ours" and r.get("pending_left"):
+                            raise RuntimeError(f"ours: {r['pending_left']} events still pending at the deadline")
+                        r["rate"] = r["deliveries"] / r["seconds"]
+                        if target == "peer":
+                            r["rows"] = self.peer_rows()
+                        else:
+                            with self.conn() as conn:
+                                r["counts"] = self.counts_ours(conn)
+                        res[str(conc)][target].append(r)
+                        log(f"peer run {rep + 1}/{self.runs}: {target:4} x{conc}: {r['deliveries']:,} deliveries "
+                            f"in {r['seconds']:.2f}s = {r['rate']:,.0f}/s")
+            extra["api_requests"] = api.count
+        finally:
+            api.close()
+        with self.conn() as conn:
+            self.reset_ours(conn)
+        self.results["peer"] = {"version": version, "deliveries": len(kept), "dropped": dropped,
+                                "types": sorted({json.loads(p)["type"] for p in kept}),
+                                "runs": res, **extra}
+
+    def reset_ours_db(self) -> None:
+        with self.conn() as conn:
+            self.reset_ours(conn)
+            conn.execute("CHECKPOINT")
+
+    def reset_peer(self) -> None:
+        with self.conn(PEER_DB) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                "WHERE schemaname = 'stripe' AND tablename <> 'accounts' AND tablename NOT LIKE '\\_%'")]
+            if tables:
+                conn.execute("TRUNCATE " + ", ".join(tables))
+            conn.execute("CHECKPOINT")
+
+    def peer_rows(self) -> dict:
+        out = {}
+        with self.conn(PEER_DB) as conn:
+            for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'stripe' "
+                                     "AND tablename <> 'accounts' AND tablename NOT LIKE '\\_%' ORDER BY 1"):
+                k = conn.execute(f'SELECT count(*) FROM stripe."{t}"').fetchone()[0]
+                if k:
+                    out[t] = k
+        return out
+
+    # -- profile ---------------------------------------------------------------
+    def profile(self, stream: Stream) -> None:
+        """perf (on-CPU samples) and pg_stat_statements (time per SQL statement, nested ones
+        included) over an 8-client ingest run and one drain of the big queue. Last phase: it
+        restarts the cluster with pg_stat_statements preloaded."""
+        if shutil.which("perf") is None:
+            raise Skipped("perf is not installed (apt-get install linux-perf)")
+        prof: dict[str, Any] = {}
+        c = self.cluster
+        c.append_conf({"shared_preload_libraries": "stripe_sync, pg_stat_statements",
+                       "pg_stat_statements.track": "all", "pg_stat_statements.track_planning": True})
+        self.point_worker_at("postgres")
+        c.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=DB)
+        rows = len(stream.distinct)
+        self.resign("bench.deliveries")
+        c.query("SELECT pg_stat_statements_reset()", dbname=DB)
+        self.ingest_run("plain", 8, 6, rows)
+        plain = self.top_statements(3)
+        data = OUT / "perf-ingest.data"
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-a", "-o", str(data), "--", "sleep", "5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(perf)
+        c.query("SELECT pg_stat_statements_reset()", dbname=DB)
+        self.ingest_run("ours", 8, 6, rows)
+        perf.wait(timeout=60)
+        self.procs.remove(perf)
+        prof["ingest"] = {"statements": self.top_statements(4) + [s_ | {"baseline": True} for s_ in plain[:1]]}
+        log("profile: ingest recorded")
+        self.point_worker_at(DB)
+        pid = self.worker_pid()
+        data2 = OUT / "perf-apply.data"
+        holder: dict[str, subprocess.Popen] = {}
+
+        def before_commit(watch: psycopg.Connection) -> None:
+            holder["perf"] = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", str(data2)],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(holder["perf"])
+            watch.execute("SELECT pg_stat_statements_reset()")
+
+        plans: dict[str, str] = {}
+
+        def halfway(watch: psycopg.Connection) -> None:
+            # the claim's scan, without its row locks, as it runs when half the queue is applied
+            plans["claim"] = "\n".join(r_[0] for r_ in watch.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM stripe_sync.events "
+                "WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY created, id LIMIT 500"))
+
+        try:
+            r = self.drain("big", pid, max(60.0, min(600.0, self.deadline.left() - 30)), before_commit, halfway)
+        finally:
+            perf = holder.get("perf")
+            if perf is not None:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(timeout=60)
+                self.procs.remove(perf)
+        prof["apply"] = {"statements": self.top_statements(), "drain_seconds": r["seconds"], "events": r["queued"],
+                         "claim_plan_halfway": plans.get("claim")}
+        log(f"profile: apply recorded (drain {r['seconds']:.1f}s with pg_stat_statements and perf)")
+        with self.conn() as conn:
+            self.reset_ours(conn)
+        prof["ingest"].update(perf_top(data, comm="postgres"))
+        prof["apply"].update(perf_top(data2))
+        if plans.get("claim"):
+            prof["apply"]["text"] += "\n\n# EXPLAIN (ANALYZE, BUFFERS) of the claim's scan, half way through the drain\n" + plans["claim"]
+        for k, v in prof.items():
+            (OUT / f"profile-{k}.txt").write_text(v.pop("text"))
+        self.results["profile"] = prof
+        log("profile: reports written to bench/out/profile-*.txt")
+
+    def top_statements(self, limit: int = 8) -> list[dict]:
+        """The costliest statements since the last reset, leaving out this harness's own
+        housekeeping (truncates, checkpoints, counts, polling)."""
+        with self.conn() as conn:
+            rows = conn.execute(r"""
+                SELECT regexp_replace(query, '\s+', ' ', 'g'), calls, total_plan_time, total_exec_time, rows, toplevel
+                  FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND query !~* '^\s*(TRUNCATE|CHECKPOINT|SET |SELECT (count|format|tablename|status|EXISTS|pending|pg_stat))'
+                   AND query NOT LIKE '%%pg_stat_statements%%' AND calls > 1
+                 ORDER BY total_plan_time + total_exec_time DESC LIMIT %s""", (limit,)).fetchall()
+        return [{"query": q, "calls": calls, "plan_ms": plan, "exec_ms": ex, "rows": r, "toplevel": top}
+                for q, calls, plan, ex, r, top in rows]
+
+    # -- orchestration -----------------------------------------------------------
+    def wanted(self, name: str) -> bool:
+        return not self.args.only or name in self.args.only.split(",")
+
+    def check_time(self, need: float, what: str) -> None:
+        if self.deadline.left() < need:
+            raise Skipped(f"the run's deadline (--deadline {self.args.deadline:.0f}s) left too little time for {what}")
+
+    def phase(self, name: str, fn: Callable[[], None]) -> None:
+        f0, t0 = self.foreign.seconds, time.monotonic()
+        try:
+            fn()
+        except Skipped as exc:
+            log(f"{name}: not measured: {exc}")
+            self.results.setdefault("skipped", {})[name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one failed measure does not lose the others
+            log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+            self.results.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
+            if self.cluster is not None and not self._alive():
+                raise RuntimeError(f"the cluster died during {name}:\n{self.cluster.log_tail()}") from exc
+        finally:
+            elapsed = time.monotonic() - t0
+            self.results["foreign_cpu"][name] = (self.foreign.seconds - f0) / elapsed if elapsed > 1 else 0.0
+
+    def _alive(self) -> bool:
+        try:
+            return self.cluster.scalar("SELECT 1") == 1
+        except Exception:  # noqa: BLE001
+            return False
+
+    def run(self) -> None:
+        if not PGBENCH.exists():
+            self.notes.append(f"{PGBENCH} is missing (Debian package postgresql-contrib / postgresql-15): ingest not measured.")
+        stream = Stream(self.args.stream_events, 0.05, 0.1)
+        log(f"stream: {len(stream.deliveries):,} deliveries, {len(stream.distinct):,} distinct events "
+            f"(gen_events.py --events {self.args.stream_events} --duplicates 0.05 --out-of-order 0.1)")
+        self.results["stream"] = {**stream.params, "deliveries": len(stream.deliveries),
+                                  "distinct": len(stream.distinct),
+                                  "mean_payload_bytes": int(sum(len(p) for _, p in stream.deliveries) / len(stream.deliveries))}
+        self.start_cluster()
+        self.load_tables(stream)
+        rows = len(stream.distinct)
+        # Phase A: the worker attaches to another database, so ingest is measured alone.
+        if PGBENCH.exists() and self.wanted("ingest"):
+            self.phase("ingest", lambda: self.measure_ingest(rows))
+        if self.wanted("apply") or self.wanted("profile") or self.args.profile:
+            self.phase("queue", lambda: self.prepare_queues(stream))
+        # Phase B: the worker drains the benchmark database.
+        self.point_worker_at(DB)
+        self.results["worker_rss_idle"] = read_status(self.worker_pid())
+        if PGBENCH.exists() and not self.args.skip_worker_ingest and self.wanted("ingest_worker"):
+            self.phase("ingest_worker", lambda: self.measure_ingest_with_worker(rows))
+        if self.wanted("apply"):
+            self.phase("apply", lambda: self.measure_apply_and_memory(stream))
+        if self.wanted("latency"):
+            self.phase("latency", lambda: self.measure_latency(stream))
+        if not self.args.skip_peer and self.wanted("peer"):
+            self.phase("peer", lambda: self.measure_peer(stream))
+        if self.args.profile or (self.args.only and self.wanted("profile")):
+            self.phase("profile", lambda: self.profile(stream))
+        self.results["library_after"] = library_info(
+            harness.PG_BIN.parent / "lib" / "stripe_sync.so", self._sharedir(harness.PG_BIN) / "extension")
+        self.results["installed_library_now"] = library_info(
+            SYSTEM_PG_LIB / "lib" / "stripe_sync.so", SYSTEM_PG_SHARE / "extension")
+
+
+# --------------------------------------------------------------------------
+# helpers: memory, percentiles, perf, the peer's spec, the Stripe API stub
+# --------------------------------------------------------------------------
+
+def read_status(pid: int) -> dict:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(rest.split()[0])  # kB
+    except FileNotFoundError:
+        pass
+    return out
+
+
+class RssSampler:
+    """Samples /proc/<pid>/status every 50 ms in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.pid, self.interval = pid, interval
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            s = read_status(self.pid)
+            if s:
+                self.samples.append(s)
+            self._stop.wait(self.interval)
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        mb = lambda kb: kb / 1024  # noqa: E731
+        first, last = self.samples[0], self.samples[-1]
+        return {
+            "samples": len(self.samples),
+            "start_rss_mb": mb(first["VmRSS"]), "peak_rss_mb": mb(max(s["VmRSS"] for s in self.samples)),
+            "end_rss_mb": mb(last["VmRSS"]), "hwm_mb": mb(last["VmHWM"]),
+            "start_anon_mb": mb(first["RssAnon"]), "peak_anon_mb": mb(max(s["RssAnon"] for s in self.samples)),
+            "end_anon_mb": mb(last["RssAnon"]),
+            "peak_shmem_mb": mb(max(s["RssShmem"] for s in self.samples)),
+            "peak_file_mb": mb(max(s["RssFile"] for s in self.samples)),
+        }
+
+
+class ForeignCpu:
+    """CPU used by processes that are not part of this run (neither descendants of this script
+    nor of our postmaster, kernel threads left out), sampled from /proc every second. The machine
+    is shared: other people's builds on the same 2 CPUs distort the numbers, and the report says
+    by how much."""
+
+    def __init__(self, postmaster: Callable[[], Optional[int]]):
+        self.postmaster = postmaster
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.seconds = 0.0  # foreign CPU-seconds so far
+        self.prev: dict[int, int] = {}
+        self.top: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._scan(first=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _scan(self, first: bool = False) -> None:
+        procs: dict[int, tuple[int, int, str]] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2:].split()
+            procs[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), comm)
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        ours: set[int] = set()
+        todo = [os.getpid()] + ([self.postmaster()] if self.postmaster() else [])
+        while todo:
+            pid = todo.pop()
+            if pid not in ours:
+                ours.add(pid)
+                todo.extend(children.get(pid, []))
+        now: dict[int, int] = {}
+        for pid, (ppid, ticks, comm) in procs.items():
+            if pid in ours or pid == 2 or ppid == 2:
+                continue
+            now[pid] = ticks
+            if not first:
+                delta = (ticks - self.prev.get(pid, 0)) / self.tick
+                if delta > 0:
+                    self.seconds += delta
+                    self.top[comm] = self.top.get(comm, 0.0) + delta
+        self.prev = now
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self._scan()
+            except Exception:  # noqa: BLE001 - monitoring must not break the run
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def percentile(sorted_xs: list[float], p: float) -> Optional[float]:
+    if not sorted_xs:
+        return None
+    k = (len(sorted_xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
+
+
+def perf_top(data: Path, comm: Optional[str] = None, limit: int = 20) -> dict:
+    """Self time by function, and inclusive time of the extension's own functions."""
+    base = ["perf", "report", "-i", str(data), "--stdio", "-g", "none", "--percent-limit", "0.3"]
+    if comm:
+        base += ["--comm", comm]
+    flat = subprocess.run(base + ["--no-children", "--sort", "dso,sym", "-F", "overhead,dso,sym"],
+                          capture_output=True, text=True, timeout=300).stdout
+    incl = subprocess.run(base + ["--children", "--sort", "sym", "--dsos", "stripe_sync.so"],
+                          capture_output=True, text=True, timeout=300).stdout
+    by_dso = subprocess.run(base + ["--no-children", "--sort", "dso"], capture_output=True, text=True, timeout=300).stdout
+
+    def parse(text: str, with_dso: bool) -> list[dict]:
+        out = []
+        for line in text.splitlines():
+            if with_dso:
+                m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.kH]\]\s+(.*?)\s*$", line)
+                if m:
+                    out.append({"pct": float(m.group(1)), "dso": m.group(2), "symbol": m.group(3)[:160]})
+            else:
+                m = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+\[[.kH]\]\s+(.*?)\s*$", line)
+                if m:
+                    out.append({"pct": float(m.group(1)), "self": float(m.group(2)), "symbol": m.group(3)[:160]})
+        return out
+
+    dsos: dict[str, float] = {}
+    for line in by_dso.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s*$", line)
+        if m:
+            dsos[m.group(2)] = float(m.group(1))
+    selfs = sorted(parse(flat, True), key=lambda t: -t["pct"])
+    incls = [t for t in parse(incl, False) if not t["symbol"].startswith(("0x", "__restore_rt"))]
+    return {"self": selfs[:limit], "inclusive": incls[:limit], "by_object": sorted(dsos.items(), key=lambda kv: -kv[1]),
+            "text": flat + "\n\n# inclusive (children) time of stripe_sync.so functions\n" + incl}
+
+
+# The object types the peer's webhook handler routes (its resource registry), and its aliases
+# for object names that differ from registry keys (read from its dist/index.js).
+PEER_OBJECTS = {"product", "coupon", "price", "plan", "customer", "subscription", "subscription_schedules",
+                "invoice", "charge", "setup_intent", "payment_method", "payment_intent", "tax_id",
+                "credit_note", "dispute", "early_fraud_warning", "refund", "checkout_sessions",
+                "active_entitlements", "review"}
+PEER_OBJECT_ALIASES = {"checkout.session": "checkout_sessions", "radar.early_fraud_warning": "early_fraud_warning",
+                       "entitlements.active_entitlement": "active_entitlements",
+                       "entitlements.feature": "active_entitlements",
+                       "subscription_schedule": "subscription_schedules"}
+
+
+def build_peer_spec() -> dict:
+    """A minimal OpenAPI document for the peer's migrations, which otherwise download Stripe's
+    spec3.json from GitHub. Built from shared/stripe/openapi/resources.json (the top-level
+    properties of 23 resources of the current API version), so the peer gets one generated
+    column per top-level property, as it would from the real spec."""
+    resources = json.loads(RESOURCES_JSON.read_text())["resources"]
+    schemas = {}
+    kinds = {"string": {"type": "string"}, "decimal_string": {"type": "string", "format": "decimal"},
+             "integer": {"type": "integer"}, "unix_time": {"type": "integer", "format": "unix-time"},
+             "number": {"type": "number"}, "boolean": {"type": "boolean"},
+             "object": {"type": "object"}, "map": {"type": "object"}, "list": {"type": "object"},
+             "array": {"type": "array", "items": {}}}
+    for name, res in resources.items():
+        props = {}
+        for prop, meta in res["properties"].items():
+            if meta["type"] == "expandable":
+                schema = {"anyOf": [{"type": "string"}, {"type": "object"}],
+                          "x-expansionResources": {"oneOf": []}}
+            else:
+                schema = dict(kinds.get(meta["type"], {"type": "string"}))
+            if meta.get("nullable"):
+                schema["nullable"] = True
+            props[prop] = schema
+        schemas[name] = {"type": "object", "x-resourceId": res["object"], "properties": props}
+    return {"openapi": "3.0.0", "info": {"title": "stripe_sync bench: subset of Stripe's API", "version": "2026-07-29"},
+            "paths": {}, "components": {"schemas": schemas}}
+
+
+class CountingStripeStub:
+    """An HTTP server on 127.0.0.1 standing in for api.stripe.com: counts requests, answers 404."""
+
+    def __init__(self):
+        stub = self
+        self.count = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                stub.count += 1
+                body = b'{"error": {"type": "invalid_request_error", "message": "stripe_sync bench stub"}}'
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --------------------------------------------------------------------------
+# BENCHMARKS.md
+# --------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True).stdout.strip())
+    return {"nproc": os.cpu_count(), "mem_gib": mem_kb / 1024 / 1024, "cpu": cpu,
+            "git": git + (" (with uncommitted changes)" if dirty else "")}
+
+
+def verdict(ok: Optional[bool]) -> str:
+    return "–" if ok is None else ("**pass**" if ok else "**FAIL**")
+
+
+def runs_list(xs: list[float], digits: int = 0) -> str:
+    return ", ".join(fmt(x, digits) for x in xs) if xs else "–"
+
+
+def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall: float) -> None:
+    r, a = b.results, b.args
+    m = machine()
+    lib = r.get("library", {})
+    L: list[str] = []
+    w = L.append
+    summary: list[tuple[str, str, str, str]] = []
+
+    w("# Benchmarks")
+    w("")
+    w("Written by `bench/run.py` (run it with `make bench`); every number below comes from the one run described here.")
+    if b.quick:
+        w("")
+        w("> **Quick smoke run** (`--quick`): one run per measure and small sizes. Not for comparison; run `make bench`.")
+    w("")
+    w(f"- Command: `{command}`")
+    w(f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}, wall time {wall / 60:.1f} min")
+    w(f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB memory")
+    w(f"- PostgreSQL: {r.get('server_version', '?')}")
+    w(f"- Code: git {m['git']}; stripe_sync.so {lib.get('bytes', 0) / 1e6:.1f} MB, build id `{lib.get('build_id')}`"
+      f"{', debug info' if lib.get('debug_info') else ''}{', pg_test functions' if lib.get('pg_test_functions') else ''}")
+    if lib.get("suspect_debug_build"):
+        w("")
+        w("> **Warning: the installed stripe_sync looks like a debug/test build** (`cargo pgrx test` installs one over the "
+          "system copy: debug info and the `tests` schema are in it). Its numbers understate a release build "
+          "(`cargo pgrx install --release`). Benchmark a release build before drawing conclusions.")
+    after = r.get("library_after", {})
+    if after and after.get("build_id") != lib.get("build_id"):
+        w("")
+        w("> **Warning: the benchmarked library changed during the run**; the numbers are mixed.")
+    s = r.get("settings", {})
+    w(f"- Cluster (private, from a snapshot of the installed PostgreSQL + extension taken at the start): "
+      f"shared_buffers {s.get('shared_buffers')}, **synchronous_commit {s.get('synchronous_commit')}**, "
+      f"fsync {s.get('fsync')}, full_page_writes {s.get('full_page_writes')}, wal_level {s.get('wal_level')}, "
+      f"max_wal_size {s.get('max_wal_size')}, checkpoint_timeout {s.get('checkpoint_timeout')} (CHECKPOINT before "
+      f"every run), jit {s.get('jit')}, autovacuum on; stripe_sync.batch_size {s.get('stripe_sync.batch_size')}, "
+      f"poll_interval {s.get('stripe_sync.poll_interval')}, signature_tolerance {s.get('stripe_sync.signature_tolerance')} "
+      f"(every delivery is signed afresh just before its run).")
+    st = r.get("stream", {})
+    w(f"- Stream: `gen_events.py --events {st.get('events')} --duplicates 0.05 --out-of-order 0.1 --seed 1`: "
+      f"{st.get('deliveries', 0):,} deliveries of {st.get('distinct', 0):,} distinct events, "
+      f"{st.get('mean_payload_bytes', 0):,} bytes each on average.")
+    w(f"- Runs: **N = {b.runs}** per measure; tables give the median, then every run.")
+    fc = r.get("foreign_cpu", {})
+    top = ", ".join(f"{name} {sec:.0f} s" for name, sec in r.get("foreign_cpu_top", []))
+    w(f"- Other processes on this shared machine (not this run's) used {r.get('foreign_cpu_total', 0):.0f} CPU-seconds "
+      f"during the run ({top or 'none'}); per measure, in CPUs busy on average (of {m['nproc']}): "
+      + (", ".join(f"{k} {v:.2f}" for k, v in fc.items()) or "–")
+      + ". " + ("**Other work competed for the CPUs: treat the numbers as perturbed.**"
+                if any(v > 0.15 for v in fc.values()) else "Negligible."))
+    for note in b.notes:
+        w(f"- Note: {note}")
+    w("")
+    summary_at = len(L)
+
+    def not_measured(name: str) -> Optional[str]:
+        if name in r.get("skipped", {}):
+            return f"Not measured: {r['skipped'][name]}"
+        if name in r.get("failed", {}):
+            return f"**Failed:** `{r['failed'][name]}`"
+        return None
+
+    # 1. ingest
+    w("## 1. Ingest")
+    w("")
+    ing = r.get("ingest")
+    w("pgbench (`-M prepared`, `-T` duration per run) with a custom script. Each transaction draws the next row "
+      "of `bench.deliveries` from a sequence (`WHERE n = (SELECT nextval(...))`), so every event id is ingested "
+      "exactly once (all `queued`, no `duplicate`; checked after each run against the rows stored). "
+      "**ours**: `SELECT stripe_sync.ingest_event(payload, signature)`; **plain**: the same payloads "
+      "`INSERT INTO bench.plain_events (id, data) SELECT id, payload::jsonb ... ON CONFLICT (id) DO NOTHING` "
+      "into a bare `(id text primary key, data jsonb)` table (the id is given, not parsed). Each commit is durable "
+      "(synchronous_commit on, fsync on). The worker is attached to another database during these runs "
+      "(ingest still wakes it after each commit), so it does not drain while ingest is measured.")
+    w("")
+    miss = not_measured("ingest")
+    if miss or not ing:
+        w(miss or "Not measured.")
+        summary.append(("Ingest, ours / plain INSERT at 8 clients", "–", f"≥ {TARGET_INGEST_RATIO:.0%}", "–"))
+    else:
+        w(f"Duration {ing['seconds']} s per run.")
+        w("")
+        w("| clients | ours events/s (median) | ours runs | plain INSERT events/s (median) | plain runs | ours / plain | target | result |")
+        w("|---:|---:|---|---:|---|---:|---|---|")
+        for c in CLIENTS:
+            o, p = median(ing["runs"][c]["ours"]), median(ing["runs"][c]["plain"])
+            ratio = o / p if o and p else None
+            target = f"≥ {TARGET_INGEST_RATIO:.0%}" if c == 8 else "–"
+            ok = (ratio >= TARGET_INGEST_RATIO) if (c == 8 and ratio is not None) else None
+            w(f"| {c} | {fmt(o)} | {runs_list(ing['runs'][c]['ours'])} | {fmt(p)} | {runs_list(ing['runs'][c]['plain'])} "
+              f"| {fmt(100 * ratio, 1) + ' %' if ratio else '–'} | {target} | {verdict(ok)} |")
+            if c == 8:
+                summary.append(("Ingest, ours / plain INSERT at 8 clients", f"{100 * ratio:.1f} % ({fmt(o)} vs {fmt(p)} events/s)" if ratio else "–",
+                                f"≥ {TARGET_INGEST_RATIO:.0%}", verdict(ok)))
+    w("")
+    iw = r.get("ingest_worker")
+    w("### Ingest while the worker drains the same database")
+    w("")
+    miss = not_measured("ingest_worker")
+    if miss or not iw:
+        w(miss or "Not measured (`--skip-worker-ingest`).")
+    else:
+        w(f"The realistic case: same script, the worker applying concurrently on the same 2 CPUs. "
+          f"Duration {iw['seconds']} s per run; 'applied' is the share of the run's events the worker had applied when the run ended.")
+        w("")
+        w("| clients | ours events/s (median) | runs | vs plain INSERT (worker idle, above) | applied by the end (median) |")
+        w("|---:|---:|---|---:|---:|")
+        for c in CLIENTS:
+            o = median(iw["runs"][c])
+            p = median(ing["runs"][c]["plain"]) if ing else None
+            ratio = f"{100 * o / p:.1f} %" if o and p else "–"
+            w(f"| {c} | {fmt(o)} | {runs_list(iw['runs'][c])} | {ratio} | {100 * median(iw['applied_fraction'][c]):.0f} % |")
+    w("")
+
+    # 2. apply
+    w("## 2. Apply")
+    w("")
+    ap = r.get("apply")
+    qf = r.get("queue_fill", {})
+    w("The queue is made once, by `ingest_event` on the stream's deliveries (redeliveries and reorderings included) "
+      "while the worker is attached to another database"
+      + (f": {qf['deliveries']:,} deliveries gave {qf['queued']:,} queued events and {qf['duplicates']:,} duplicates, "
+         f"at {qf['rate']:,.0f} deliveries/s in 2 sessions" if qf else "")
+      + ". Each run then starts from an exact copy of that queue, put into `stripe_sync.events` in **one "
+      "transaction** (every event but one copied; the last one ingested by `ingest_event`, whose commit wakes the "
+      "worker as a real delivery does), so the worker sees nothing until COMMIT. The clock starts just before "
+      "COMMIT and stops when no event is pending any more (polled every 10 ms; `stripe_sync.status.pending` = 0 "
+      "checked after). Rate = events queued / drain time. **Baseline**: the same events (the queue's `jsonb` rows) "
+      "upserted set-based into one plain table in one committed statement: "
+      "`INSERT INTO bench.plain_objects SELECT DISTINCT ON (object id) ... ORDER BY object id, created DESC "
+      "ON CONFLICT (id) DO UPDATE ... WHERE older`.")
+    w("")
+    miss = not_measured("apply")
+    if miss or not ap or not ap.get("runs"):
+        w(miss or "Not measured.")
+        summary.append(("Apply (worker drain)", "–", f"≥ {TARGET_APPLY_RATE:,} events/s", "–"))
+    else:
+        rates = [x["rate"] for x in ap["runs"]]
+        base = [x["rate"] for x in ap["baseline"]]
+        mo, mb_ = median(rates), median(base)
+        ok = mo >= TARGET_APPLY_RATE
+        last = ap["runs"][-1]
+        w("| measure | median | runs | target | result |")
+        w("|---|---:|---|---|---|")
+        w(f"| ours: {last['queued']:,} events drained by the worker, events/s | {fmt(mo)} | {runs_list(rates)} | ≥ {TARGET_APPLY_RATE:,} | {verdict(ok)} |")
+        w(f"| ours: drain time, s | {fmt(median([x['seconds'] for x in ap['runs']]), 2)} | {runs_list([x['seconds'] for x in ap['runs']], 2)} | | |")
+        w(f"| baseline: set-based upsert, events/s | {fmt(mb_)} | {runs_list(base)} | | |")
+        w(f"| ours / baseline | {100 * mo / mb_:.1f} % | | | |")
+        w("")
+        ev = last["counts"]["events"]
+        w(f"Last run: after the drain, events by status: {', '.join(f'{k} {v:,}' for k, v in sorted(ev.items()))}; rows written: "
+          f"{', '.join(f'{k} {v:,}' for k, v in last['counts']['rows'].items()) or 'none'}."
+          + (" Events whose object type has no table yet are marked `skipped` (cheap), so while only some tables "
+             "exist the rate overstates the full apply." if ev.get("skipped") else ""))
+        summary.append(("Apply (worker drain)", f"{fmt(mo)} events/s ({100 * mo / mb_:.0f} % of the set-based upsert)",
+                        f"≥ {TARGET_APPLY_RATE:,} events/s", verdict(ok)))
+    w("")
+
+    # 3. latency
+    w("## 3. Latency")
+    w("")
+    lt = r.get("latency")
+    w(f"Ingest → applied at a steady {a.latency_rate:.0f} events/s for {a.latency_seconds:.0f} s (4 client connections "
+      "sending on a fixed schedule, each `ingest_event` its own committed transaction, the worker draining). "
+      "Latency = arrival on a client `LISTEN stripe_sync` connection of the batch notification naming the event − "
+      "the client's send time (same monotonic clock). The DB-side column is `processed_at − received_at` (both "
+      "transaction start times, so it leaves out the apply's own duration and commit).")
+    w("")
+    miss = not_measured("latency")
+    if miss or not lt or not lt.get("runs"):
+        w(miss or "Not measured.")
+        summary.append(("Latency p99 (ingest → applied)", "–", f"< {TARGET_P99_MS:.0f} ms", "–"))
+    else:
+        R = lt["runs"]
+        p50, p99 = median([x["p50_ms"] for x in R]), median([x["p99_ms"] for x in R])
+        ok = p99 < TARGET_P99_MS
+        w("| measure | median | runs | target | result |")
+        w("|---|---:|---|---|---|")
+        w(f"| p50, ms | {fmt(p50, 1)} | {runs_list([x['p50_ms'] for x in R], 1)} | | |")
+        w(f"| p90, ms | {fmt(median([x['p90_ms'] for x in R]), 1)} | {runs_list([x['p90_ms'] for x in R], 1)} | | |")
+        w(f"| p99, ms | {fmt(p99, 1)} | {runs_list([x['p99_ms'] for x in R], 1)} | < {TARGET_P99_MS:.0f} | {verdict(ok)} |")
+        w(f"| max, ms | {fmt(median([x['max_ms'] for x in R]), 1)} | {runs_list([x['max_ms'] for x in R], 1)} | | |")
+        w(f"| DB-side p50 / p99, ms | {fmt(median([x['db_p50_ms'] for x in R]), 1)} / {fmt(median([x['db_p99_ms'] for x in R]), 1)} | | | |")
+        w(f"| achieved send rate, events/s | {fmt(median([x['achieved_rate'] for x in R]))} | {runs_list([x['achieved_rate'] for x in R])} | | |")
+        w("")
+        w(f"Events without a notification naming them: {', '.join(str(x['missing']) for x in R)} "
+          f"(truncated notifications: {', '.join(str(x['truncated_notifications']) for x in R)}).")
+        summary.append(("Latency p99 (ingest → applied, 500/s)", f"{fmt(p99, 1)} ms (p50 {fmt(p50, 1)} ms)",
+                        f"< {TARGET_P99_MS:.0f} ms", verdict(ok)))
+    w("")
+
+    # 4. memory
+    w("## 4. Memory")
+    w("")
+    w("The worker's `/proc/<pid>/status` sampled every 50 ms while it drains (pid from `pg_stat_activity`, "
+      "backend_type `stripe_sync worker`). `VmRSS` includes the shared buffers the worker touches (`RssShmem`, "
+      "shared with every backend, bounded by shared_buffers) and the mapped library (`RssFile`); the worker's own "
+      "memory is `RssAnon`, which is what the target is judged on. `VmHWM` is the peak VmRSS since the worker started.")
+    w("")
+    miss = not_measured("apply")
+    if miss or not ap or not ap.get("runs"):
+        w(miss or "Not measured.")
+        summary.append(("Worker memory (RssAnon peak)", "–", f"< {TARGET_MEMORY_MB:.0f} MB", "–"))
+    else:
+        w("| queue | start RssAnon MB | peak RssAnon MB (median) | end RssAnon MB | peak VmRSS MB | peak RssShmem MB | peak RssFile MB | VmHWM MB at end | runs (peak RssAnon) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        rows_mem = []
+        for R in (ap.get("memory_small"), ap["runs"]):
+            if not R:
+                continue
+            label = f"{R[0]['queued']:,} events"
+            M = [x["memory"] for x in R]
+            peak = median([x["peak_anon_mb"] for x in M])
+            rows_mem.append(peak)
+            w(f"| {label} | {fmt(median([x['start_anon_mb'] for x in M]), 1)} | {fmt(peak, 1)} | "
+              f"{fmt(median([x['end_anon_mb'] for x in M]), 1)} | {fmt(median([x['peak_rss_mb'] for x in M]), 1)} | "
+              f"{fmt(median([x['peak_shmem_mb'] for x in M]), 1)} | {fmt(median([x['peak_file_mb'] for x in M]), 1)} | "
+              f"{fmt(median([x['hwm_mb'] for x in M]), 1)} | {runs_list([x['peak_anon_mb'] for x in M], 1)} |")
+        peak_big = rows_mem[-1]
+        growth = rows_mem[-1] - rows_mem[0] if len(rows_mem) == 2 else None
+        ok = peak_big < TARGET_MEMORY_MB
+        w("")
+        if growth is not None:
+            w(f"Growth of the peak from the small to the large queue: {growth:+.1f} MB "
+              f"({'does not grow with the queue' if growth < 4 else 'GROWS with the queue'}; the apply works in batches of "
+              f"stripe_sync.batch_size).")
+        summary.append((f"Worker memory (RssAnon peak, {ap['runs'][0]['queued']:,}-event queue)",
+                        f"{fmt(peak_big, 1)} MB" + (f" ({growth:+.1f} MB vs the small queue)" if growth is not None else ""),
+                        f"< {TARGET_MEMORY_MB:.0f} MB", verdict(ok)))
+    w("")
+
+    # 5. peer
+    w("## 5. Against the peer")
+    w("")
+    pr = r.get("peer")
+    miss = not_measured("peer")
+    if a.skip_peer:
+        w("Not measured (`--skip-peer`).")
+    elif miss or not pr:
+        w(miss or "Not measured.")
+        summary.append(("Against the peer (stripe-experiment-sync)", "–", f"≥ {TARGET_PEER_RATIO:.0f}×", "–"))
+    else:
+        w(f"The npm package **stripe-experiment-sync {pr['version']}** (installed from bench/peer/package-lock.json), "
+          "driven by `bench/peer/drive.mjs`: `StripeSync.create({poolConfig, stripeWebhookSecret, stripeAccountId})` "
+          "then `sync.webhook.processWebhook(body, signature)` for each delivery (it verifies the signature, then "
+          "upserts the object into its table with a timestamp guard), in its own database `peer` of the same cluster, "
+          "after its own migrations. Those migrations download Stripe's OpenAPI spec3.json from GitHub to generate "
+          "the tables; with no internet here they are given `openApiSpecPath` pointing to a spec written from "
+          "shared/stripe/openapi/resources.json (the top-level properties of the same resources, current API version), "
+          "so its tables get one generated column per top-level property, as from the real spec.")
+        w("")
+        w(f"Stream: the first {pr['deliveries']:,} deliveries of the stream (redeliveries and reorderings included), "
+          f"restricted to the object types its webhook handler routes"
+          f"{' (dropped: ' + ', '.join(f'{k} {v}' for k, v in pr['dropped'].items()) + ')' if pr['dropped'] else ' (none dropped)'}; "
+          f"event types: {', '.join(pr['types'])}. "
+          "With its defaults (`revalidateObjectsViaStripeApi` unset, `autoExpandLists` and `backfillRelatedEntities` "
+          "false) it refetches nothing; set, it would retrieve every listed object type from the API unless in a final "
+          "state, list invoice lines, and fetch missing customers/products. Its Stripe client is pointed at a counting "
+          f"stub on 127.0.0.1: **{pr.get('api_requests', '?')} API requests** were made.")
+        w("")
+        w("**ours** = the same deliveries to `stripe_sync.ingest_event` from the same Node process and `pg` driver "
+          "(same socket, same number of callers), timed from the first delivery until every ingest returned **and** the "
+          "worker left nothing pending; **peer** = from the first delivery until every `processWebhook` resolved "
+          "(its writes are done then).")
+        w("")
+        w("| callers | ours deliveries/s (median) | ours runs | ours, ingest alone /s | peer deliveries/s (median) | peer runs | ours / peer | target | result |")
+        w("|---:|---:|---|---:|---:|---|---:|---|---|")
+        worst = None
+        for conc in ("1", "8"):
+            o = [x["rate"] for x in pr["runs"][conc]["ours"]]
+            p = [x["rate"] for x in pr["runs"][conc]["peer"]]
+            mo, mp = median(o), median(p)
+            ratio = mo / mp if mo and mp else None
+            ok = ratio >= TARGET_PEER_RATIO if ratio else None
+            worst = ratio if worst is None or (ratio is not None and ratio < worst) else worst
+            oi = median([x["deliveries"] / x["ingest_seconds"] for x in pr["runs"][conc]["ours"]])
+            w(f"| {'1 (sequential)' if conc == '1' else conc} | {fmt(mo)} | {runs_list(o)} | {fmt(oi)} | {fmt(mp)} | {runs_list(p)} | "
+              f"{fmt(ratio, 1)}× | ≥ {TARGET_PEER_RATIO:.0f}× | {verdict(ok)} |")
+        last_o, last_p = pr["runs"]["8"]["ours"][-1], pr["runs"]["8"]["peer"][-1]
+        w("")
+        w(f"Last 8-caller runs, rows written: peer {', '.join(f'{k} {v:,}' for k, v in last_p.get('rows', {}).items())} "
+          f"(it kept the newer row {last_p.get('stale_skips', 0):,} times); ours events "
+          f"{', '.join(f'{k} {v:,}' for k, v in sorted(last_o['counts']['events'].items()))}, rows "
+          f"{', '.join(f'{k} {v:,}' for k, v in last_o['counts']['rows'].items()) or 'none'}."
+          + (" Ours skipped the events whose object type it does not mirror yet, which flatters ours."
+             if last_o["counts"]["events"].get("skipped") else ""))
+        summary.append(("Against the peer (stripe-experiment-sync), worst of 1 and 8 callers",
+                        f"{fmt(worst, 1)}×", f"≥ {TARGET_PEER_RATIO:.0f}×",
+                        verdict(worst >= TARGET_PEER_RATIO if worst else None)))
+    w("")
+
+    # 6. not yet
+    w("## 6. Backfill and provisioning")
+    w("")
+    w("**Not measured yet**: the Stripe API client they need is being written. No numbers.")
+    w("")
+
+    if r.get("profile") or "profile" in r.get("skipped", {}) or "profile" in r.get("failed", {}):
+        w("## Profile")
+        w("")
+        miss = not_measured("profile")
+        if miss:
+            w(miss)
+        else:
+            w("Taken after the measures, with `pg_stat_statements` (track = all, so the statements that "
+              "`ingest_event` and the worker run through SPI are counted too) and `perf record -g` (on-CPU samples). "
+              "Ingest: an 8-client pgbench run of 6 s, perf over all postgres processes; apply: the worker draining the "
+              f"big queue (slower than in section 2 because of the tracing). Full perf reports: bench/out/profile-*.txt.")
+            for k, pr_ in r["profile"].items():
+                w("")
+                w(f"### {k}: time per SQL statement")
+                w("")
+                w("| statement | calls | plan ms | exec ms | ms per call |")
+                w("|---|---:|---:|---:|---:|")
+                for st_ in pr_.get("statements", [])[:10]:
+                    q = st_["query"].replace("|", "/").replace("`", "'")
+                    q = (q[:150] + " …") if len(q) > 150 else q
+                    per = (st_["plan_ms"] + st_["exec_ms"]) / max(1, st_["calls"])
+                    tag = " (baseline run, plain INSERT)" if st_.get("baseline") else ("" if st_["toplevel"] else " (nested)")
+                    w(f"| `{q}`{tag} | {st_['calls']:,} | {st_['plan_ms']:,.0f} | "
+                      f"{st_['exec_ms']:,.0f} | {per:.3f} |")
+                w("")
+                w(f"### {k}: perf, self time by function (top 15)")
+                w("")
+                if pr_.get("by_object"):
+                    w("Samples by object: " + ", ".join(f"{d} {v:.0f} %" for d, v in pr_["by_object"][:6]) + ".")
+                    w("")
+                w("| self % | object | function |")
+                w("|---:|---|---|")
+                for t in pr_.get("self", [])[:15]:
+                    w(f"| {t['pct']:.1f} | {t['dso']} | `{t['symbol'].replace('|', '/')}` |")
+                if len(pr_.get("inclusive", [])) >= 5:
+                    w("")
+                    w(f"### {k}: perf, time inside the extension's functions (inclusive, top 12)")
+                    w("")
+                    w("| incl. % | self % | function |")
+                    w("|---:|---:|---|")
+                    for t in pr_["inclusive"][:12]:
+                        w(f"| {t['pct']:.1f} | {t['self']:.1f} | `{t['symbol'].replace('|', '/')[:120]}` |")
+        w("")
+
+    if r.get("failed"):
+        w("## Failures")
+        w("")
+        for k, v in r["failed"].items():
+            w(f"- {k}: `{v}`")
+        w("")
+
+    S = ["## Summary", "", "| measure | result (median) | target | result |", "|---|---|---|---|"]
+    S += [f"| {a_} | {b_} | {c_} | {d_} |" for a_, b_, c_, d_ in summary]
+    S.append("")
+    L[summary_at:summary_at] = S
+    path.write_text("\n".join(L) + "\n")
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: N=1 and small sizes (about 2 minutes)")
+    ap.add_argument("--runs", type=int, help="repetitions per measure (default 3; --quick: 1)")
+    ap.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md", help="report to write (default BENCHMARKS.md)")
+    ap.add_argument("--deadline", type=float, help="seconds after which remaining measures are skipped (default 840; --quick 400)")
+    ap.add_argument("--skip-peer", action="store_true", help="leave out the comparison with the npm peer")
+    ap.add_argument("--skip-worker-ingest", action="store_true", help="leave out ingest with the worker draining")
+    ap.add_argument("--profile", action="store_true", help="also perf-profile the ingest and apply hot paths")
+    ap.add_argument("--package", type=Path, help="benchmark this `cargo pgrx package` tree instead of the installed extension")
+    ap.add_argument("--no-snapshot", action="store_true", help="run from the system PostgreSQL directly (no private copy)")
+    ap.add_argument("--only", help="comma-separated subset of: ingest, ingest_worker, apply, latency, peer, profile")
+    args = ap.parse_args()
+    q = args.quick
+    args.runs = args.runs or (1 if q else 3)
+    args.deadline = args.deadline or (400 if q else 840)
+    args.stream_events = 100_000
+    args.ingest_seconds = 2 if q else 6
+    args.worker_ingest_seconds = 2 if q else 4
+    args.apply_events = 10_000 if q else 100_000
+    args.memory_small_events = 2_000 if q else 20_000
+    args.latency_rate = 500.0
+    args.latency_seconds = 5.0 if q else 20.0
+    args.peer_events = 500 if q else 3_000
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    command = "bench/run.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:]))
+    started = dt.datetime.now(dt.timezone.utc)
+
+    def on_term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    b = Bench(args)
+    status = 0
+    try:
+        b.run()
+    except KeyboardInterrupt:
+        log("interrupted: stopping the cluster, no report written")
+        status = 130
+    except Exception as exc:  # noqa: BLE001
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        status = 1
+    finally:
+        b.stop()
+    if status == 130:
+        return status
+    (OUT / "results.json").write_text(json.dumps(b.results, indent=1, default=str))
+    if "library" in b.results:
+        write_report(b, args.output, command, started, time.monotonic() - T0)
+        log(f"wrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output} "
+            f"(raw numbers: bench/out/results.json)")
+    failed = b.results.get("failed")
+    return status or (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

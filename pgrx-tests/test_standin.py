@@ -321,3 +321,22 @@ def test_a_partial_child_list_from_a_webhook_is_completed_by_the_worker(api):
         assert sorted(r[0] for r in c.query(
             "SELECT id FROM stripe_sync.subscription_items WHERE subscription = %s", (sub["id"],))) \
             == sorted(i["id"] for i in api.children[sub["id"]])
+
+
+def test_events_in_the_same_second_are_settled_by_a_re_read(api):
+    # Two updates of one customer in one second cannot be ordered by their time:
+    # with a key configured the worker re-reads the customer, and the API's state wins.
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, api_key=h.TEST_API_KEY, api_base=api.base) as c:
+        cust = api.add("/v1/customers", 1, lambda i, o: o.update(email="truth@example.com"))[0]
+        t = int(time.time()) - 5
+        with c.connect() as conn:
+            for email in ("guess-a@example.com", "guess-b@example.com"):
+                obj = dict(api.render(cust), email=email)
+                event = json.dumps({"id": h.new_id("evt_"), "object": "event", "type": "customer.updated",
+                                    "created": t, "data": {"object": obj}})
+                assert h.ingest(conn, event, secret) == "queued"
+        h.wait_until(lambda: c.query("SELECT email, _last_event_type FROM stripe_sync.customers WHERE id = %s",
+                                     (cust["id"],)) == [("truth@example.com", "stripe_sync.fetched")],
+                     timeout=60, what="the re-read to settle the tie")
+        assert c.scalar("SELECT count(*) FROM stripe_sync.refresh_requests") == 0

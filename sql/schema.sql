@@ -74,6 +74,17 @@ COMMENT ON FUNCTION stripe_sync._event_rank(text) IS
   'Orders events of one object created in the same second: *.created (0) before updates (1) before deletions (2).';
 
 ------------------------------------------------------------------------------
+-- Objects to re-read from the API
+------------------------------------------------------------------------------
+CREATE TABLE stripe_sync.refresh_requests (
+    id           text PRIMARY KEY,
+    object       text NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE stripe_sync.refresh_requests IS
+  'Objects whose newest event could not be ordered by its time alone (two events of the same kind in the same second): with an API key the worker re-reads them from Stripe after the batch commits; without one the documented tie rule (event id) stands and the requests are dropped.';
+
+------------------------------------------------------------------------------
 -- Money
 ------------------------------------------------------------------------------
 CREATE FUNCTION stripe_sync.amount_decimal(amount bigint, currency text) RETURNS numeric

@@ -104,47 +104,62 @@ pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
     Ok(table)
 }
 
-/// Worker side: rows whose embedded child list arrived partial (`has_more`,
-/// so `_children_complete` is false) are refetched with their lists
-/// completed, HTTP outside any transaction. Returns how many were done.
-pub fn complete_partial_children(limit: i64) -> usize {
+/// Worker side: re-reads objects from the API, HTTP outside any transaction:
+/// those the apply asked for (`refresh_requests`: same-second events it could
+/// not order) and rows whose embedded child list arrived partial (`has_more`,
+/// so `_children_complete` is false). Returns how many were done.
+pub fn refresh_round(limit: i64) -> usize {
     let ids: Vec<String> = BackgroundWorker::transaction(|| {
         Spi::connect(|c| {
             c.select(
-                "(SELECT id FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
-                 UNION ALL
+                "(SELECT id FROM stripe_sync.refresh_requests ORDER BY requested_at LIMIT $1)
+                 UNION
+                 (SELECT id FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
+                 UNION
                  (SELECT id FROM stripe_sync.invoices WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
                 None,
                 &[limit.into()],
             )
-            .expect("partial parents")
+            .expect("objects to refresh")
             .filter_map(|r| r.get::<String>(1).ok().flatten())
             .collect()
         })
     });
     let mut done = 0;
     for id in &ids {
-        match fetch_complete(id) {
-            Ok((object, fetched_at, _)) => {
-                BackgroundWorker::transaction(|| apply::apply_objects(&[object], fetched_at, None));
-                done += 1;
-            }
+        let object = match fetch_complete(id) {
+            Ok((object, _, _)) => object,
+            // Gone from Stripe: a tombstone ends the attempts.
             Err(e) if e.status == Some(404) => {
-                // Gone from Stripe: a tombstone ends the attempts.
                 let kind = objects::resource_for_id(id).map_or("", |r| r.object);
-                let stub = serde_json::json!({"id": id, "object": kind, "deleted": true});
-                BackgroundWorker::transaction(|| apply::apply_objects(&[stub], now(), None));
+                serde_json::json!({"id": id, "object": kind, "deleted": true})
             }
             Err(e) => {
                 warning!(
-                    "stripe_sync worker: completing the child list of {id} failed: {}",
+                    "stripe_sync worker: re-reading {id} from the API failed: {}",
                     e.describe()
                 );
                 break; // try again next round
             }
-        }
+        };
+        BackgroundWorker::transaction(|| {
+            apply::apply_objects(&[object], now(), None);
+            Spi::run_with_args(
+                "DELETE FROM stripe_sync.refresh_requests WHERE id = $1",
+                &[id.as_str().into()],
+            )
+            .expect("done with the request");
+        });
+        done += 1;
     }
     done
+}
+
+/// Without an API key the tie rule stands: requests are dropped.
+pub fn drop_refresh_requests() {
+    BackgroundWorker::transaction(|| {
+        Spi::run("DELETE FROM stripe_sync.refresh_requests").expect("drop refresh requests");
+    });
 }
 
 /// Where a backfill starts: resuming an interrupted run, or a new one.

@@ -282,6 +282,62 @@ mod tests {
     }
 
     #[pg_test]
+    fn same_second_events_of_one_kind_ask_for_a_re_read() {
+        let t = now() - 100;
+        let requests = || count("SELECT count(*) FROM stripe_sync.refresh_requests");
+        // Created then updated in one second: the rank orders them, nothing to ask.
+        ingest_signed(&customer_event("evt_r1", "customer.created", t, "cus_r", "a@example.com"));
+        ingest_signed(&customer_event("evt_r2", "customer.updated", t, "cus_r", "b@example.com"));
+        process();
+        assert_eq!(requests(), 0);
+        // Two updates in one second, in one batch: only the event id would decide.
+        ingest_signed(&customer_event(
+            "evt_r3",
+            "customer.updated",
+            t + 1,
+            "cus_r",
+            "c@example.com",
+        ));
+        ingest_signed(&customer_event(
+            "evt_r4",
+            "customer.updated",
+            t + 1,
+            "cus_r",
+            "d@example.com",
+        ));
+        process();
+        assert_eq!(
+            text("SELECT object FROM stripe_sync.refresh_requests WHERE id = 'cus_r'").as_deref(),
+            Some("customer")
+        );
+        // Across batches too.
+        Spi::run("DELETE FROM stripe_sync.refresh_requests").unwrap();
+        ingest_signed(&customer_event(
+            "evt_r5",
+            "customer.updated",
+            t + 2,
+            "cus_r",
+            "e@example.com",
+        ));
+        process();
+        assert_eq!(requests(), 0);
+        ingest_signed(&customer_event(
+            "evt_r6",
+            "customer.updated",
+            t + 2,
+            "cus_r",
+            "f@example.com",
+        ));
+        process();
+        assert_eq!(requests(), 1);
+        // The tie rule still gives a deterministic answer meanwhile: the greater event id.
+        assert_eq!(
+            text("SELECT _last_event_id FROM stripe_sync.customers WHERE id = 'cus_r'").as_deref(),
+            Some("evt_r6")
+        );
+    }
+
+    #[pg_test]
     fn a_deletion_is_a_tombstone_that_no_late_event_revives() {
         let t = now() - 100;
         ingest_signed(&customer_event("evt_d1", "customer.created", t, "cus_d", "d@example.com"));

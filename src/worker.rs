@@ -46,7 +46,7 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     let mut failures: u32 = 0;
     let mut extension_seen = false;
     let mut last_purge: Option<std::time::Instant> = None;
-    let mut last_children: Option<std::time::Instant> = None;
+    let mut last_refresh: Option<std::time::Instant> = None;
     loop {
         let sleep = match round {
             Round::Backlog => Duration::ZERO,
@@ -67,12 +67,9 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             purge();
         }
         let provisioning_backlog = extension_seen && provision_round();
-        if extension_seen
-            && config::api_key_configured()
-            && last_children.is_none_or(|t| t.elapsed() >= CHILDREN_EVERY)
-        {
-            last_children = Some(std::time::Instant::now());
-            children_round();
+        if extension_seen && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+            last_refresh = Some(std::time::Instant::now());
+            refresh_round();
         }
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
@@ -121,15 +118,21 @@ fn provision_round() -> bool {
     }
 }
 
-/// How often the worker looks for child lists to complete.
-const CHILDREN_EVERY: Duration = Duration::from_secs(10);
+/// How often the worker re-reads objects from the API (refresh requests,
+/// partial child lists).
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// Completes child lists that arrived partial by webhook (needs an API key).
-fn children_round() {
-    if let Err(f) =
-        subxact::catch_between_transactions(|| crate::backfill::complete_partial_children(20))
-    {
-        warning!("stripe_sync worker: completing child lists failed (SQLSTATE {})", f.sqlstate);
+/// Re-reads what needs it when a key is configured; drops the requests otherwise.
+fn refresh_round() {
+    let outcome = subxact::catch_between_transactions(|| {
+        if config::api_key_configured() {
+            crate::backfill::refresh_round(20);
+        } else {
+            crate::backfill::drop_refresh_requests();
+        }
+    });
+    if let Err(f) = outcome {
+        warning!("stripe_sync worker: re-reading objects failed (SQLSTATE {})", f.sqlstate);
     }
 }
 

@@ -190,7 +190,8 @@ fn batch_sql(object: &str, source: Source) -> String {
             "SELECT DISTINCT ON (e.object_id)
            e.id AS event_id, e.type AS event_type, e.created AS event_created,
            e.account, e.data->'data'->'object' AS o,
-           stripe_sync._is_deletion(e.type, e.data->'data'->'object') AS is_deletion
+           stripe_sync._is_deletion(e.type, e.data->'data'->'object') AS is_deletion,
+           count(*) OVER (PARTITION BY e.object_id, e.created, stripe_sync._event_rank(e.type)) > 1 AS tied
       FROM stripe_sync.events e
      WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
      ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC"
@@ -198,7 +199,7 @@ fn batch_sql(object: &str, source: Source) -> String {
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')
            ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
-           $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion
+           $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
      WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL
      ORDER BY o->>'id', position DESC"
@@ -243,14 +244,36 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
            _last_event_id = excluded._last_event_id, _deleted = true, _synced_at = excluded._synced_at
      WHERE {newer}
     RETURNING 1
-){children}
+){ties}{children}
 SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
+        ties = if source == Source::Events { ties_sql(object, table) } else { String::new() },
         batch = batch_sql(object, source),
         children = spec.children.iter().enumerate().map(|(i, c)| child_sql(i, c)).collect::<String>(),
         cols = names.join(", "),
         reads = reads.join(", "),
         sets = sets.join(", "),
         newer = NEWER,
+    )
+}
+
+/// The CTE that records objects whose newest event cannot be told apart from
+/// another by the ordering key alone: same second and same rank, different
+/// events (in this batch, or the one that wrote the row). The worker re-reads
+/// them from the API when a key is configured; otherwise the event id decides.
+fn ties_sql(object: &str, table: &str) -> String {
+    format!(
+        ", ties AS (
+    INSERT INTO stripe_sync.refresh_requests (id, object)
+    SELECT b.o->>'id', '{object}'
+      FROM batch b
+      LEFT JOIN stripe_sync.{table} t ON t.id = b.o->>'id'
+     WHERE b.tied
+        OR (t._last_event_at = b.event_created AND t._last_event_id <> b.event_id
+            AND t._last_event_type <> '{FETCHED}'
+            AND stripe_sync._event_rank(t._last_event_type) = stripe_sync._event_rank(b.event_type))
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)"
     )
 }
 
@@ -386,6 +409,15 @@ mod tests {
             );
         }
         assert!(!sql.contains("$2"));
+    }
+
+    #[test]
+    fn only_event_batches_record_ties() {
+        let spec = spec_for("customer").unwrap();
+        assert!(
+            apply_sql(spec, Source::Events).contains("INSERT INTO stripe_sync.refresh_requests")
+        );
+        assert!(!apply_sql(spec, Source::Objects).contains("refresh_requests"));
     }
 
     #[test]

@@ -304,7 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         key = auth[7:] if auth.startswith("Bearer ") else ""
         with self.api.lock:
             self.api.log.append({"method": self.command, "path": url.path, "params": params,
-                                 "version": self.headers.get("Stripe-Version"), "at": time.monotonic()})
+                                 "version": self.headers.get("Stripe-Version"),
+                                 "account": self.headers.get("Stripe-Account"), "at": time.monotonic()})
             try:
                 if not key:
                     raise StripeError(401, "You did not provide an API key. You need to provide your API key in "

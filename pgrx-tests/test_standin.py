@@ -11,6 +11,7 @@ import math
 import time
 from datetime import datetime, timezone
 
+import psycopg
 import pytest
 
 import harness as h
@@ -340,3 +341,20 @@ def test_events_in_the_same_second_are_settled_by_a_re_read(api):
                                      (cust["id"],)) == [("truth@example.com", "stripe_sync.fetched")],
                      timeout=60, what="the re-read to settle the tie")
         assert c.scalar("SELECT count(*) FROM stripe_sync.refresh_requests") == 0
+
+
+def test_a_connected_account_is_backfilled_under_its_own_id_and_cursor(cluster, api):
+    api.forget_requests()
+    with cluster.connect() as conn:
+        n = conn.execute("SELECT stripe_sync.backfill('coupon', account => 'acct_1Connected')").fetchone()[0]
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.backfill('coupon', account => 'not-an-account')")
+    assert err.value.sqlstate == "22023"
+    assert n == len(api.listed("/v1/coupons"))
+    sent = {r["account"] for r in api.requests("/v1/coupons")}
+    assert sent == {"acct_1Connected"}, sent
+    rows = cluster.query("SELECT count(*) FROM stripe_sync.coupons WHERE _account_id = 'acct_1Connected'")
+    assert rows == [(n,)]
+    assert cluster.query("SELECT completed IS NOT NULL FROM (SELECT last_completed_at AS completed"
+                         " FROM stripe_sync.sync_cursors WHERE account = 'acct_1Connected' AND object = 'coupon') c") \
+        == [(True,)]

@@ -98,6 +98,7 @@ fn sync_object(id: &str) -> &'static str {
 fn backfill(
     object: &str,
     created_after: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+    account: default!(Option<&str>, "NULL"),
 ) -> i64 {
     use crate::jobs::{Kind, run_and_wait};
     let created_after = created_after.map(unix_seconds);
@@ -105,7 +106,8 @@ fn backfill(
     if object == "all" {
         let mut total = 0;
         for name in names {
-            match crate::subxact::run(|| run_and_wait(Kind::Backfill, name, created_after)) {
+            match crate::subxact::run(|| run_and_wait(Kind::Backfill, name, created_after, account))
+            {
                 Ok(n) => total += n,
                 // A server without this endpoint (a stand-in, an older API): say so, go on.
                 Err(f) if f.message.contains("stripe API error 404") => {
@@ -128,12 +130,12 @@ fn backfill(
             format!("use 'all' or one of: {}", names.join(", ")),
         );
     };
-    run_and_wait(Kind::Backfill, name, created_after)
+    run_and_wait(Kind::Backfill, name, created_after, account)
 }
 
 /// `stripe_sync.catch_up()`: see sql/finalize.sql.
 #[pg_extern(volatile, parallel_unsafe)]
-fn catch_up() -> i64 {
+fn catch_up(account: default!(Option<&str>, "NULL")) -> i64 {
     let window = crate::backfill::EVENT_WINDOW_SECONDS;
     if let Some(newest) = crate::backfill::newest_event_seen() {
         let age = chrono::Utc::now().timestamp() - newest;
@@ -144,7 +146,7 @@ fn catch_up() -> i64 {
             );
         }
     }
-    crate::jobs::run_and_wait(crate::jobs::Kind::CatchUp, "event", None)
+    crate::jobs::run_and_wait(crate::jobs::Kind::CatchUp, "event", None, account)
 }
 
 fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {

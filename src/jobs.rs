@@ -34,7 +34,22 @@ impl Kind {
 
 /// Starts a job and waits for it; returns the objects (or events) it applied.
 /// Errors of the job are raised here.
-pub fn run_and_wait(kind: Kind, object: &str, created_after: Option<i64>) -> i64 {
+pub fn run_and_wait(
+    kind: Kind,
+    object: &str,
+    created_after: Option<i64>,
+    account: Option<&str>,
+) -> i64 {
+    if let Some(a) = account
+        && (!a.starts_with("acct_")
+            || a.len() > 40
+            || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("\"{a}\" is not a Stripe account id (acct_...)"),
+        );
+    }
     if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
         error!(
             "stripe_sync: backfill and catch_up must be called at READ COMMITTED isolation to follow their job"
@@ -44,10 +59,11 @@ pub fn run_and_wait(kind: Kind, object: &str, created_after: Option<i64>) -> i64
         format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64);
     // bgw_extra holds 128 bytes: the job, and the session's retry and timeout settings.
     let extra = format!(
-        "{}\t{object}\t{}\t{token}\t{}",
+        "{}\t{object}\t{}\t{token}\t{}\t{}",
         kind.as_str(),
         created_after.map_or(String::new(), |t| t.to_string()),
-        crate::config::session_settings()
+        crate::config::session_settings(),
+        account.unwrap_or_default()
     );
     let db = unsafe { pg_sys::MyDatabaseId };
     let handle = BackgroundWorkerBuilder::new(JOB_TYPE)
@@ -169,16 +185,19 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     let extra = BackgroundWorker::get_extra().to_owned();
     let mut parts = extra.split('\t');
-    let (Some(kind), Some(object), Some(created), Some(token), settings) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(kind), Some(object), Some(created), Some(token), settings, account) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
         warning!("stripe_sync job: malformed job description");
         return;
     };
     crate::config::apply_session_settings(settings.unwrap_or_default());
     let created_after = created.parse::<i64>().ok();
-    let run_id = BackgroundWorker::transaction(|| start_run(kind, object, created_after, token));
-    let run = Run { id: run_id, account: None };
+    let account = account.filter(|a| !a.is_empty()).map(str::to_owned);
+    let run_id = BackgroundWorker::transaction(|| {
+        start_run(kind, object, created_after, token, account.as_deref())
+    });
+    let run = Run { id: run_id, account };
     let outcome = crate::subxact::catch_between_transactions(|| {
         match (kind, objects::resource(object)) {
             ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
@@ -201,18 +220,25 @@ unsafe extern "C-unwind" fn on_sigterm(_signal: i32) {
     }
 }
 
-fn start_run(kind: &str, object: &str, created_after: Option<i64>, token: &str) -> i64 {
-    let args: [DatumWithOid; 5] = [
+fn start_run(
+    kind: &str,
+    object: &str,
+    created_after: Option<i64>,
+    token: &str,
+    account: Option<&str>,
+) -> i64 {
+    let args: [DatumWithOid; 6] = [
         kind.into(),
         (if kind == "catch_up" { "event" } else { object }).into(),
         created_after.map(|t| t as f64).into(),
         token.into(),
         unsafe { pg_sys::MyProcPid }.into(),
+        account.into(),
     ];
     Spi::connect_mut(|c| {
         c.update(
-            "INSERT INTO stripe_sync.sync_runs (kind, object, created_after, token, worker_pid)
-             VALUES ($1, $2, to_timestamp($3), $4, $5) RETURNING id",
+            "INSERT INTO stripe_sync.sync_runs (kind, object, created_after, token, worker_pid, account)
+             VALUES ($1, $2, to_timestamp($3), $4, $5, $6) RETURNING id",
             None,
             &args,
         )

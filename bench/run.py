@@ -264,6 +264,8 @@ class Bench:
         os.chmod(self.tmp, 0o755)
         self.foreign = ForeignCpu(self._postmaster_pid)
         self.results["foreign_cpu"] = {}
+        self.results["quiet_waited"] = 0.0
+        self.quiet_budget = args.quiet_wait
         self.results["loadavg_start"] = os.getloadavg()
 
     def _postmaster_pid(self) -> Optional[int]:
@@ -413,6 +415,7 @@ class Bench:
         return {"tps": tps, "transactions": done, "failed": int(failed.group(1)) if failed else 0}
 
     def ingest_run(self, variant: str, clients: int, seconds: int, rows: int) -> dict:
+        self.wait_quiet()
         with self.conn() as conn:
             if variant == "plain":
                 conn.execute("TRUNCATE bench.plain_events")
@@ -552,6 +555,7 @@ class Bench:
               halfway: Optional[Callable[[psycopg.Connection], None]] = None) -> dict:
         """Commit a prepared queue and time the worker's drain until nothing is pending,
         sampling its memory."""
+        self.wait_quiet()
         fill, queued = self.start_drain(which)
         sampler = RssSampler(pid)
         try:
@@ -643,6 +647,7 @@ class Bench:
         self.results["latency"] = {"rate": rate, "seconds": secs, "runs": runs}
 
     def latency_run(self, items: list[tuple[str, str]], rate: float) -> dict:
+        self.wait_quiet()
         with self.conn() as conn:
             self.reset_ours(conn)
             conn.execute("CHECKPOINT")
@@ -790,6 +795,7 @@ class Bench:
                     order = ("peer", "ours") if rep % 2 == 0 else ("ours", "peer")
                     for target in order:
                         self.reset_peer() if target == "peer" else self.reset_ours_db()
+                        self.wait_quiet()
                         dsn = self.node_dsn(PEER_DB if target == "peer" else DB)
                         r = self.drive("run", "--target", target, "--dsn", dsn, "--deliveries", str(path),
                                        "--secret", SECRET, "--concurrency", str(conc),
@@ -924,6 +930,18 @@ class Bench:
                 for q, calls, plan, ex, r, top in rows]
 
     # -- orchestration -----------------------------------------------------------
+    def wait_quiet(self) -> None:
+        """Before a run: wait while other processes keep more than a quarter of a CPU busy, out of
+        a budget for the whole run (--quiet-wait), so that runs avoid other people's builds."""
+        if self.quiet_budget <= 0:
+            return
+        t0 = time.monotonic()
+        while self.foreign.recent() > 0.25 and time.monotonic() - t0 < self.quiet_budget:
+            time.sleep(0.5)
+        waited = time.monotonic() - t0
+        self.quiet_budget -= waited
+        self.results["quiet_waited"] += waited
+
     def wanted(self, name: str) -> bool:
         return not self.args.only or name in self.args.only.split(",")
 
@@ -1057,6 +1075,7 @@ class ForeignCpu:
         self.seconds = 0.0  # foreign CPU-seconds so far
         self.prev: dict[int, int] = {}
         self.top: dict[str, float] = {}
+        self.history: list[tuple[float, float]] = []  # (monotonic time, self.seconds)
         self._stop = threading.Event()
         self._scan(first=True)
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -1096,6 +1115,16 @@ class ForeignCpu:
                     self.seconds += delta
                     self.top[comm] = self.top.get(comm, 0.0) + delta
         self.prev = now
+        self.history.append((time.monotonic(), self.seconds))
+        del self.history[:-30]
+
+    def recent(self, window: float = 3.0) -> float:
+        """Foreign CPUs busy on average over about the last `window` seconds."""
+        if len(self.history) < 2:
+            return 0.0
+        t1, s1 = self.history[-1]
+        t0, s0 = next(((t, v) for t, v in self.history if t >= t1 - window - 0.5), self.history[0])
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
@@ -1304,7 +1333,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
     w(f"- Other processes on this shared machine (not this run's) used {r.get('foreign_cpu_total', 0):.0f} CPU-seconds "
       f"during the run ({top or 'none'}); per measure, in CPUs busy on average (of {m['nproc']}): "
       + (", ".join(f"{k} {v:.2f}" for k, v in fc.items()) or "–")
-      + ". " + ("**Other work competed for the CPUs: treat the numbers as perturbed.**"
+      + f". Runs waited {r.get('quiet_waited', 0):.0f} s in all for the CPUs to be free (--quiet-wait). "
+      + ("**Other work competed for the CPUs: treat the numbers as perturbed.**"
                 if any(v > 0.15 for v in fc.values()) else "Negligible."))
     for note in b.notes:
         w(f"- Note: {note}")
@@ -1626,11 +1656,14 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="also perf-profile the ingest and apply hot paths")
     ap.add_argument("--package", type=Path, help="benchmark this `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("--no-snapshot", action="store_true", help="run from the system PostgreSQL directly (no private copy)")
+    ap.add_argument("--quiet-wait", type=float, help="seconds, in all, that runs may wait for other processes "
+                    "to leave the CPUs (default 120; --quick 0)")
     ap.add_argument("--only", help="comma-separated subset of: ingest, ingest_worker, apply, latency, peer, profile")
     args = ap.parse_args()
     q = args.quick
     args.runs = args.runs or (1 if q else 3)
     args.deadline = args.deadline or (400 if q else 840)
+    args.quiet_wait = (0.0 if q else 120.0) if args.quiet_wait is None else args.quiet_wait
     args.stream_events = 100_000
     args.ingest_seconds = 2 if q else 6
     args.worker_ingest_seconds = 2 if q else 4

@@ -653,3 +653,37 @@ class Relay(_Process):
             headers["Stripe-Signature"] = signature
         status, text = http_request(self.url, body, headers, "POST")
         return status, text.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------
+# Streams from shared/bench/gen_events.py
+# --------------------------------------------------------------------------
+
+GEN_EVENTS = Path(__file__).resolve().parent.parent.parent / "shared" / "bench" / "gen_events.py"
+
+
+def gen_stream(secret: str, events: int, seed: int, duplicates: float = 0.0,
+               out_of_order: float = 0.0, start: Optional[int] = None) -> list[tuple[str, str]]:
+    """(payload, signature) deliveries from the shared generator, signed now with ``secret``."""
+    argv = [sys.executable, str(GEN_EVENTS), "--events", str(events), "--seed", str(seed),
+            "--secret", secret, "--timestamp", "now",
+            "--duplicates", str(duplicates), "--out-of-order", str(out_of_order)]
+    if start is not None:
+        argv += ["--start", str(start)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [(d["payload"], d["signature"]) for d in map(json.loads, out.splitlines())]
+
+
+def ingest_all(conn: psycopg.Connection, deliveries: Iterable[tuple[str, str]]) -> list[str]:
+    """ingest_event for every delivery, pipelined; the answers in order."""
+    deliveries = list(deliveries)
+    if not deliveries:
+        return []
+    answers = []
+    with conn.cursor() as cur:
+        cur.executemany("SELECT stripe_sync.ingest_event(%s, %s)", deliveries, returning=True)
+        while True:
+            answers.append(cur.fetchone()[0])
+            if not cur.nextset():
+                break
+    return answers

@@ -13,21 +13,17 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import psycopg
 import pytest
 
 import harness as h
 
 SHARED = Path(os.environ.get("STRIPE_SYNC_SHARED", "/work/shared"))
 FIXTURE_EVENTS = SHARED / "stripe" / "events"
-GEN_EVENTS = SHARED / "bench" / "gen_events.py"
 SCHEMA_DOC = h.REPO_ROOT / "docs" / "schema.md"
 
 
@@ -60,33 +56,6 @@ def check_table_list(cluster: h.Cluster) -> None:
         " AND column_name IN ('data', '_synced_at')"
         " GROUP BY table_name HAVING count(*) = 2")}
     assert in_db == set(SYNCED_TABLES)
-
-
-def gen_stream(secret: str, events: int, seed: int, duplicates: float = 0.0,
-               out_of_order: float = 0.0, start: Optional[int] = None) -> list[tuple[str, str]]:
-    """(payload, signature) deliveries from the shared generator, signed now with ``secret``."""
-    argv = [sys.executable, str(GEN_EVENTS), "--events", str(events), "--seed", str(seed),
-            "--secret", secret, "--timestamp", "now",
-            "--duplicates", str(duplicates), "--out-of-order", str(out_of_order)]
-    if start is not None:
-        argv += ["--start", str(start)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
-    return [(d["payload"], d["signature"]) for d in map(json.loads, out.splitlines())]
-
-
-def ingest_all(conn: psycopg.Connection, deliveries: Iterable[tuple[str, str]]) -> list[str]:
-    """ingest_event for every delivery, pipelined; the answers in order."""
-    deliveries = list(deliveries)
-    if not deliveries:
-        return []
-    answers = []
-    with conn.cursor() as cur:
-        cur.executemany("SELECT stripe_sync.ingest_event(%s, %s)", deliveries, returning=True)
-        while True:
-            answers.append(cur.fetchone()[0])
-            if not cur.nextset():
-                break
-    return answers
 
 
 def snapshot(cluster: h.Cluster, dbname: str = "postgres") -> dict[str, list]:
@@ -347,7 +316,7 @@ def test_fixture_events_one_by_one_and_in_one_batch_end_identical():
         # All 40 in one batch, in a fresh database (the worker does not attach there).
         create_db_with_extension(c, "one_batch")
         with c.connect(dbname="one_batch", autocommit=False) as conn:
-            assert ingest_all(conn, [(e["payload"], h.sign(e["payload"], secret, int(time.time())))
+            assert h.ingest_all(conn, [(e["payload"], h.sign(e["payload"], secret, int(time.time())))
                                      for e in events]) == ["queued"] * 40
             conn.commit()
             assert conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0] == 40
@@ -418,8 +387,8 @@ def _event_id(payload: str) -> str:
 def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
     secret = h.new_webhook_secret()
     start = int(time.time()) - 30 * 86400  # the generator's default, fixed for both streams
-    ordered = gen_stream(secret, STREAM_EVENTS, STREAM_SEED, start=start)
-    messy = gen_stream(secret, STREAM_EVENTS, STREAM_SEED, duplicates=0.1, out_of_order=0.2, start=start)
+    ordered = h.gen_stream(secret, STREAM_EVENTS, STREAM_SEED, start=start)
+    messy = h.gen_stream(secret, STREAM_EVENTS, STREAM_SEED, duplicates=0.1, out_of_order=0.2, start=start)
     ordered_ids = [_event_id(p) for p, _ in ordered]
     messy_ids = [_event_id(p) for p, _ in messy]
     # The same events, the second stream with redeliveries and swaps.
@@ -433,9 +402,9 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
             h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         # Autocommit: each delivery commits alone and the workers drain while we deliver.
         with a.connect() as conn:
-            answers_a = ingest_all(conn, ordered)
+            answers_a = h.ingest_all(conn, ordered)
         with b.connect() as conn:
-            answers_b = ingest_all(conn, messy)
+            answers_b = h.ingest_all(conn, messy)
         assert answers_a == ["queued"] * STREAM_EVENTS
         seen: set[str] = set()
         expected_b = []
@@ -646,14 +615,14 @@ CRASH_EVENTS = 10_000
 
 def test_worker_killed_mid_drain_applies_every_event_once():
     secret = h.new_webhook_secret()
-    stream = gen_stream(secret, CRASH_EVENTS, seed=23)
+    stream = h.gen_stream(secret, CRASH_EVENTS, seed=23)
     with h.stripe_sync_cluster(secret) as c:
         old_pid = h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         # The reference: the same stream applied by process_pending in one batch, in
         # order, in a database the worker does not attach to.
         create_db_with_extension(c, "reference")
         with c.connect(dbname="reference", autocommit=False) as conn:
-            assert ingest_all(conn, stream) == ["queued"] * CRASH_EVENTS
+            assert h.ingest_all(conn, stream) == ["queued"] * CRASH_EVENTS
             conn.commit()
             conn.execute(f"SET stripe_sync.batch_size = {CRASH_EVENTS}")
             assert conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0] == CRASH_EVENTS
@@ -663,7 +632,7 @@ def test_worker_killed_mid_drain_applies_every_event_once():
 
         # Queue everything in one transaction; the worker starts on commit.
         with c.connect(autocommit=False) as conn:
-            assert ingest_all(conn, stream) == ["queued"] * CRASH_EVENTS
+            assert h.ingest_all(conn, stream) == ["queued"] * CRASH_EVENTS
             conn.commit()
 
         def midway():

@@ -8,12 +8,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import psycopg
 import pytest
@@ -21,7 +20,6 @@ import pytest
 import harness as h
 
 SHARED = Path(os.environ.get("STRIPE_SYNC_SHARED", "/work/shared"))
-GEN_EVENTS = SHARED / "bench" / "gen_events.py"
 FIXTURE_EVENTS = SHARED / "stripe" / "events"
 DOCS = h.REPO_ROOT / "docs"
 
@@ -35,27 +33,6 @@ def synced_tables() -> list[str]:
     tables = re.findall(r"^## stripe_sync\.(\w+)$", (DOCS / "schema.md").read_text(), re.M)
     assert len(tables) == 21, tables
     return tables
-
-
-def gen_stream(secret: str, events: int, seed: int, start: Optional[int] = None) -> list[tuple[str, str]]:
-    argv = [sys.executable, str(GEN_EVENTS), "--events", str(events), "--seed", str(seed),
-            "--secret", secret, "--timestamp", "now"]
-    if start is not None:
-        argv += ["--start", str(start)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
-    return [(d["payload"], d["signature"]) for d in map(json.loads, out.splitlines())]
-
-
-def ingest_all(conn: psycopg.Connection, deliveries: Iterable[tuple[str, str]]) -> list[str]:
-    deliveries = list(deliveries)
-    answers = []
-    with conn.cursor() as cur:
-        cur.executemany("SELECT stripe_sync.ingest_event(%s, %s)", deliveries, returning=True)
-        while True:
-            answers.append(cur.fetchone()[0])
-            if not cur.nextset():
-                break
-    return answers
 
 
 def wait_drained(cluster: h.Cluster, timeout: float = 60) -> None:
@@ -94,11 +71,11 @@ FILL_EVENTS = 2000
 def filled() -> Iterator[h.Cluster]:
     secret = h.new_webhook_secret()
     # Recent traffic (the last two days), so that the "last 7 days" queries find some.
-    stream = gen_stream(secret, FILL_EVENTS, seed=11, start=int(time.time()) - 2 * 86400)
+    stream = h.gen_stream(secret, FILL_EVENTS, seed=11, start=int(time.time()) - 2 * 86400)
     with h.stripe_sync_cluster(secret) as c:
         h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         with c.connect() as conn:
-            assert ingest_all(conn, stream) == ["queued"] * FILL_EVENTS
+            assert h.ingest_all(conn, stream) == ["queued"] * FILL_EVENTS
         wait_drained(c)
         assert c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'") == FILL_EVENTS
         yield c

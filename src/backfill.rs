@@ -24,11 +24,6 @@ pub struct Run {
     pub account: Option<String>,
 }
 
-fn now() -> TimestampWithTimeZone {
-    pgrx::datum::TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
-        .expect("now")
-}
-
 fn get(path: &str, query: &[(String, String)], account: Option<&str>) -> Result<Value, ApiError> {
     stripe::request(stripe::Method::Get, path, query, account)
 }
@@ -81,16 +76,13 @@ pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result
 /// Fetches one object by id, with its child lists completed; no transaction
 /// needed. Returns the object, when it was fetched, and its table.
 fn fetch_complete(id: &str) -> Result<(Value, TimestampWithTimeZone, &'static str), ApiError> {
-    let resource = objects::resource_for_id(id).ok_or_else(|| ApiError {
-        status: None,
-        error_type: Some("unknown_id".into()),
-        code: None,
-        message: format!(
-            "\"{id}\" has no known Stripe id prefix (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"
-        ),
-        request_id: None,
+    let resource = objects::resource_for_id(id).ok_or_else(|| {
+        ApiError::local(
+            "unknown_id",
+            format!("\"{id}\" has no known Stripe id prefix (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"),
+        )
     })?;
-    let fetched_at = now();
+    let fetched_at = stripe::now();
     let mut object = get(&format!("{}/{id}", resource.path), &[], None)?;
     complete_children(std::slice::from_mut(&mut object), None)?;
     let table = stripe_sync_core::mapping::spec_for(resource.object).map_or("", |s| s.table);
@@ -143,7 +135,7 @@ pub fn refresh_round(limit: i64) -> usize {
             }
         };
         BackgroundWorker::transaction(|| {
-            apply::apply_objects(&[object], now(), None);
+            apply::apply_objects(&[object], stripe::now(), None);
             Spi::run_with_args(
                 "DELETE FROM stripe_sync.refresh_requests WHERE id = $1",
                 &[id.as_str().into()],
@@ -184,7 +176,7 @@ pub fn backfill(
         check_for_interrupts!();
         let query =
             pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
-        let fetched_at = now();
+        let fetched_at = stripe::now();
         let mut page = list_page(resource.path, &query, account)?;
         complete_children(&mut page.data, account)?;
         let n = page.data.len() as i64;
@@ -370,7 +362,7 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
         }
     }
     BackgroundWorker::transaction(|| {
-        apply::apply_objects(&gone, now(), account);
+        apply::apply_objects(&gone, stripe::now(), account);
         let sql = format!(
             "UPDATE stripe_sync.sync_runs r
                 SET deleted = $2,
@@ -409,7 +401,7 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
         .expect("record catch-up start");
         since
     });
-    let window_start = now_unix() - EVENT_WINDOW_SECONDS;
+    let window_start = chrono::Utc::now().timestamp() - EVENT_WINDOW_SECONDS;
     let created_gte = since.map_or(window_start, |t| t.max(window_start));
     let mut after: Option<String> = None;
     let mut queued = 0i64;
@@ -441,10 +433,6 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
         after = last;
     }
     Ok(queued)
-}
-
-fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// Unix seconds of the newest event stored, if any.

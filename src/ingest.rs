@@ -32,7 +32,7 @@ pub fn ingest(payload: Option<&str>, header: Option<&str>) -> Result<Outcome, Er
         header.unwrap_or(""),
         &signature::split_secrets(&secrets),
         config::signature_tolerance_seconds(),
-        unix_now(),
+        chrono::Utc::now().timestamp(),
     )?;
     let meta = event::parse_event(payload, config::max_payload_bytes())?;
     if queue::insert(&meta, payload) {
@@ -41,8 +41,4 @@ pub fn ingest(payload: Option<&str>, header: Option<&str>) -> Result<Outcome, Er
     } else {
         Ok(Outcome::Duplicate)
     }
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
 }

@@ -9,7 +9,7 @@
 
 use crate::{apply, config, stripe};
 use pgrx::bgworkers::BackgroundWorker;
-use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -158,10 +158,6 @@ fn find_in_stripe(
     Ok(list.get("data").and_then(Value::as_array).and_then(|d| d.iter().find(mine)).cloned())
 }
 
-fn now() -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("now")
-}
-
 /// Writes a job's outcome.
 fn record(job: &Job, outcome: Result<Value, ApiError>) {
     match outcome {
@@ -212,7 +208,7 @@ fn settle(users: &str, user_id: &str, customer: &Value) {
     let args: [DatumWithOid; 3] = [users.into(), user_id.into(), id.into()];
     Spi::run_with_args("SELECT stripe_sync._write_back($1::regclass, $2, $3)", &args)
         .expect("write back");
-    apply::apply_objects(std::slice::from_ref(customer), now(), None);
+    apply::apply_objects(std::slice::from_ref(customer), stripe::now(), None);
 }
 
 /// `create_customer(user_id, users)`: the same, synchronously, in the session.
@@ -256,13 +252,7 @@ pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, Api
 }
 
 fn no_user(users: &str, user_id: &str) -> ApiError {
-    ApiError {
-        status: None,
-        error_type: Some("no_user".into()),
-        code: None,
-        message: format!("no row with id \"{user_id}\" in {users}"),
-        request_id: None,
-    }
+    ApiError::local("no_user", format!("no row with id \"{user_id}\" in {users}"))
 }
 
 /// The one provisioning target, when `users` was not named.
@@ -275,19 +265,16 @@ fn only_target() -> Result<String, ApiError> {
     });
     match targets.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(ApiError {
-            status: None,
-            error_type: Some("configuration".into()),
-            code: None,
-            message: "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)".into(),
-            request_id: None,
-        }),
-        many => Err(ApiError {
-            status: None,
-            error_type: Some("ambiguous".into()),
-            code: None,
-            message: format!("several users tables are provisioned ({}): name one as the second argument", many.join(", ")),
-            request_id: None,
-        }),
+        [] => Err(ApiError::local(
+            "configuration",
+            "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)",
+        )),
+        many => Err(ApiError::local(
+            "ambiguous",
+            format!(
+                "several users tables are provisioned ({}): name one as the second argument",
+                many.join(", ")
+            ),
+        )),
     }
 }

@@ -36,13 +36,10 @@ pub fn request(
 ) -> Result<Value, ApiError> {
     let key = config::api_key();
     if key.is_empty() {
-        return Err(ApiError {
-            status: None,
-            error_type: Some("configuration".into()),
-            code: None,
-            message: "no Stripe API key is configured (set stripe_sync.api_key)".into(),
-            request_id: None,
-        });
+        return Err(ApiError::local(
+            "configuration",
+            "no Stripe API key is configured (set stripe_sync.api_key)",
+        ));
     }
     let mut url = format!("{}{path}", config::api_base());
     if !query.is_empty() {
@@ -165,6 +162,12 @@ fn agent() -> ureq::Agent {
 fn clean(mut e: ApiError, key: &str) -> ApiError {
     e.message = redact(&e.message, &[key]);
     e
+}
+
+/// The time of a fetch, as the apply records it.
+pub fn now() -> pgrx::datum::TimestampWithTimeZone {
+    pgrx::datum::TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
+        .expect("now")
 }
 
 /// Sleeps in short latch waits so a cancel, statement_timeout or shutdown

@@ -73,11 +73,11 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
         }
         let known = extension_seen;
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
-            Ok(Round::Idle) if provisioning_backlog => Round::Backlog,
             Ok(r) => {
                 failures = 0;
                 extension_seen = !matches!(r, Round::Wait);
-                r
+                // Provisioning jobs still due keep the loop going like an event backlog.
+                if matches!(r, Round::Idle) && provisioning_backlog { Round::Backlog } else { r }
             }
             Err(f) => {
                 failures += 1;

@@ -47,6 +47,12 @@ impl ApiError {
         }
     }
 
+    /// An error found before or beside any HTTP exchange (configuration, a
+    /// missing user, a bad argument): `kind` names it, the message says it all.
+    pub fn local(kind: &str, message: impl Into<String>) -> ApiError {
+        ApiError { error_type: Some(kind.to_owned()), ..ApiError::network(message) }
+    }
+
     pub fn network(message: impl Into<String>) -> ApiError {
         ApiError {
             status: None,

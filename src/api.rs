@@ -28,8 +28,17 @@ fn process_pending(max_events: default!(Option<i32>, "NULL")) -> i32 {
             );
         }
     };
-    drain::run_in_session(max) as i32
+    crate::version::require_current();
+    let handled = drain::run_in_session(max) as i32;
+    // Without the worker, handlers run here too (in this transaction, each in
+    // its own subtransaction); Slack alerts are left to the worker, which
+    // posts them with no transaction open.
+    crate::handlers::run_due(HANDLER_RUNS_PER_CALL);
+    handled
 }
+
+/// Handler runs process_pending() calls at most per call.
+const HANDLER_RUNS_PER_CALL: i64 = 1000;
 
 /// `stripe_sync.worker_status()`: the worker's pid and last heartbeat, from
 /// shared memory (no row while no worker runs). Feeds the `status` view.

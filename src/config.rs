@@ -30,6 +30,11 @@ static READ_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 static MAX_NETWORK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 static API_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(25);
 static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
+static SLACK_WEBHOOK_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static ALERT_EVENTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(
+    c"invoice.payment_failed,charge.dispute.created,customer.subscription.deleted,radar.early_fraud_warning.created,dead_letter",
+));
+static ALERT_BURST: GucSetting<i32> = GucSetting::<i32>::new(10);
 
 const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
 
@@ -157,6 +162,28 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MIN,
     );
+    string(
+        c"stripe_sync.slack_webhook_url",
+        c"Slack incoming webhook the worker posts alerts to; alerts are queued only while it is set.",
+        &SLACK_WEBHOOK_URL,
+        GucContext::Suset,
+        SECRET,
+    );
+    string(
+        c"stripe_sync.alert_events",
+        c"Event types that raise a Slack alert, comma-separated; dead_letter stands for events that end failed.",
+        &ALERT_EVENTS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.alert_burst",
+        c"Slack messages a minute above which due alerts are folded into one digest.",
+        &ALERT_BURST,
+        (1, 10_000),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }
 
 fn string(
@@ -253,6 +280,24 @@ pub fn max_network_retries() -> u32 {
 
 pub fn api_rate_limit() -> f64 {
     f64::from(API_RATE_LIMIT.get())
+}
+
+/// The Slack incoming webhook URL; empty when not configured. A secret.
+pub fn slack_webhook_url() -> String {
+    text(&SLACK_WEBHOOK_URL)
+}
+
+/// The event types that raise an alert (none while no Slack URL is set);
+/// `dead_letter` stands for events that end failed.
+pub fn alert_events() -> Vec<String> {
+    if slack_webhook_url().is_empty() {
+        return Vec::new();
+    }
+    text(&ALERT_EVENTS).split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect()
+}
+
+pub fn alert_burst() -> i64 {
+    i64::from(ALERT_BURST.get())
 }
 
 /// Settings a session may change for one call that a job worker must follow

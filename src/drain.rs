@@ -22,8 +22,9 @@ pub fn run_batch(limit: usize) -> BatchOutcome {
         return BatchOutcome::default();
     }
     let mirrored = apply::mirrored_objects();
+    let alert_types = config::alert_events();
     let all: Vec<&queue::Claimed> = claimed.iter().collect();
-    if let Ok(applied) = subxact::run(|| apply_and_mark(&all, &mirrored)) {
+    if let Ok(applied) = subxact::run(|| apply_and_mark(&all, &mirrored, &alert_types)) {
         notify::batch_applied(&applied);
         return BatchOutcome { claimed: claimed.len(), failed: 0 };
     }
@@ -31,11 +32,11 @@ pub fn run_batch(limit: usize) -> BatchOutcome {
     let mut failed = 0;
     let mut applied = Vec::with_capacity(claimed.len());
     for event in &claimed {
-        match subxact::run(|| apply_and_mark(&[event], &mirrored)) {
+        match subxact::run(|| apply_and_mark(&[event], &mirrored, &alert_types)) {
             Ok(done) => applied.extend(done),
             Err(f) => {
                 failed += 1;
-                record_failure(event, &f);
+                record_failure(event, &f, alert_types.iter().any(|t| t == "dead_letter"));
             }
         }
     }
@@ -43,20 +44,24 @@ pub fn run_batch(limit: usize) -> BatchOutcome {
     BatchOutcome { claimed: claimed.len(), failed }
 }
 
-fn apply_and_mark(events: &[&queue::Claimed], mirrored: &[&str]) -> Vec<notify::Applied> {
+fn apply_and_mark(
+    events: &[&queue::Claimed],
+    mirrored: &[&str],
+    alert_types: &[String],
+) -> Vec<notify::Applied> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let types: Vec<Option<&str>> = events.iter().map(|e| e.object_type.as_deref()).collect();
     apply::apply_events(&ids, &types);
-    queue::mark_done(&ids, mirrored)
+    queue::mark_done(&ids, mirrored, alert_types)
 }
 
-fn record_failure(event: &queue::Claimed, failure: &subxact::Failure) {
+fn record_failure(event: &queue::Claimed, failure: &subxact::Failure, alert_dead_letter: bool) {
     let max = config::max_attempts();
     let policy =
         Backoff { base: config::retry_base_delay(), cap: std::time::Duration::from_secs(3600) };
     let delay = policy.delay(event.attempts as u32, stripe_sync_core::backoff::random_unit());
     let error = format!("{} (SQLSTATE {})", failure.message, failure.sqlstate);
-    queue::mark_failed(&event.id, &error, delay, max);
+    queue::mark_failed(&event.id, &error, delay, max, alert_dead_letter);
     // The message may quote object data: it goes to the table, not to the log.
     let what = if event.attempts >= max { "gave up on" } else { "will retry" };
     pgrx::warning!(

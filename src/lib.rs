@@ -4,12 +4,14 @@
 
 use pgrx::prelude::*;
 
+mod alerts;
 mod api;
 mod apply;
 mod backfill;
 mod config;
 mod drain;
 mod errors;
+mod handlers;
 mod ingest;
 mod jobs;
 mod notify;
@@ -17,8 +19,10 @@ mod plans;
 mod provision;
 mod queue;
 mod shmem;
+mod slack;
 mod stripe;
 mod subxact;
+mod version;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -29,7 +33,28 @@ mod pg_tests;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/tables.sql", name = "tables", requires = ["schema"]);
 extension_sql_file!("../sql/provisioning.sql", name = "provisioning", requires = ["tables"]);
-extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+// The 0.1.0 schema ends with finalize.sql (after every function written in
+// Rust); each later version's upgrade script follows it, so a fresh install
+// runs exactly what an upgrade runs (sql/README.md).
+extension_sql_file!(
+    "../sql/finalize.sql",
+    name = "finalize",
+    requires = [
+        "provisioning",
+        api::ingest_event,
+        api::process_pending,
+        api::worker_status,
+        api::retry_failed,
+        api::replay_event,
+        api::purge_events,
+        api::sync_object,
+        api::backfill,
+        api::catch_up,
+        api::create_customer,
+        api::_wake_worker
+    ]
+);
+extension_sql_file!("../sql/stripe_sync--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -646,6 +646,313 @@ mod tests {
         assert_eq!(v.as_deref(), Some("19.99|500|1.234|-2.50|t"));
     }
 
+    #[pg_test]
+    fn amount_decimal_agrees_with_the_alert_text_for_every_listed_currency() {
+        use stripe_sync_core::money;
+        let listed = money::ZERO_DECIMAL.iter().chain(money::THREE_DECIMAL).chain(&["usd", "eur"]);
+        for currency in listed {
+            for amount in [0i64, 7, 1999, -250, 123_456_789] {
+                let sql = Spi::get_one_with_args::<pgrx::AnyNumeric>(
+                    "SELECT stripe_sync.amount_decimal($1, $2)",
+                    &[amount.into(), (*currency).into()],
+                )
+                .unwrap()
+                .unwrap();
+                assert_eq!(
+                    sql.to_string(),
+                    money::decimal(amount, currency),
+                    "{amount} {currency}"
+                );
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- handlers
+
+    fn handler_setup() {
+        Spi::run(
+            "CREATE SEQUENCE public.calls;
+             CREATE TABLE public.effects (event_id text, email text);
+             CREATE FUNCTION public.flaky(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('public.calls') < 3 THEN
+                     RAISE EXCEPTION 'flaky handler fails on call %', currval('public.calls');
+                 END IF;
+                 -- Handlers see the tables already updated by the event.
+                 INSERT INTO public.effects
+                 SELECT event->>'id', email FROM stripe_sync.customers WHERE id = event#>>'{data,object,id}';
+             END $$;
+             CREATE FUNCTION public.wrong(event text) RETURNS void LANGUAGE sql AS 'SELECT 1';",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn a_handler_that_fails_twice_runs_three_times_and_acts_once() {
+        handler_setup();
+        Spi::run("SET stripe_sync.retry_base_delay = 0").unwrap();
+        let id = count("SELECT stripe_sync.on_event('customer.*', 'public.flaky(jsonb)')");
+        assert_eq!(count("SELECT stripe_sync.on_event('customer.*', 'public.flaky(jsonb)')"), id);
+        ingest_signed(&customer_event(
+            "evt_h1",
+            "customer.created",
+            now(),
+            "cus_h1",
+            "h1@example.com",
+        ));
+        ingest_signed(&customer_event(
+            "evt_h2",
+            "invoice.created",
+            now(),
+            "cus_h2",
+            "h2@example.com",
+        ));
+        process(); // applies, and the first call fails
+        assert_eq!(
+            text("SELECT concat_ws('|', status, attempts, last_error LIKE 'flaky handler fails on call 1%P0001%') FROM stripe_sync.handler_runs").as_deref(),
+            Some("pending|1|t"),
+            "one run, for the matching event only"
+        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.handler_failures"), 1);
+        process();
+        process();
+        process();
+        assert_eq!(count("SELECT last_value FROM public.calls"), 3);
+        assert_eq!(
+            text("SELECT string_agg(event_id || ':' || email, ',') FROM public.effects").as_deref(),
+            Some("evt_h1:h1@example.com")
+        );
+        assert_eq!(
+            text("SELECT concat_ws('|', status, attempts, finished_at IS NOT NULL) FROM stripe_sync.handler_runs").as_deref(),
+            Some("succeeded|3|t")
+        );
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.handler_failures"), 0);
+        // A replay applies the event again but does not call the handler again.
+        Spi::run("SELECT stripe_sync.replay_event('evt_h1')").unwrap();
+        process();
+        assert_eq!(count("SELECT last_value FROM public.calls"), 3);
+        assert_eq!(count("SELECT count(*) FROM public.effects"), 1);
+    }
+
+    #[pg_test]
+    fn a_handler_that_always_fails_ends_failed_and_blocks_nothing() {
+        handler_setup();
+        Spi::run("SET stripe_sync.retry_base_delay = 0").unwrap();
+        Spi::run("SET stripe_sync.max_attempts = 2").unwrap();
+        Spi::run("ALTER SEQUENCE public.calls MINVALUE -100 START -100 RESTART").unwrap();
+        Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.flaky(jsonb)')").unwrap();
+        for i in 0..5 {
+            ingest_signed(&customer_event(
+                &format!("evt_af{i}"),
+                "customer.created",
+                now(),
+                &format!("cus_af{i}"),
+                "af@example.com",
+            ));
+        }
+        process();
+        process();
+        process();
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.customers WHERE id LIKE 'cus_af%'"), 5);
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'failed' AND attempts = 2 AND last_error LIKE 'flaky handler fails%'"
+            ),
+            5
+        );
+        assert_eq!(count("SELECT handler_runs_failed FROM stripe_sync.status"), 5);
+        assert_eq!(count("SELECT last_value FROM public.calls"), -91, "10 calls, not more");
+    }
+
+    #[pg_test]
+    fn handler_registration_checks_its_arguments_and_removes_runs() {
+        handler_setup();
+        for (pattern, state) in [("", "22023"), ("invoice paid", "22023"), ("INVOICE.%", "22023")] {
+            let f = error_of(
+                "SELECT stripe_sync.on_event($1, 'public.flaky(jsonb)')",
+                vec![pattern.into()],
+            );
+            assert_eq!(f.sqlstate, state, "{pattern}: {}", f.message);
+        }
+        let f =
+            error_of("SELECT stripe_sync.on_event('invoice.paid', 'public.wrong(text)')", vec![]);
+        assert_eq!(f.sqlstate, "42P13", "{}", f.message);
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.handlers"), 0);
+
+        Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.flaky(jsonb)')").unwrap();
+        Spi::run("SELECT stripe_sync.on_event('*', 'public.flaky(jsonb)')").unwrap();
+        ingest_signed(&customer_event(
+            "evt_rm",
+            "customer.created",
+            now(),
+            "cus_rm",
+            "rm@example.com",
+        ));
+        Spi::run("SET stripe_sync.retry_base_delay = '1h'").unwrap();
+        process();
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'pending'"),
+            2
+        );
+        assert_eq!(count("SELECT stripe_sync.remove_handler(NULL, 'public.flaky(jsonb)')"), 2);
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.handler_runs"), 0);
+
+        Spi::run("CREATE ROLE stripe_sync_test_plain").unwrap();
+        Spi::run("GRANT USAGE ON SCHEMA stripe_sync TO stripe_sync_test_plain").unwrap();
+        Spi::run("SET LOCAL ROLE stripe_sync_test_plain").unwrap();
+        let f = error_of(
+            "SELECT stripe_sync.on_event('customer.created', 'public.flaky(jsonb)')",
+            vec![],
+        );
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(f.sqlstate, "42501", "{}", f.message);
+    }
+
+    #[pg_test]
+    fn handlers_run_as_the_role_they_were_registered_for() {
+        Spi::run(
+            "CREATE ROLE stripe_sync_test_app;
+             CREATE TABLE public.seen (who text, sup boolean);
+             GRANT INSERT ON public.seen TO stripe_sync_test_app;
+             CREATE FUNCTION public.whoami(event jsonb) RETURNS void LANGUAGE sql
+                 AS 'INSERT INTO public.seen SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)';
+             CREATE FUNCTION public.escalate(event jsonb) RETURNS void LANGUAGE plpgsql
+                 AS $$ BEGIN RESET ROLE; SET ROLE postgres; END $$;",
+        )
+        .unwrap();
+        Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.whoami(jsonb)', 'stripe_sync_test_app')").unwrap();
+        Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.escalate(jsonb)', 'stripe_sync_test_app')").unwrap();
+        ingest_signed(&customer_event(
+            "evt_ra",
+            "customer.created",
+            now(),
+            "cus_ra",
+            "ra@example.com",
+        ));
+        Spi::run("SET stripe_sync.retry_base_delay = '1h'").unwrap();
+        process();
+        assert_eq!(
+            text("SELECT concat_ws('|', who, sup) FROM public.seen").as_deref(),
+            Some("stripe_sync_test_app|f")
+        );
+        assert_eq!(
+            text("SELECT current_user::text").as_deref(),
+            Some(text("SELECT session_user::text").unwrap().as_str())
+        );
+        assert_eq!(
+            text("SELECT last_error FROM stripe_sync.handler_failures WHERE handler = 'public.escalate(jsonb)'::regprocedure")
+                .map(|e| e.contains("cannot set parameter \"role\" within security-definer function")),
+            Some(true)
+        );
+    }
+
+    // --------------------------------------------------------------- revenue
+
+    fn subscription_event(
+        event_id: &str,
+        event_type: &str,
+        created: i64,
+        status: &str,
+        price: serde_json::Value,
+    ) -> String {
+        serde_json::json!({
+            "id": event_id, "object": "event", "type": event_type, "created": created,
+            "api_version": "2026-07-29.dahlia", "livemode": false,
+            "data": {"object": {
+                "id": "sub_rev", "object": "subscription", "customer": "cus_rev", "status": status,
+                "currency": "usd", "created": created, "livemode": false,
+                "items": {"object": "list", "has_more": false, "data": [
+                    {"id": "si_rev", "object": "subscription_item", "subscription": "sub_rev", "quantity": 3,
+                     "price": price}
+                ]}
+            }}
+        })
+        .to_string()
+    }
+
+    #[pg_test]
+    fn mrr_normalizes_intervals_and_discounts() {
+        let mrr = |sub: serde_json::Value| -> String {
+            Spi::get_one_with_args::<pgrx::AnyNumeric>(
+                "SELECT round(stripe_sync.subscription_mrr($1, '2026-01-01'), 6)",
+                &[pgrx::JsonB(sub).into()],
+            )
+            .unwrap()
+            .unwrap()
+            .to_string()
+        };
+        let sub = |interval: &str, count: i64, extra: serde_json::Value| {
+            let mut s = serde_json::json!({"status": "active", "items": {"data": [
+                {"quantity": 2, "price": {"unit_amount": 1200, "recurring": {"interval": interval, "interval_count": count}}},
+                {"quantity": 1, "price": {"unit_amount": 500, "recurring": {"interval": interval, "interval_count": count, "usage_type": "metered"}}},
+                {"quantity": 1, "price": {"unit_amount": null, "recurring": {"interval": interval, "interval_count": count}}}
+            ]}});
+            s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            s
+        };
+        let none = serde_json::json!({});
+        assert_eq!(mrr(sub("month", 1, none.clone())), "2400.000000");
+        assert_eq!(mrr(sub("month", 3, none.clone())), "800.000000");
+        assert_eq!(mrr(sub("year", 1, none.clone())), "200.000000");
+        assert_eq!(mrr(sub("week", 2, none.clone())), "5200.000000");
+        assert_eq!(mrr(sub("day", 1, none.clone())), "73000.000000");
+        let pct = serde_json::json!({"discount": {"coupon": {"percent_off": 25}, "end": null}});
+        assert_eq!(mrr(sub("month", 1, pct)), "1800.000000");
+        let off = serde_json::json!({"discounts": [{"coupon": {"amount_off": 1200}, "end": 1_900_000_000}, "di_unexpanded"]});
+        assert_eq!(mrr(sub("year", 1, off)), "100.000000", "1200 a year off is 100 a month");
+        let ended =
+            serde_json::json!({"discount": {"coupon": {"percent_off": 50}, "end": 1_700_000_000}});
+        assert_eq!(mrr(sub("month", 1, ended)), "2400.000000", "an ended discount counts no more");
+        let huge = serde_json::json!({"discount": {"coupon": {"amount_off": 999_999}}});
+        assert_eq!(mrr(sub("month", 1, huge)), "0.000000");
+        let mut trialing = sub("month", 1, none);
+        trialing["status"] = "trialing".into();
+        assert_eq!(mrr(trialing), "0.000000");
+    }
+
+    #[pg_test]
+    fn mrr_history_and_views_follow_a_subscription() {
+        let price = |amount: i64| {
+            serde_json::json!({"id": format!("price_{amount}"), "object": "price", "product": "prod_rev",
+                               "unit_amount": amount, "currency": "usd", "lookup_key": "pro",
+                               "recurring": {"interval": "month", "interval_count": 1}})
+        };
+        // 2026-01-01 00:00 UTC, then one event a day; the cancellation arrives first.
+        let day = 1_767_225_600;
+        for (id, ty, t, status, amount) in [
+            ("evt_s4", "customer.subscription.deleted", day + 3 * 86_400 + 60, "canceled", 2000),
+            ("evt_s1", "customer.subscription.created", day + 60, "active", 1000),
+            ("evt_s2", "customer.subscription.updated", day + 86_400 + 60, "active", 2000),
+            ("evt_s3", "customer.subscription.updated", day + 2 * 86_400 + 60, "past_due", 1500),
+        ] {
+            ingest_signed(&subscription_event(id, ty, t, status, price(amount)));
+        }
+        process();
+        let history = text(
+            "SELECT string_agg(concat_ws(':', day, currency, mrr::bigint, new_mrr::bigint, expansion_mrr::bigint,
+                                         contraction_mrr::bigint, churned_mrr::bigint), ' ' ORDER BY day)
+               FROM stripe_sync.mrr_history('2026-01-01', '2026-01-05')",
+        );
+        assert_eq!(
+            history.as_deref(),
+            Some(
+                "2026-01-01:usd:3000:3000:0:0:0 2026-01-02:usd:6000:0:3000:0:0 2026-01-03:usd:4500:0:0:1500:0 2026-01-04:usd:0:0:0:0:4500 2026-01-05:usd:0:0:0:0:0"
+            )
+        );
+        // The table holds the newest state: canceled, so no MRR and no entitlement.
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.mrr"), 0);
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.active_entitlements"), 0);
+        Spi::run("UPDATE stripe_sync.subscriptions SET status = 'active'").unwrap();
+        assert_eq!(
+            text("SELECT concat_ws('|', product, mrr::bigint, mrr_decimal, subscriptions, customers) FROM stripe_sync.mrr WHERE product IS NOT NULL").as_deref(),
+            Some("prod_rev|6000|60.00|1|1")
+        );
+        assert_eq!(
+            text("SELECT concat_ws('|', customer, subscription_item, quantity, price_lookup_key) FROM stripe_sync.active_entitlements").as_deref(),
+            Some("cus_rev|si_rev|3|pro")
+        );
+    }
+
     // ---------------------------------------------------------- provisioning
 
     fn users_table(id_type: &str) {

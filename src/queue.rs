@@ -56,11 +56,14 @@ pub fn claim(limit: usize) -> Vec<Claimed> {
 }
 
 /// Marks applied events: processed when their object type is in `mirrored`,
-/// else skipped. Returns them for NOTIFY.
-pub fn mark_done(ids: &[&str], mirrored: &[&str]) -> Vec<Applied> {
-    let args: [DatumWithOid; 2] = [ids.to_vec().into(), mirrored.to_vec().into()];
+/// else skipped; queues their handler runs, and alerts for those whose type
+/// is in `alert_types`. Returns them for NOTIFY.
+pub fn mark_done(ids: &[&str], mirrored: &[&str], alert_types: &[String]) -> Vec<Applied> {
+    let alert_types: Vec<&str> = alert_types.iter().map(String::as_str).collect();
+    let args: [DatumWithOid; 3] =
+        [ids.to_vec().into(), mirrored.to_vec().into(), alert_types.into()];
     Spi::connect_mut(|client| {
-        plans::execute(client, MARK_DONE, &[TEXT_ARRAY, TEXT_ARRAY], &args, |rows| {
+        plans::execute(client, MARK_DONE, &[TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY], &args, |rows| {
             rows.map(|row| Applied {
                 id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
                 event_type: row.get::<String>(2).ok().flatten().unwrap_or_default(),
@@ -95,10 +98,22 @@ pub fn purge(retention: pgrx::datum::Interval) -> i64 {
 }
 
 /// Records a failed attempt: the event is retried after `retry_in`, or left
-/// `failed` once it has used `max_attempts`.
-pub fn mark_failed(id: &str, error: &str, retry_in: std::time::Duration, max_attempts: i32) {
-    let args: [DatumWithOid; 4] =
-        [id.into(), error.into(), (retry_in.as_millis() as f64).into(), max_attempts.into()];
+/// `failed` once it has used `max_attempts` (with a Slack alert when
+/// `alert_dead_letter`).
+pub fn mark_failed(
+    id: &str,
+    error: &str,
+    retry_in: std::time::Duration,
+    max_attempts: i32,
+    alert_dead_letter: bool,
+) {
+    let args: [DatumWithOid; 5] = [
+        id.into(),
+        error.into(),
+        (retry_in.as_millis() as f64).into(),
+        max_attempts.into(),
+        alert_dead_letter.into(),
+    ];
     Spi::connect_mut(|client| {
         client.update(MARK_FAILED, None, &args).expect("mark an event failed");
     });

@@ -147,7 +147,8 @@ fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> At
     )
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP agent with the configured connect and read timeouts.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(config::connect_timeout()))

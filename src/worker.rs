@@ -76,8 +76,14 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             Ok(r) => {
                 failures = 0;
                 extension_seen = !matches!(r, Round::Wait);
-                // Provisioning jobs still due keep the loop going like an event backlog.
-                if matches!(r, Round::Idle) && provisioning_backlog { Round::Backlog } else { r }
+                // Handlers and alerts of what was just committed; their own
+                // backlogs keep the loop going like an event backlog.
+                let reactions_backlog = extension_seen && reactions_round();
+                if matches!(r, Round::Idle) && (provisioning_backlog || reactions_backlog) {
+                    Round::Backlog
+                } else {
+                    r
+                }
             }
             Err(f) => {
                 failures += 1;
@@ -92,9 +98,10 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
 
 /// One round is one batch in its own transaction; the loop goes again at once
 /// while a backlog remains, looking at its signals between batches. Until the
-/// extension has been seen in the database the worker only looks for it.
+/// extension has been seen in the database (at this library's version) the
+/// worker only looks for it.
 fn drain_round(extension_seen: bool) -> Round {
-    if !extension_seen && !extension_exists() {
+    if !extension_seen && !extension_ready() {
         return Round::Wait;
     }
     let limit = config::batch_size();
@@ -151,13 +158,48 @@ fn purge() {
     }
 }
 
-fn extension_exists() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'stripe_sync')",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+/// Whether the extension is installed at this library's version; an older
+/// schema is reported once per version seen, and waited for.
+fn extension_ready() -> bool {
+    static REPORTED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    match crate::version::installed() {
+        Some(v) if v == crate::version::LIBRARY => true,
+        Some(v) => {
+            let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+            if reported.as_deref() != Some(v.as_str()) {
+                warning!(
+                    "stripe_sync worker: the schema is version {v} but the library is {}; waiting for ALTER EXTENSION stripe_sync UPDATE",
+                    crate::version::LIBRARY
+                );
+                *reported = Some(v);
+            }
+            false
+        }
+        None => false,
+    }
+}
+
+/// Handler runs called per round, between event batches.
+const HANDLER_RUNS_PER_ROUND: i64 = 200;
+
+/// Calls due handlers (in a transaction of their own, after the batch that
+/// queued them committed) and posts due Slack alerts (with no transaction
+/// open). A failure is logged and retried next round. True when more may be due.
+fn reactions_round() -> bool {
+    let handlers = BackgroundWorker::transaction(|| {
+        subxact::run(|| crate::handlers::run_due(HANDLER_RUNS_PER_ROUND))
+    });
+    let handlers_backlog = match handlers {
+        Ok(n) => n as i64 == HANDLER_RUNS_PER_ROUND,
+        Err(f) => {
+            warning!("stripe_sync worker: calling handlers failed (SQLSTATE {})", f.sqlstate);
+            false
+        }
+    };
+    if let Err(f) = subxact::catch_between_transactions(crate::alerts::run_due) {
+        warning!("stripe_sync worker: sending Slack alerts failed (SQLSTATE {})", f.sqlstate);
+    }
+    handlers_backlog
 }
 
 fn reload_config() {

@@ -8,6 +8,10 @@ use pgrx::prelude::*;
 use std::sync::OnceLock;
 use stripe_sync_core::mapping::{self, SPECS, Source};
 
+const HISTORY_FROM_EVENTS: &str = include_str!("../../sql/queries/subscription_history_events.sql");
+const HISTORY_FROM_OBJECTS: &str =
+    include_str!("../../sql/queries/subscription_history_objects.sql");
+
 /// One generated statement per spec and source, in SPECS order.
 fn statements(source: Source) -> &'static [String] {
     static EVENTS: OnceLock<Vec<String>> = OnceLock::new();
@@ -40,6 +44,18 @@ pub fn apply_events(ids: &[&str], types: &[Option<&str>]) -> i64 {
                 rows.first().get_one::<i64>().expect("row count").unwrap_or(0)
             })
         });
+        if spec.object == "subscription" {
+            // Every state, for stripe_sync.mrr_history(), beside the newest in the table.
+            Spi::connect_mut(|client| {
+                plans::execute(
+                    client,
+                    HISTORY_FROM_EVENTS,
+                    &[plans::types::TEXT_ARRAY],
+                    &args,
+                    |_| (),
+                )
+            });
+        }
     }
     written
 }
@@ -77,7 +93,14 @@ pub fn apply_objects(
     types.sort_unstable();
     types.dedup();
     let array = pgrx::JsonB(serde_json::Value::Array(objects.to_vec()));
-    run(Source::Objects, &types, &[array.into(), fetched_at.into(), account.into()])
+    let args: [DatumWithOid; 3] = [array.into(), fetched_at.into(), account.into()];
+    let written = run(Source::Objects, &types, &args);
+    if types.contains(&"subscription") {
+        Spi::connect_mut(|client| {
+            client.update(HISTORY_FROM_OBJECTS, None, &args).expect("record subscription history");
+        });
+    }
+    written
 }
 
 /// The object types we mirror, as stored in `events.object_type`.

@@ -5,12 +5,14 @@
 //! (`data.object`: a customer, an invoice, ...); a *table* is where objects of
 //! one type are mirrored.
 
+pub mod alert;
 pub mod backoff;
 pub mod error;
 pub mod event;
 pub mod form;
 pub mod http;
 pub mod mapping;
+pub mod money;
 pub mod objects;
 pub mod pagination;
 pub mod ratelimit;

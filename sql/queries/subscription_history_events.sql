@@ -1,0 +1,11 @@
+-- Records the state of each subscription that the queued events $1 carry, at
+-- the event's time: out-of-order deliveries land where they belong, and a
+-- state already recorded is not recorded twice.
+INSERT INTO stripe_sync.subscription_history
+       (subscription, _account_id, at, rank, source, status, currency, customer, mrr)
+SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
+       o->>'status', o->>'currency', o->>'customer', stripe_sync.subscription_mrr(o, e.created)
+  FROM stripe_sync.events e
+ CROSS JOIN LATERAL (SELECT e.data #> '{data,object}' AS o) AS x
+ WHERE e.id = ANY($1) AND e.object_type = 'subscription' AND NOT stripe_sync._is_stub(o)
+ON CONFLICT DO NOTHING

@@ -1,0 +1,159 @@
+//! Event handlers: the worker's side of `stripe_sync.handler_runs`. Runs are
+//! created with the apply (sql/queries/mark_done.sql); here, in a later
+//! transaction, each due run calls its handler in its own subtransaction, as
+//! the registration's `run_as` role, and marks itself succeeded in that same
+//! subtransaction, so a handler's effects and its success commit together
+//! (at most once) and an error rolls back only that call.
+
+use crate::{config, subxact};
+use pgrx::prelude::*;
+use std::time::Duration;
+use stripe_sync_core::backoff::{Backoff, random_unit};
+
+const CLAIM: &str = "
+    SELECT r.event_id, r.handler_id, r.attempts + 1, h.run_as::oid,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = h.run_as),
+           (SELECT format('SELECT %I.%I($1::jsonb)', n.nspname, p.proname)
+              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.oid = h.handler),
+           h.handler::text, e.data::text
+      FROM stripe_sync.handler_runs r
+      JOIN stripe_sync.handlers h ON h.id = r.handler_id
+      JOIN stripe_sync.events e ON e.id = r.event_id
+     WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+     ORDER BY e.created, e.id, r.handler_id
+     LIMIT $1
+       FOR UPDATE OF r SKIP LOCKED";
+
+const SUCCEEDED: &str = "
+    UPDATE stripe_sync.handler_runs
+       SET status = 'succeeded', attempts = attempts + 1, finished_at = now()
+     WHERE event_id = $1 AND handler_id = $2";
+
+const FAILED: &str = "
+    UPDATE stripe_sync.handler_runs
+       SET attempts = attempts + 1,
+           last_error = $3,
+           status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = now() + $5::double precision * interval '1 millisecond',
+           finished_at = CASE WHEN attempts + 1 >= $4 THEN now() END
+     WHERE event_id = $1 AND handler_id = $2";
+
+/// One due call.
+struct Run {
+    event_id: String,
+    handler_id: i64,
+    attempt: i32,
+    run_as: pg_sys::Oid,
+    role_exists: bool,
+    /// `SELECT schema.function($1::jsonb)`; None when the function is gone.
+    call: Option<String>,
+    handler: String,
+    event: String,
+}
+
+/// Calls up to `limit` due handler runs in the current transaction; returns
+/// how many were called.
+pub fn run_due(limit: i64) -> usize {
+    let runs = claim(limit);
+    for run in &runs {
+        check_for_interrupts!();
+        if let Err(f) = subxact::run(|| call(run)) {
+            record_failure(run, &format!("{} (SQLSTATE {})", f.message, f.sqlstate));
+        }
+    }
+    runs.len()
+}
+
+fn claim(limit: i64) -> Vec<Run> {
+    Spi::connect_mut(|client| {
+        client
+            .update(CLAIM, None, &[limit.into()])
+            .expect("claim handler runs")
+            .map(|row| Run {
+                event_id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                handler_id: row.get::<i64>(2).ok().flatten().unwrap_or_default(),
+                attempt: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+                run_as: row.get::<pg_sys::Oid>(4).ok().flatten().unwrap_or(pg_sys::InvalidOid),
+                role_exists: row.get::<bool>(5).ok().flatten().unwrap_or(false),
+                call: row.get::<String>(6).ok().flatten(),
+                handler: row.get::<String>(7).ok().flatten().unwrap_or_default(),
+                event: row.get::<String>(8).ok().flatten().unwrap_or_default(),
+            })
+            .collect()
+    })
+}
+
+/// One call, inside its subtransaction: an ERROR unwinds out of here.
+fn call(run: &Run) {
+    let Some(sql) = &run.call else {
+        error!(
+            "handler {} no longer exists (remove it with stripe_sync.remove_handler)",
+            run.handler
+        )
+    };
+    if !run.role_exists {
+        error!("the role handler {} runs as (oid {}) no longer exists", run.handler, run.run_as)
+    }
+    {
+        let _role = RunAs::switch(run.run_as);
+        Spi::run_with_args(sql, &[run.event.as_str().into()]).expect("call the handler");
+    }
+    Spi::run_with_args(SUCCEEDED, &[run.event_id.as_str().into(), run.handler_id.into()])
+        .expect("mark the handler run succeeded");
+}
+
+fn record_failure(run: &Run, error: &str) {
+    let max = config::max_attempts();
+    let policy = Backoff { base: config::retry_base_delay(), cap: Duration::from_secs(3600) };
+    let delay = policy.delay(run.attempt as u32, random_unit());
+    Spi::run_with_args(
+        FAILED,
+        &[
+            run.event_id.as_str().into(),
+            run.handler_id.into(),
+            error.into(),
+            max.into(),
+            (delay.as_millis() as f64).into(),
+        ],
+    )
+    .expect("record a failed handler run");
+    let what = if run.attempt >= max { "gave up on" } else { "will retry" };
+    // The error may quote data: it goes to the table, not to the log.
+    warning!(
+        "stripe_sync: handler {} raised for event {} (attempt {} of {max}); {what} it: see stripe_sync.handler_failures",
+        run.handler,
+        run.event_id,
+        run.attempt
+    );
+}
+
+/// The current user switched to a handler's role for as long as it lives, the
+/// way a SECURITY DEFINER function does it: within it SET ROLE and SET SESSION
+/// AUTHORIZATION are refused. An ERROR's subtransaction abort also restores
+/// the user; dropping restores it on the way out either way.
+struct RunAs {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl RunAs {
+    fn switch(role: pg_sys::Oid) -> RunAs {
+        let mut user = pg_sys::InvalidOid;
+        let mut context = 0;
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                role,
+                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        RunAs { user, context }
+    }
+}
+
+impl Drop for RunAs {
+    fn drop(&mut self) {
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}

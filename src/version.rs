@@ -1,0 +1,34 @@
+//! The extension's installed SQL version against this library's. A library
+//! newer than the schema (installed, but `ALTER EXTENSION stripe_sync UPDATE`
+//! not yet run) must not apply: its statements use tables the old schema
+//! lacks. The worker waits and says so; process_pending() raises.
+
+use pgrx::prelude::*;
+
+pub const LIBRARY: &str = env!("CARGO_PKG_VERSION");
+
+/// The installed version of the extension in this database, if it is installed.
+pub fn installed() -> Option<String> {
+    Spi::get_one::<String>(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'stripe_sync'",
+    )
+    .ok()
+    .flatten()
+}
+
+/// Raises unless the installed schema is this library's version.
+pub fn require_current() {
+    match installed() {
+        Some(v) if v == LIBRARY => {}
+        Some(v) => crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the stripe_sync schema is version {v} but the library is {LIBRARY}"),
+            "Run ALTER EXTENSION stripe_sync UPDATE.".to_owned(),
+        ),
+        None => crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "extension stripe_sync is not installed in this database".to_owned(),
+            "CREATE EXTENSION stripe_sync.".to_owned(),
+        ),
+    }
+}

@@ -33,7 +33,7 @@ class SlackRequest:
     body: Any  # the parsed JSON, or None when the body is not JSON
     status: int  # what the stub answered
     at: float  # time.monotonic() when the request was answered
-    wall: float = field(default_factory=time.time)
+    wall: float = field(default_factory=time.time)  # time.time() when it arrived
 
     @property
     def ok(self) -> bool:
@@ -64,6 +64,9 @@ class SlackStub:
         self._status = 200
         self._retry_after: Optional[int] = None
         self._fail_left: Optional[int] = None  # None: fail until recover()
+        self._delay = 0.0  # seconds to hold each webhook POST before answering
+        self._inflight: dict[int, float] = {}  # request token -> time.time() of arrival
+        self._next_token = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,15 +103,22 @@ class SlackStub:
 
             def _handle(self) -> None:
                 raw = self._body()
+                arrived = time.time()
                 try:
                     parsed = json.loads(raw) if raw else None
                 except ValueError:
                     parsed = None
-                status, body, extra = stub._decide(self.command, self.path)
-                stub._record(SlackRequest(
-                    method=self.command, path=self.path, headers=dict(self.headers.items()),
-                    raw=raw, body=parsed, status=status, at=time.monotonic()))
-                self._answer(status, body, extra)
+                token, delay = stub._arrive(arrived)
+                try:
+                    if delay > 0:
+                        time.sleep(delay)
+                    status, body, extra = stub._decide(self.command, self.path)
+                    stub._record(SlackRequest(
+                        method=self.command, path=self.path, headers=dict(self.headers.items()),
+                        raw=raw, body=parsed, status=status, at=time.monotonic(), wall=arrived))
+                    self._answer(status, body, extra)
+                finally:
+                    stub._leave(token)
 
             do_POST = _handle
             do_GET = _handle
@@ -145,6 +155,26 @@ class SlackStub:
         or for the next ``times`` webhook POSTs only."""
         with self._lock:
             self._status, self._retry_after, self._fail_left = status, retry_after, times
+
+    def set_delay(self, seconds: float) -> None:
+        """Hold every request ``seconds`` before answering (a slow Slack)."""
+        with self._lock:
+            self._delay = float(seconds)
+
+    def inflight_since(self) -> Optional[float]:
+        """time.time() at which the oldest request still being answered arrived, or None."""
+        with self._lock:
+            return min(self._inflight.values()) if self._inflight else None
+
+    def _arrive(self, wall: float) -> tuple[int, float]:
+        with self._lock:
+            self._next_token += 1
+            self._inflight[self._next_token] = wall
+            return self._next_token, self._delay
+
+    def _leave(self, token: int) -> None:
+        with self._lock:
+            self._inflight.pop(token, None)
 
     def recover(self) -> None:
         """Answer 200 ok again."""

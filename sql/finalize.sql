@@ -19,27 +19,8 @@ REVOKE ALL ON FUNCTION stripe_sync.worker_status() FROM PUBLIC;
 COMMENT ON FUNCTION stripe_sync.worker_status() IS
   'The background worker''s pid and last heartbeat; no row while no worker runs (library not preloaded, or stopped).';
 
-CREATE VIEW stripe_sync.status AS
-SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
-       (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
-       (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
-       recent.applied_last_minute,
-       recent.applied_last_hour,
-       recent.other_api_version_last_hour,
-       w.pid AS worker_pid,
-       w.last_heartbeat AS worker_heartbeat,
-       (SELECT r.created_after < r.started_at - interval '30 days'
-          FROM stripe_sync.sync_runs r WHERE r.kind = 'catch_up'
-         ORDER BY r.id DESC LIMIT 1) AS catch_up_gap
-  FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
-               count(*) AS applied_last_hour,
-               count(*) FILTER (WHERE api_version IS DISTINCT FROM
-                                      pg_catalog.current_setting('stripe_sync.api_version')) AS other_api_version_last_hour
-          FROM stripe_sync.events
-         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
-  LEFT JOIN stripe_sync.worker_status() AS w ON true;
-COMMENT ON VIEW stripe_sync.status IS
-  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), and catch_up_gap: the last catch_up started from an event older than Stripe''s 30-day window, so events may be lost (run backfill).';
+-- The status view is defined by the newest version's script (stripe_sync--0.1.0--0.2.0.sql),
+-- which a fresh install runs after this file.
 
 REVOKE ALL ON FUNCTION stripe_sync.retry_failed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync.replay_event(text) FROM PUBLIC;

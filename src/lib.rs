@@ -33,9 +33,9 @@ mod pg_tests;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/tables.sql", name = "tables", requires = ["schema"]);
 extension_sql_file!("../sql/provisioning.sql", name = "provisioning", requires = ["tables"]);
-// The 0.1.0 schema ends with finalize.sql (after every function written in
-// Rust); each later version's upgrade script follows it, so a fresh install
-// runs exactly what an upgrade runs (sql/README.md).
+// schema.sql .. finalize.sql are the 0.1.0 schema (less what later versions
+// redefine); each later version's upgrade script follows them, so a fresh
+// install runs what an upgrade runs (sql/README.md).
 extension_sql_file!(
     "../sql/finalize.sql",
     name = "finalize",

@@ -687,3 +687,16 @@ def ingest_all(conn: psycopg.Connection, deliveries: Iterable[tuple[str, str]]) 
             if not cur.nextset():
                 break
     return answers
+
+
+def wait_drained(cluster: "Cluster", timeout: float = 60, dbname: str = "postgres") -> None:
+    """Wait until stripe_sync.status says no event is pending in ``dbname``."""
+    wait_until(lambda: cluster.scalar("SELECT pending FROM stripe_sync.status", dbname=dbname) == 0,
+               timeout=timeout, what="status.pending to reach 0")
+
+
+def status_row(cluster: "Cluster", dbname: str = "postgres") -> dict:
+    """The stripe_sync.status view as a dict."""
+    with cluster.connect(dbname=dbname) as conn:
+        cur = conn.execute("SELECT * FROM stripe_sync.status")
+        return dict(zip([d.name for d in cur.description], cur.fetchone()))

@@ -92,11 +92,6 @@ def assert_same_tables(left: dict[str, list], right: dict[str, list],
     assert not problems, "tables differ:\n" + "\n".join(problems)
 
 
-def wait_drained(cluster: h.Cluster, timeout: float = 60, dbname: str = "postgres") -> None:
-    h.wait_until(lambda: cluster.scalar("SELECT pending FROM stripe_sync.status", dbname=dbname) == 0,
-                 timeout=timeout, interval=0.1, what="status.pending to reach 0")
-
-
 def status_counts(cluster: h.Cluster, dbname: str = "postgres") -> dict[str, int]:
     return dict(cluster.query("SELECT status, count(*) FROM stripe_sync.events GROUP BY status",
                               dbname=dbname))
@@ -413,7 +408,7 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
             seen.add(eid)
         assert answers_b == expected_b, "every redelivery answers 'duplicate', every first one 'queued'"
         for c in (a, b):
-            wait_drained(c)
+            h.wait_drained(c)
             # Every object type of the stream is mirrored: all processed, each once.
             assert status_counts(c) == {"processed": STREAM_EVENTS}
             assert c.scalar("SELECT count(DISTINCT id) FROM stripe_sync.events") == STREAM_EVENTS
@@ -492,7 +487,7 @@ def test_localstripe_webhooks_mirror_what_the_api_lists(stand_in):
         h.wait_until(lambda: c.scalar(
             "SELECT count(*) FROM stripe_sync.events WHERE id = ANY(%s) AND status <> 'pending'",
             (sent,)) == len(sent), timeout=60, what=f"the {len(sent)} webhook events to be applied")
-        wait_drained(c)
+        h.wait_drained(c)
         assert status_counts(c).get("failed", 0) == 0
         assert c.scalar("SELECT count(*) FROM stripe_sync.events") == len(sent)
 

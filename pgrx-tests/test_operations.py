@@ -35,17 +35,6 @@ def synced_tables() -> list[str]:
     return tables
 
 
-def wait_drained(cluster: h.Cluster, timeout: float = 60) -> None:
-    h.wait_until(lambda: cluster.scalar("SELECT pending FROM stripe_sync.status") == 0,
-                 timeout=timeout, what="status.pending to reach 0")
-
-
-def status_row(cluster: h.Cluster) -> dict:
-    with cluster.connect() as conn:
-        cur = conn.execute("SELECT * FROM stripe_sync.status")
-        return dict(zip([d.name for d in cur.description], cur.fetchone()))
-
-
 def as_postgres(*argv: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
 
@@ -76,7 +65,7 @@ def filled() -> Iterator[h.Cluster]:
         h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         with c.connect() as conn:
             assert h.ingest_all(conn, stream) == ["queued"] * FILL_EVENTS
-        wait_drained(c)
+        h.wait_drained(c)
         assert c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'") == FILL_EVENTS
         yield c
 
@@ -172,7 +161,7 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
     with h.stripe_sync_cluster(secret, max_attempts=1) as c:
         worker = h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         ours = c.scalar("SHOW stripe_sync.api_version")
-        st = status_row(c)
+        st = h.status_row(c)
         assert set(st) >= {"pending", "failed", "applied_last_minute", "applied_last_hour",
                            "other_api_version_last_hour", "worker_pid", "worker_heartbeat"}
         assert (st["pending"], st["failed"], st["applied_last_minute"], st["applied_last_hour"],
@@ -181,7 +170,7 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
 
         # Heartbeat: recent, and it moves while the worker idles.
         def fresh_heartbeat():
-            s = status_row(c)
+            s = h.status_row(c)
             now = c.scalar("SELECT now()")
             return s["worker_heartbeat"] is not None and now - s["worker_heartbeat"] < timedelta(seconds=3) \
                 and s["worker_heartbeat"]
@@ -200,7 +189,7 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
                 assert h.ingest(conn, p, secret) == "queued"
         h.wait_until(lambda: c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'") == 0,
                      timeout=30, what="the worker to handle all ten events")
-        st = status_row(c)
+        st = h.status_row(c)
         assert st["pending"] == 0 and st["oldest_pending_age"] is None
         assert st["failed"] == 1
         # 8 applied; the skipped event (not mirrored) and the failed one are not "applied".
@@ -218,14 +207,14 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
             h.wait_until(lambda: c.scalar("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
                                           (worker,)) == "Lock",
                          timeout=20, what="the worker to wait on the locked table")
-            st = status_row(c)
+            st = h.status_row(c)
             assert st["pending"] == 4 and st["oldest_pending_age"] is not None
             assert st["applied_last_minute"] == 8
         finally:
             blocker.rollback()
             blocker.close()
-        wait_drained(c)
-        st = status_row(c)
+        h.wait_drained(c)
+        st = h.status_row(c)
         assert (st["pending"], st["failed"], st["applied_last_minute"], st["applied_last_hour"],
                 st["other_api_version_last_hour"]) == (0, 1, 12, 12, 3)
 
@@ -233,11 +222,11 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
         older_ids = [json.loads(p)["id"] for p in older]
         c.query("UPDATE stripe_sync.events SET processed_at = now() - interval '30 minutes' WHERE id = ANY(%s)",
                 (older_ids,))
-        st = status_row(c)
+        st = h.status_row(c)
         assert (st["applied_last_minute"], st["applied_last_hour"], st["other_api_version_last_hour"]) == (9, 12, 3)
         c.query("UPDATE stripe_sync.events SET processed_at = now() - interval '2 hours'"
                 " WHERE id = ANY(%s) OR status = 'failed'", (older_ids,))
-        st = status_row(c)
+        st = h.status_row(c)
         assert (st["applied_last_hour"], st["other_api_version_last_hour"], st["failed"]) == (9, 0, 1)
 
         # Retention: purge_events removes those processed ones, keeps the failed one.
@@ -246,7 +235,7 @@ def test_status_view_reports_queue_failures_throughput_versions_and_worker():
         remaining = dict(c.query("SELECT status, count(*) FROM stripe_sync.events GROUP BY 1"))
         assert c.scalar("SELECT count(*) FROM stripe_sync.events WHERE id = ANY(%s)", (older_ids,)) == 0
         assert remaining.get("failed") == 1
-        assert status_row(c)["failed"] == 1
+        assert h.status_row(c)["failed"] == 1
 
 
 # --------------------------------------------------------------------------
@@ -278,7 +267,7 @@ def test_poison_event_fails_then_retry_and_replay_go_through_the_worker():
         assert c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'processed'") == 5
         assert dict(c.query("SELECT id, email FROM stripe_sync.customers")) == \
             {cid: f"ok{i}@example.com" for i, cid in enumerate(good_ids)}
-        assert status_row(c)["failed"] == 1
+        assert h.status_row(c)["failed"] == 1
 
         # Fix the stored event, put it back: the worker (not us) applies it.
         c.query("UPDATE stripe_sync.events SET data = jsonb_set(data, '{data,object,balance}', '250')"
@@ -290,7 +279,7 @@ def test_poison_event_fails_then_retry_and_replay_go_through_the_worker():
             == [("poison@example.com", 250)]
         assert c.query("SELECT attempts, last_error FROM stripe_sync.events WHERE id = %s", (poison_id,)) \
             == [(1, None)]
-        assert status_row(c)["failed"] == 0
+        assert h.status_row(c)["failed"] == 0
         assert c.scalar("SELECT stripe_sync.retry_failed()") == 0
 
         # replay_event: a row changed behind our back is rewritten from its event by the worker.

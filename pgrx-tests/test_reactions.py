@@ -102,8 +102,8 @@ def coupon_obj(percent_off: Optional[float] = None, amount_off: Optional[int] = 
 def subscription_obj(customer: str, status: str, currency: str, items: list[tuple[dict, int]],
                      discount_coupon: Optional[dict] = None, discount_end: Optional[int] = None,
                      sub_id: Optional[str] = None, created: Optional[int] = None) -> dict:
-    """A subscription (2024-06-20 shape) whose items embed their prices; with a coupon,
-    both ``discount`` (coupon embedded) and ``discounts`` (expanded) say so."""
+    """A subscription (2024-06-20 shape, as a webhook carries it) whose items embed their
+    prices; with a coupon, ``discount`` embeds it and ``discounts`` lists the discount's id."""
     sid = sub_id or h.new_id("sub_", 24)
     now = int(created or time.time())
     cps, cpe = now - 3600, now + 30 * 86400
@@ -131,7 +131,7 @@ def subscription_obj(customer: str, status: str, currency: str, items: list[tupl
                 "coupon": discount_coupon, "customer": customer, "end": discount_end, "invoice": None,
                 "invoice_item": None, "promotion_code": None, "start": now - 86400 * 60, "subscription": sid}
         sub["discount"] = disc
-        sub["discounts"] = [disc]
+        sub["discounts"] = [disc["id"]]
     return sub
 
 
@@ -197,17 +197,6 @@ def wait_status(cluster: h.Cluster, ids: list[str], status: str = "processed", t
     h.wait_until(lambda: (s := event_statuses(cluster, ids)) and len(s) == len(ids)
                  and all(v == status for v in s.values()),
                  timeout=timeout, what=f"{len(ids)} event(s) to be {status}")
-
-
-def wait_drained(cluster: h.Cluster, timeout: float = 60) -> None:
-    h.wait_until(lambda: cluster.scalar("SELECT pending FROM stripe_sync.status") == 0,
-                 timeout=timeout, what="status.pending to reach 0")
-
-
-def status_row(cluster: h.Cluster) -> dict:
-    with cluster.connect() as conn:
-        cur = conn.execute("SELECT * FROM stripe_sync.status")
-        return dict(zip([d.name for d in cur.description], cur.fetchone()))
 
 
 def dict_rows(cluster: h.Cluster, sql: str, params: Any = None) -> list[dict]:
@@ -427,7 +416,7 @@ def test_always_failing_handler_ends_failed_and_blocks_neither_apply_nor_other_h
         assert f"always_fails refuses {f['event_id']}" in f["last_error"]
     # Every good run recorded exactly once, each seeing its own customer.
     assert hc.scalar("SELECT count(*) FROM public.seen WHERE tag = 'rec_good' AND event_id = ANY(%s)", (ids,)) == 50
-    st = status_row(hc)
+    st = h.status_row(hc)
     assert st["handler_runs_failed"] == hc.scalar("SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'failed'")
     assert st["handler_runs_failed"] >= 50
     assert st["handler_runs_pending"] == hc.scalar(
@@ -537,7 +526,7 @@ def test_no_alert_is_queued_without_a_slack_url(hc):
     wait_status(hc, [ev])
     h.holds_for(lambda: hc.scalar("SELECT count(*) FROM stripe_sync.alerts") == 0, 1.0,
                 what="no alert without stripe_sync.slack_webhook_url")
-    st = status_row(hc)
+    st = h.status_row(hc)
     assert (st["alerts_pending"], st["alerts_failed"]) == (0, 0)
 
 
@@ -718,7 +707,7 @@ def test_outage_delays_an_alert_and_never_loses_it(slack):
         assert row["last_error"] and stub.secret_part not in row["last_error"], row["last_error"]
         assert "500" in row["last_error"], row["last_error"]
         assert len(stub.mentioning(inv["id"], mark, ok=False)) >= SLACK_MAX_ATTEMPTS + 1
-        assert status_row(c)["alerts_pending"] >= 1
+        assert h.status_row(c)["alerts_pending"] >= 1
     finally:
         stub.recover()
     req = delivered_once(stub, inv["id"], mark)
@@ -775,7 +764,7 @@ def test_client_error_fails_the_alert_after_max_attempts(slack):
         assert stub.secret_part not in row["last_error"]
         h.holds_for(lambda: len(stub.mentioning(inv["id"], mark)) == SLACK_MAX_ATTEMPTS, 1.5,
                     what="no request after the alert failed")
-        assert status_row(c)["alerts_failed"] == c.scalar("SELECT count(*) FROM stripe_sync.alerts"
+        assert h.status_row(c)["alerts_failed"] == c.scalar("SELECT count(*) FROM stripe_sync.alerts"
                                                           " WHERE status = 'failed'") >= 1
     finally:
         stub.recover()
@@ -903,6 +892,7 @@ def close(a: Any, b: Any, tol: float = 1e-6) -> bool:
 
 
 def rounded(x: Fraction, places: int = 2) -> Decimal:
+    """x rounded half up to ``places`` decimals (amount_decimal of a two-decimal currency: x = cents / 100)."""
     return (Decimal(x.numerator) / Decimal(x.denominator)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
 
 
@@ -939,7 +929,7 @@ def vc(secret, stream) -> Iterator[h.Cluster]:
         h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
         with c.connect() as conn:
             assert h.ingest_all(conn, stream.deliveries) == ["queued"] * STREAM_EVENTS
-        wait_drained(c, timeout=120)
+        h.wait_drained(c, timeout=120)
         assert dict(c.query("SELECT status, count(*) FROM stripe_sync.events GROUP BY 1")) == \
             {"processed": STREAM_EVENTS}
         yield c
@@ -968,7 +958,7 @@ def test_mrr_view_matches_an_independent_computation(vc, stream):
     for product, e in expected.items():
         r = got[product]
         assert close(r["mrr"], e["mrr"]), (product, r["mrr"], float(e["mrr"]))
-        assert r["mrr_decimal"] == rounded(e["mrr"]), (product, r["mrr_decimal"], e["mrr"])
+        assert r["mrr_decimal"] == rounded(e["mrr"] / 100), (product, r["mrr_decimal"], e["mrr"])
         assert (r["subscriptions"], r["customers"]) == (len(e["subs"]), len(e["custs"])), (product, r)
         want_name = stream.products[product]["name"] if product else None
         assert r["product_name"] == want_name, (product, r["product_name"])
@@ -1175,18 +1165,24 @@ def test_mrr_normalises_intervals_quantities_discounts_and_statuses(vc):
                         "F": Fraction(200 * 52, 12), "G": Fraction(100 * 365, 12), "H": 0, "I": 1000, "K": 0}
     by_product: dict[str, Fraction] = defaultdict(Fraction)
     for k, s in subs.items():
-        by_product[s["items"]["data"][0]["price"]["product"]] += expected[k]
+        items = s["items"]["data"]
+        if len(items) == 1:  # the discounted ones: the whole subscription is this product
+            by_product[items[0]["price"]["product"]] += expected[k]
+        else:
+            assert s.get("discount") is None
+            for it in items:
+                by_product[it["price"]["product"]] += item_mrr(it) if s["status"] in COUNTED else 0
     total = sum(expected.values(), Fraction(0))
 
     rows = dict_rows(vc, "SELECT * FROM stripe_sync.mrr WHERE currency = %s", (cur,))
     got = {r["product"]: r for r in rows}
     assert None in got, rows
     assert close(got[None]["mrr"], total), (got[None]["mrr"], float(total))
-    assert got[None]["mrr_decimal"] == rounded(total)
+    assert got[None]["mrr_decimal"] == rounded(total / 100)
     for pid, m in by_product.items():
         if m:
             assert pid in got and close(got[pid]["mrr"], m), (products_name(products, pid), got.get(pid), float(m))
-            assert got[pid]["mrr_decimal"] == rounded(m)
+            assert got[pid]["mrr_decimal"] == rounded(m / 100)
             assert got[pid]["product_name"] == products_name(products, pid)
         else:
             assert pid not in got or close(got[pid]["mrr"], 0), (products_name(products, pid), got[pid])

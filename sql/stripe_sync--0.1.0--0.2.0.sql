@@ -189,7 +189,8 @@ RETURN (SELECT CASE WHEN undiscounted IS NULL OR undiscounted <= 0 THEN 1
                                                FILTER (WHERE c->>'amount_off' IS NOT NULL), 0) / undiscounted,
                                   0)
                END
-          FROM (SELECT coalesce(d->'coupon', d->'source'->'coupon') AS c, d
+          -- The same discount may stand in both fields: count it once.
+          FROM (SELECT DISTINCT ON (coalesce(d->>'id', d::text)) coalesce(d->'coupon', d->'source'->'coupon') AS c, d
                   FROM jsonb_array_elements(
                          CASE WHEN jsonb_typeof(subscription->'discount') = 'object' THEN jsonb_build_array(subscription->'discount') ELSE '[]' END
                          || CASE WHEN jsonb_typeof(subscription->'discounts') = 'array' THEN subscription->'discounts' ELSE '[]' END) AS d
@@ -315,7 +316,7 @@ SELECT c.id AS customer, c._account_id, c.email, c.name,
        inv.next_payment_attempt,
        inv.amount_remaining AS open_amount,
        coalesce(f.message, pi.message) AS last_failure_message,
-       CASE WHEN f.message IS NOT NULL THEN f.at ELSE pi.at END AS last_failure_at,
+       coalesce(f.at, pi.at) AS last_failure_at,
        c.delinquent
   FROM stripe_sync.customers c
   LEFT JOIN LATERAL (

@@ -903,6 +903,13 @@ mod tests {
         let ended =
             serde_json::json!({"discount": {"coupon": {"percent_off": 50}, "end": 1_700_000_000}});
         assert_eq!(mrr(sub("month", 1, ended)), "2400.000000", "an ended discount counts no more");
+        let twice = serde_json::json!({"discount": {"id": "di_1", "coupon": {"percent_off": 25}},
+                                       "discounts": [{"id": "di_1", "coupon": {"percent_off": 25}}]});
+        assert_eq!(
+            mrr(sub("month", 1, twice)),
+            "1800.000000",
+            "one discount in both fields counts once"
+        );
         let huge = serde_json::json!({"discount": {"coupon": {"amount_off": 999_999}}});
         assert_eq!(mrr(sub("month", 1, huge)), "0.000000");
         let mut trialing = sub("month", 1, none);

@@ -1,0 +1,280 @@
+"""ALTER EXTENSION stripe_sync UPDATE from 0.1.0: the rows stay, the worker goes on
+applying, and the upgraded catalog is exactly what a fresh CREATE EXTENSION makes.
+
+One cluster: database ``postgres`` (the worker's, stripe_sync.database) gets 0.1.0
+and is upgraded; database ``fresh`` gets the current version directly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+
+import psycopg
+import pytest
+
+import harness as h
+
+OLD, NEW = "0.1.0", "0.2.0"
+
+# Everything in schema stripe_sync and everything the extension owns, as sorted
+# text, free of OIDs and of anything that depends on the rows.
+CATALOG_SQL = r"""
+WITH ext AS (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'stripe_sync'),
+     ns  AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'stripe_sync'),
+     rel AS (SELECT c.* FROM pg_catalog.pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)),
+     fn  AS (SELECT p.* FROM pg_catalog.pg_proc p WHERE p.pronamespace = (SELECT oid FROM ns))
+-- the extension and its schema
+SELECT format('extension %s version=%s schema=%s relocatable=%s owner=%s',
+              e.extname, e.extversion, e.extnamespace::regnamespace, e.extrelocatable,
+              pg_catalog.pg_get_userbyid(e.extowner))
+  FROM pg_catalog.pg_extension e WHERE e.oid = (SELECT oid FROM ext)
+UNION ALL
+SELECT format('schema %s owner=%s', n.nspname, pg_catalog.pg_get_userbyid(n.nspowner))
+  FROM pg_catalog.pg_namespace n WHERE n.oid = (SELECT oid FROM ns)
+UNION ALL
+SELECT format('extconfig %s condition=%L', u.cfg::regclass, u.cond)
+  FROM pg_catalog.pg_extension e, unnest(e.extconfig, e.extcondition) AS u(cfg, cond)
+ WHERE e.oid = (SELECT oid FROM ext)
+UNION ALL
+SELECT 'member ' || pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_catalog.pg_depend d
+ WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = (SELECT oid FROM ext)
+   AND d.deptype = 'e'
+UNION ALL
+-- relations (indexes below)
+SELECT format('relation %s kind=%s persistence=%s owner=%s options=%s rls=%s force_rls=%s',
+              c.oid::regclass, c.relkind, c.relpersistence, pg_catalog.pg_get_userbyid(c.relowner),
+              c.reloptions, c.relrowsecurity, c.relforcerowsecurity)
+  FROM rel c WHERE c.relkind <> 'i'
+UNION ALL
+SELECT format('column %s.%I type=%s notnull=%s default=%s identity=%L generated=%L collation=%s compression=%L',
+              c.oid::regclass, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+              pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, a.attgenerated,
+              CASE WHEN a.attcollation <> 0 THEN a.attcollation::regcollation::text END, a.attcompression)
+  FROM rel c
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+UNION ALL
+SELECT format('constraint %s on %s: %s deferrable=%s deferred=%s validated=%s', co.conname,
+              CASE WHEN co.conrelid <> 0 THEN co.conrelid::regclass::text ELSE co.contypid::regtype::text END,
+              pg_catalog.pg_get_constraintdef(co.oid), co.condeferrable, co.condeferred, co.convalidated)
+  FROM pg_catalog.pg_constraint co WHERE co.connamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'index ' || pg_catalog.pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i JOIN rel c ON c.oid = i.indrelid
+UNION ALL
+SELECT format('view %s: %s', c.oid::regclass, pg_catalog.pg_get_viewdef(c.oid, true))
+  FROM rel c WHERE c.relkind IN ('v', 'm')
+UNION ALL
+SELECT format('function %s(%s) args=(%s) returns %s kind=%s lang=%s volatility=%s strict=%s secdef=%s'
+              ' leakproof=%s parallel=%s cost=%s rows=%s config=%s owner=%s src=%L bin=%L',
+              p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+              pg_catalog.pg_get_function_arguments(p.oid), pg_catalog.pg_get_function_result(p.oid),
+              p.prokind, l.lanname, p.provolatile, p.proisstrict, p.prosecdef, p.proleakproof, p.proparallel,
+              p.procost, p.prorows, p.proconfig, pg_catalog.pg_get_userbyid(p.proowner), p.prosrc, p.probin)
+  FROM fn p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+UNION ALL
+SELECT format('definition %s(%s): %s', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+              pg_catalog.pg_get_functiondef(p.oid))
+  FROM fn p WHERE p.prokind <> 'a'
+UNION ALL
+SELECT format('trigger %s on %s enabled=%s: %s', t.tgname, t.tgrelid::regclass, t.tgenabled,
+              pg_catalog.pg_get_triggerdef(t.oid))
+  FROM pg_catalog.pg_trigger t JOIN rel c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal
+UNION ALL
+SELECT format('sequence %s type=%s start=%s increment=%s min=%s max=%s cache=%s cycle=%s owned_by=%s',
+              s.seqrelid::regclass, s.seqtypid::regtype, s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+              s.seqcache, s.seqcycle,
+              (SELECT format('%s.%I', d.refobjid::regclass, a.attname)
+                 FROM pg_catalog.pg_depend d
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.seqrelid
+                  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
+                LIMIT 1))
+  FROM pg_catalog.pg_sequence s JOIN rel c ON c.oid = s.seqrelid
+UNION ALL
+SELECT format('type %s typtype=%s base=%s notnull=%s default=%L owner=%s', t.oid::regtype, t.typtype,
+              CASE WHEN t.typtype = 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END,
+              t.typnotnull, t.typdefault, pg_catalog.pg_get_userbyid(t.typowner))
+  FROM pg_catalog.pg_type t
+ WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typtype IN ('d', 'e', 'r', 'm', 'b', 'p')
+UNION ALL
+SELECT format('enum %s label %s at %s', x.enumtypid::regtype, x.enumlabel,
+              row_number() OVER (PARTITION BY x.enumtypid ORDER BY x.enumsortorder))
+  FROM pg_catalog.pg_enum x JOIN pg_catalog.pg_type t ON t.oid = x.enumtypid
+ WHERE t.typnamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT format('policy %s on %s cmd=%s permissive=%s roles=%s using=%s check=%s', po.polname,
+              po.polrelid::regclass, po.polcmd, po.polpermissive,
+              ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE r::regrole::text END
+                      FROM unnest(po.polroles) r ORDER BY 1),
+              pg_catalog.pg_get_expr(po.polqual, po.polrelid), pg_catalog.pg_get_expr(po.polwithcheck, po.polrelid))
+  FROM pg_catalog.pg_policy po JOIN rel c ON c.oid = po.polrelid
+UNION ALL
+SELECT format('rule %s on %s: %s', r.rulename, r.ev_class::regclass, pg_catalog.pg_get_ruledef(r.oid))
+  FROM pg_catalog.pg_rewrite r JOIN rel c ON c.oid = r.ev_class WHERE r.rulename <> '_RETURN'
+UNION ALL
+-- comments: the extension, the schema, relations and their columns, functions, types,
+-- constraints, triggers, policies
+SELECT format('comment on %s: %s', pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description)
+  FROM pg_catalog.pg_description d
+ WHERE (d.classoid = 'pg_catalog.pg_extension'::regclass AND d.objoid = (SELECT oid FROM ext))
+    OR (d.classoid = 'pg_catalog.pg_namespace'::regclass AND d.objoid = (SELECT oid FROM ns))
+    OR (d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid IN (SELECT oid FROM rel))
+    OR (d.classoid = 'pg_catalog.pg_proc'::regclass AND d.objoid IN (SELECT oid FROM fn))
+    OR (d.classoid = 'pg_catalog.pg_type'::regclass
+        AND d.objoid IN (SELECT oid FROM pg_catalog.pg_type WHERE typnamespace = (SELECT oid FROM ns)))
+    OR (d.classoid = 'pg_catalog.pg_constraint'::regclass
+        AND d.objoid IN (SELECT oid FROM pg_catalog.pg_constraint WHERE connamespace = (SELECT oid FROM ns)))
+    OR (d.classoid = 'pg_catalog.pg_trigger'::regclass
+        AND d.objoid IN (SELECT t.oid FROM pg_catalog.pg_trigger t JOIN rel c ON c.oid = t.tgrelid))
+    OR (d.classoid = 'pg_catalog.pg_policy'::regclass
+        AND d.objoid IN (SELECT po.oid FROM pg_catalog.pg_policy po JOIN rel c ON c.oid = po.polrelid))
+UNION ALL
+-- privileges, defaults made explicit so that NULL and the default ACL compare equal
+SELECT format('acl %s %s: %s to %s grantable=%s by %s',
+              CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'relation' END, c.oid::regclass, a.privilege_type,
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, a.is_grantable,
+              a.grantor::regrole)
+  FROM rel c,
+       aclexplode(coalesce(c.relacl,
+                           acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))) a
+ WHERE c.relkind <> 'i'
+UNION ALL
+SELECT format('acl column %s.%I: %s to %s grantable=%s by %s', c.oid::regclass, at.attname, a.privilege_type,
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, a.is_grantable,
+              a.grantor::regrole)
+  FROM rel c JOIN pg_catalog.pg_attribute at ON at.attrelid = c.oid AND at.attacl IS NOT NULL,
+       aclexplode(at.attacl) a
+UNION ALL
+SELECT format('acl function %s(%s): %s to %s grantable=%s by %s', p.proname,
+              pg_catalog.pg_get_function_identity_arguments(p.oid), a.privilege_type,
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, a.is_grantable,
+              a.grantor::regrole)
+  FROM fn p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+UNION ALL
+SELECT format('acl schema %s: %s to %s grantable=%s by %s', n.nspname, a.privilege_type,
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, a.is_grantable,
+              a.grantor::regrole)
+  FROM pg_catalog.pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+ WHERE n.oid = (SELECT oid FROM ns)
+UNION ALL
+SELECT format('acl type %s: %s to %s grantable=%s by %s', t.oid::regtype, a.privilege_type,
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, a.is_grantable,
+              a.grantor::regrole)
+  FROM pg_catalog.pg_type t, aclexplode(coalesce(t.typacl, acldefault('T', t.typowner))) a
+ WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typtype IN ('d', 'e', 'r', 'm')
+"""
+
+
+def catalog(cluster: h.Cluster, dbname: str) -> list[str]:
+    with cluster.connect(dbname=dbname) as conn:
+        conn.execute("SET search_path = pg_catalog, public")  # the same qualification in both
+        rows = [r[0] for r in conn.execute(CATALOG_SQL).fetchall()]
+    assert all(r is not None for r in rows), "a descriptor came out NULL"
+    return sorted(rows)
+
+
+def catalog_diff(left: list[str], right: list[str], labels: tuple[str, str]) -> str:
+    a = [line for item in left for line in item.splitlines()]
+    b = [line for item in right for line in item.splitlines()]
+    return "\n".join(difflib.unified_diff(a, b, labels[0], labels[1], lineterm="", n=2))
+
+
+def customer(i: int, created: int) -> str:
+    return h.customer_event("customer.created", customer_id=h.new_id("cus_"), email=f"up{i}@example.com",
+                            name=f"Up {i}", created=created)
+
+
+def processed(cluster: h.Cluster, ids: list[str]) -> bool:
+    return cluster.scalar("SELECT count(*) FROM stripe_sync.events WHERE id = ANY(%s) AND status = 'processed'",
+                          (ids,)) == len(ids)
+
+
+def test_update_from_0_1_0_keeps_rows_works_and_matches_a_fresh_install():
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, create_extension=False, max_attempts=3, retry_base_delay=100) as c:
+        versions = {r[0] for r in c.query(
+            "SELECT version FROM pg_available_extension_versions WHERE name = 'stripe_sync'")}
+        assert {OLD, NEW} <= versions, f"installed versions: {versions} (make install puts sql/archive there)"
+        assert c.scalar("SELECT default_version FROM pg_available_extensions WHERE name = 'stripe_sync'") == NEW
+        assert c.scalar("SELECT path FROM pg_extension_update_paths('stripe_sync')"
+                        " WHERE source = %s AND target = %s", (OLD, NEW)) == f"{OLD}--{NEW}"
+
+        # -- 0.1.0 in the worker's database ----------------------------------------
+        c.query(f"CREATE EXTENSION stripe_sync VERSION '{OLD}'")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == OLD
+        assert c.scalar("SELECT to_regclass('stripe_sync.handlers')") is None
+        h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+
+        t = int(time.time()) - 600
+        old_payloads = [customer(i, t + i) for i in range(20)]
+        old_ids = [h.event_id_of(p) for p in old_payloads]
+        with c.connect() as conn:  # ingest works against the 0.1.0 SQL
+            for p in old_payloads:
+                assert h.ingest(conn, p, secret) == "queued"
+        # The worker does not apply on an older SQL version than its library.
+        h.holds_for(lambda: c.scalar("SELECT count(*) FROM stripe_sync.events WHERE id = ANY(%s)"
+                                     " AND status = 'pending'", (old_ids,)) == 20, 2.0,
+                    what="the worker to leave events alone under 0.1.0")
+        # process_pending in a session, under 0.1.0: either it applies (the old SQL's
+        # functions still work) or it refuses cleanly; both leave the data consistent.
+        with c.connect() as conn:
+            try:
+                n = conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0]
+                refused = None
+            except psycopg.Error as err:
+                n, refused = None, err
+        if refused is None:
+            assert n == 20
+            assert processed(c, old_ids)
+            assert c.scalar("SELECT count(*) FROM stripe_sync.customers") == 20
+        else:
+            assert refused.sqlstate and not refused.sqlstate.startswith("XX"), \
+                f"process_pending under 0.1.0 failed internally: {refused.sqlstate} {refused}"
+            assert c.scalar("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'") == 20
+        events_before = c.query("SELECT id, type, data, status FROM stripe_sync.events ORDER BY id")
+        customers_before = c.query("SELECT id, email, name, data FROM stripe_sync.customers ORDER BY id")
+
+        # -- update --------------------------------------------------------------------
+        c.query("ALTER EXTENSION stripe_sync UPDATE")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
+        assert c.query("SELECT id, type, data FROM stripe_sync.events ORDER BY id") == \
+            [r[:3] for r in events_before]
+        if refused is None:
+            assert c.query("SELECT id, email, name, data FROM stripe_sync.customers ORDER BY id") == customers_before
+
+        # The worker applies what waited and what comes next, and runs handlers.
+        c.query("CREATE TABLE public.upgrade_seen (event_id text)")
+        c.query("CREATE FUNCTION public.upgrade_handler(event jsonb) RETURNS void LANGUAGE sql"
+                " AS $$ INSERT INTO public.upgrade_seen VALUES (event ->> 'id') $$")
+        c.query("SELECT stripe_sync.on_event('customer.created', 'public.upgrade_handler(jsonb)'::regprocedure)")
+        new_payloads = [customer(100 + i, int(time.time()) - 60 + i) for i in range(5)]
+        new_ids = [h.event_id_of(p) for p in new_payloads]
+        with c.connect() as conn:
+            for p in new_payloads:
+                assert h.ingest(conn, p, secret) == "queued"
+        h.wait_until(lambda: processed(c, old_ids + new_ids), timeout=60,
+                     what="the worker to apply every event after the update")
+        assert c.scalar("SELECT count(*) FROM stripe_sync.customers") == 25
+        h.wait_until(lambda: set(new_ids) <= {r[0] for r in c.query("SELECT event_id FROM public.upgrade_seen")},
+                     timeout=30, what="the handler registered after the update to run")
+        h.wait_until(lambda: c.query("SELECT handler_runs_pending, handler_runs_failed, alerts_pending,"
+                                     " alerts_failed FROM stripe_sync.status") == [(0, 0, 0, 0)],
+                     timeout=30, what="the new status columns to show nothing pending or failed")
+        c.query("SELECT stripe_sync.remove_handler(NULL, 'public.upgrade_handler(jsonb)'::regprocedure)")
+
+        # -- a fresh install in another database, and the catalogs compared ---------
+        c.query("CREATE DATABASE fresh")
+        c.query("CREATE EXTENSION stripe_sync", dbname="fresh")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'", dbname="fresh") == NEW
+        upgraded, fresh = catalog(c, "postgres"), catalog(c, "fresh")
+        assert len(fresh) > 300, f"the catalog query found too little: {len(fresh)} items"
+        kinds = {item.split(" ", 1)[0] for item in fresh}
+        assert {"relation", "column", "constraint", "index", "view", "function", "comment", "acl", "member",
+                "extconfig", "sequence"} <= kinds, kinds
+        assert upgraded == fresh, ("the upgraded catalog differs from a fresh install:\n"
+                                   + catalog_diff(upgraded, fresh, ("upgraded 0.1.0 -> 0.2.0", "fresh 0.2.0")))

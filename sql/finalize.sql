@@ -29,8 +29,6 @@ COMMENT ON FUNCTION stripe_sync.retry_failed() IS
   'Puts every failed event back in the queue, due now, with a fresh attempt budget. Returns how many.';
 COMMENT ON FUNCTION stripe_sync.replay_event(text) IS
   'Applies one event again, whatever its status (error P0002 if the id is unknown). An old event changes nothing newer: the ordering rule still holds.';
-COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
-  'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention); never pending or failed ones. Returns how many. The worker runs it hourly.';
 
 REVOKE ALL ON FUNCTION stripe_sync.sync_object(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync.backfill(text, timestamptz, text) FROM PUBLIC;

@@ -389,6 +389,9 @@ SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pen
 COMMENT ON VIEW stripe_sync.status IS
   'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), catch_up_gap (the last catch_up started from an event older than Stripe''s 30-day window, so events may be lost: run backfill), and handler runs and Slack alerts waiting or failed.';
 
+COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
+  'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention), with their finished handler runs, and Slack alerts done with (sent, folded, failed) queued before then; never pending or failed events, nor events whose handlers still have to run. Returns how many events. The worker runs it hourly.';
+
 SELECT pg_catalog.pg_extension_config_dump('stripe_sync.handlers', '');
 SELECT pg_catalog.pg_extension_config_dump('stripe_sync.handlers_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('stripe_sync.handler_runs', '');

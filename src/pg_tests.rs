@@ -637,6 +637,39 @@ mod tests {
     }
 
     #[pg_test]
+    fn purge_keeps_events_whose_handlers_still_have_to_run_and_drops_old_alerts() {
+        handler_setup();
+        Spi::run("SET stripe_sync.retry_base_delay = '1h'").unwrap();
+        Spi::run("SELECT stripe_sync.on_event('customer.updated', 'public.flaky(jsonb)')").unwrap();
+        ingest_signed(&customer_event("evt_pk1", "customer.created", now() - 9, "cus_pk", "a@b.c"));
+        ingest_signed(&customer_event("evt_pk2", "customer.updated", now() - 8, "cus_pk", "a@b.c"));
+        process(); // evt_pk2's handler fails once and waits an hour
+        Spi::run(
+            "UPDATE stripe_sync.events SET processed_at = now() - interval '40 days';
+             INSERT INTO stripe_sync.alerts (event_id, kind, status, created_at) VALUES
+                 ('evt_pk1', 'event', 'sent', now() - interval '40 days'),
+                 ('evt_pk2', 'event', 'pending', now() - interval '40 days'),
+                 ('evt_pk3', 'event', 'failed', now() - interval '1 day')",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT stripe_sync.purge_events()").unwrap(), Some(1));
+        assert_eq!(
+            text("SELECT string_agg(id, ',') FROM stripe_sync.events").as_deref(),
+            Some("evt_pk2")
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'pending'"),
+            1
+        );
+        assert_eq!(
+            text("SELECT string_agg(event_id, ',' ORDER BY event_id) FROM stripe_sync.alerts")
+                .as_deref(),
+            Some("evt_pk2,evt_pk3"),
+            "pending and recent alerts stay"
+        );
+    }
+
+    #[pg_test]
     fn amount_decimal_honours_currency_exponents() {
         let v = text(
             "SELECT concat_ws('|', stripe_sync.amount_decimal(1999, 'usd'), stripe_sync.amount_decimal(500, 'JPY'),

@@ -83,8 +83,19 @@ BEGIN
         RAISE EXCEPTION 'handler % must be a function taking one jsonb argument (the event) and returning one value or void', handler
               USING ERRCODE = 'invalid_function_definition';
     END IF;
+    run_as := coalesce(run_as, current_user::regrole);
+    -- Registering a handler must not lend anyone a role they do not have.
+    IF NOT pg_has_role(current_user, run_as, 'MEMBER') THEN
+        RAISE EXCEPTION 'role % may not register a handler that runs as %', current_user, run_as
+              USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT has_function_privilege(run_as, handler, 'EXECUTE') THEN
+        RAISE EXCEPTION 'role % may not execute handler %', run_as, handler
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s;', handler, run_as);
+    END IF;
     INSERT INTO stripe_sync.handlers AS h (event_type, handler, run_as, registered_by)
-    VALUES (event_type, handler, coalesce(run_as, current_user::regrole), current_user::regrole)
+    VALUES (event_type, handler, run_as, current_user::regrole)
     ON CONFLICT (event_type, handler) DO UPDATE SET run_as = EXCLUDED.run_as
     RETURNING h.id INTO id;
     RETURN id;

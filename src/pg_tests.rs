@@ -853,6 +853,14 @@ mod tests {
                  AS $$ BEGIN RESET ROLE; SET ROLE postgres; END $$;",
         )
         .unwrap();
+        Spi::run("REVOKE EXECUTE ON FUNCTION public.whoami(jsonb) FROM PUBLIC").unwrap();
+        let f = error_of(
+            "SELECT stripe_sync.on_event('customer.created', 'public.whoami(jsonb)', 'stripe_sync_test_app')",
+            vec![],
+        );
+        assert_eq!(f.sqlstate, "42501", "the role may not execute it: {}", f.message);
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.handlers"), 0);
+        Spi::run("GRANT EXECUTE ON FUNCTION public.whoami(jsonb) TO stripe_sync_test_app").unwrap();
         Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.whoami(jsonb)', 'stripe_sync_test_app')").unwrap();
         Spi::run("SELECT stripe_sync.on_event('customer.created', 'public.escalate(jsonb)', 'stripe_sync_test_app')").unwrap();
         ingest_signed(&customer_event(

@@ -35,7 +35,7 @@ fn list_page(
     account: Option<&str>,
 ) -> Result<Page, ApiError> {
     let body = get(path, query, account)?;
-    pagination::parse_page(&body.to_string()).map_err(ApiError::network)
+    pagination::page_of(body).map_err(ApiError::network)
 }
 
 /// Completes every embedded child list that stopped at `has_more`, so the
@@ -335,11 +335,15 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
     let Some(spec) = stripe_sync_core::mapping::spec_for(resource.object) else { return Ok(()) };
     let account = run.account.as_deref();
     let missing: Vec<String> = BackgroundWorker::transaction(|| {
+        // A set difference, not NOT EXISTS: both sides were just filled, so their
+        // statistics are missing, and an anti-join planned on that can go
+        // quadratic; EXCEPT is hashed or sorted whatever the estimates.
         let sql = format!(
             "SELECT t.id FROM stripe_sync.{} t
               WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM $2
-                AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_seen s
-                                 WHERE s.account = coalesce($2, '') AND s.object = $1 AND s.id = t.id)",
+             EXCEPT
+             SELECT s.id FROM stripe_sync.sync_seen s
+              WHERE s.account = coalesce($2, '') AND s.object = $1",
             spec.table
         );
         Spi::connect(|c| {

@@ -147,16 +147,30 @@ fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> At
     )
 }
 
-/// An HTTP agent with the configured connect and read timeouts.
+/// An HTTP agent with the configured connect and read timeouts. One per
+/// process while the timeouts stay the same, so its connections are kept
+/// alive and reused from request to request (a backfill's pages).
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(config::connect_timeout()))
-        .timeout_recv_response(Some(config::read_timeout()))
-        .timeout_recv_body(Some(config::read_timeout()))
-        .user_agent(concat!("stripe_sync/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+    thread_local! {
+        static AGENT: std::cell::RefCell<Option<((Duration, Duration), ureq::Agent)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let timeouts = (config::connect_timeout(), config::read_timeout());
+    AGENT.with_borrow_mut(|cached| match cached {
+        Some((t, agent)) if *t == timeouts => agent.clone(),
+        _ => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(timeouts.0))
+                .timeout_recv_response(Some(timeouts.1))
+                .timeout_recv_body(Some(timeouts.1))
+                .user_agent(concat!("stripe_sync/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into();
+            *cached = Some((timeouts, agent.clone()));
+            agent
+        }
+    })
 }
 
 /// Masks the key wherever an error message might echo it.

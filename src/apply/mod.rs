@@ -92,8 +92,7 @@ pub fn apply_objects(
         objects.iter().filter_map(|o| o.get("object").and_then(|t| t.as_str())).collect();
     types.sort_unstable();
     types.dedup();
-    let array = pgrx::JsonB(serde_json::Value::Array(objects.to_vec()));
-    let args: [DatumWithOid; 3] = [array.into(), fetched_at.into(), account.into()];
+    let args: [DatumWithOid; 3] = [jsonb(objects), fetched_at.into(), account.into()];
     let written = run(Source::Objects, &types, &args);
     if types.contains(&"subscription") {
         Spi::connect_mut(|client| {
@@ -101,6 +100,21 @@ pub fn apply_objects(
         });
     }
     written
+}
+
+/// `objects` as one jsonb array, serialized straight from the slice (a page
+/// of objects is not copied first, as `pgrx::JsonB` would need).
+fn jsonb(objects: &[serde_json::Value]) -> DatumWithOid<'static> {
+    let text = serde_json::to_string(objects).expect("objects serialize");
+    // serde_json escapes every control character, so the text has no NUL.
+    let text = std::ffi::CString::new(text).expect("JSON text without NUL");
+    unsafe {
+        let datum = pgrx::direct_function_call_as_datum(
+            pg_sys::jsonb_in,
+            &[Some(pg_sys::Datum::from(text.as_ptr()))],
+        );
+        DatumWithOid::new(datum.expect("jsonb_in returns a value"), pg_sys::JSONBOID)
+    }
 }
 
 /// The object types we mirror, as stored in `events.object_type`.

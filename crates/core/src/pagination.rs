@@ -45,8 +45,13 @@ impl Page {
 /// Reads `{"object": "list", "data": [...], "has_more": bool}`.
 pub fn parse_page(body: &str) -> Result<Page, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("list page is not JSON: {e}"))?;
-    let data = match v.get("data") {
-        Some(Value::Array(items)) => items.clone(),
+    page_of(v)
+}
+
+/// A list page already parsed, taken apart without copying its objects.
+pub fn page_of(mut v: Value) -> Result<Page, String> {
+    let data = match v.get_mut("data").map(Value::take) {
+        Some(Value::Array(items)) => items,
         _ => return Err("list page has no \"data\" array".into()),
     };
     let has_more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);

@@ -178,15 +178,16 @@ COMMENT ON FUNCTION stripe_sync._monthly_amount(numeric, text, integer) IS
 
 CREATE FUNCTION stripe_sync._item_mrr(item jsonb) RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (SELECT CASE WHEN coalesce(p->'recurring'->>'usage_type', p->>'usage_type') = 'metered' THEN 0
-                    ELSE coalesce(stripe_sync._monthly_amount(
-                             coalesce((p->>'unit_amount')::numeric, (p->>'unit_amount_decimal')::numeric,
-                                      (p->>'amount')::numeric)
-                               * coalesce((item->>'quantity')::numeric, 1),
-                             coalesce(p->'recurring'->>'interval', p->>'interval'),
-                             coalesce((p->'recurring'->>'interval_count')::integer, (p->>'interval_count')::integer, 1)), 0)
-               END
-          FROM (SELECT coalesce(item->'price', item->'plan') AS p) AS price);
+-- One expression, no subquery, so the planner inlines it where it is called.
+RETURN CASE WHEN coalesce(item#>>'{price,recurring,usage_type}', item#>>'{plan,usage_type}') = 'metered' THEN 0
+            ELSE coalesce(stripe_sync._monthly_amount(
+                     coalesce((item#>>'{price,unit_amount}')::numeric, (item#>>'{price,unit_amount_decimal}')::numeric,
+                              (item#>>'{plan,amount}')::numeric)
+                       * coalesce((item->>'quantity')::numeric, 1),
+                     coalesce(item#>>'{price,recurring,interval}', item#>>'{plan,interval}'),
+                     coalesce((item#>>'{price,recurring,interval_count}')::integer,
+                              (item#>>'{plan,interval_count}')::integer, 1)), 0)
+       END;
 COMMENT ON FUNCTION stripe_sync._item_mrr(jsonb) IS
   'Monthly amount of one subscription item before discounts: unit_amount (of its price, or legacy plan) times quantity, normalized to a month. Metered and tiered prices (no unit_amount) count 0.';
 
@@ -216,13 +217,31 @@ RETURN (SELECT CASE WHEN undiscounted IS NULL OR undiscounted <= 0 THEN 1
 COMMENT ON FUNCTION stripe_sync._discount_factor(jsonb, numeric, timestamptz) IS
   'What remains of a subscription''s monthly amount (undiscounted) after the discounts it carries (discount, or expanded discounts) that are in effect at at: percent_off coupons multiply, amount_off coupons subtract their monthly equivalent; never below 0.';
 
+CREATE FUNCTION stripe_sync._earns_mrr(subscription jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(subscription->>'status' IN ('active', 'past_due'), false);
+COMMENT ON FUNCTION stripe_sync._earns_mrr(jsonb) IS 'True for a subscription whose status counts toward MRR: active or past_due.';
+
+CREATE FUNCTION stripe_sync._has_discount(subscription jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN jsonb_typeof(subscription->'discount') = 'object'
+       OR coalesce(subscription->'discounts' @? '$[*] ? (@.type() == "object")', false);
+COMMENT ON FUNCTION stripe_sync._has_discount(jsonb) IS 'True when a subscription carries a discount object (discount, or expanded discounts).';
+
+CREATE FUNCTION stripe_sync._undiscounted_mrr(subscription jsonb) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (SELECT coalesce(sum(stripe_sync._item_mrr(i)), 0)
+          FROM jsonb_array_elements(coalesce(subscription#>'{items,data}', '[]')) AS i);
+COMMENT ON FUNCTION stripe_sync._undiscounted_mrr(jsonb) IS 'The monthly amount of a subscription''s embedded items, before discounts.';
+
 CREATE FUNCTION stripe_sync.subscription_mrr(subscription jsonb, at timestamptz DEFAULT now()) RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (SELECT CASE WHEN subscription->>'status' IN ('active', 'past_due')
-                    THEN total * stripe_sync._discount_factor(subscription, total, at)
-                    ELSE 0 END
-          FROM (SELECT coalesce(sum(stripe_sync._item_mrr(i)), 0) AS total
-                  FROM jsonb_array_elements(coalesce(subscription#>'{items,data}', '[]')) AS i) AS t);
+RETURN CASE WHEN NOT stripe_sync._earns_mrr(subscription) THEN 0
+            WHEN stripe_sync._has_discount(subscription)
+            THEN stripe_sync._undiscounted_mrr(subscription)
+                 * stripe_sync._discount_factor(subscription, stripe_sync._undiscounted_mrr(subscription), at)
+            ELSE stripe_sync._undiscounted_mrr(subscription)
+       END;
 COMMENT ON FUNCTION stripe_sync.subscription_mrr(jsonb, timestamptz) IS
   'Monthly recurring revenue of one subscription object, in the smallest currency unit (unrounded): 0 unless active or past_due, else its items normalized to a month, less the discounts in effect at at.';
 

@@ -170,24 +170,18 @@ pub fn backfill(
 ) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
     let start = BackgroundWorker::transaction(|| begin_cursor(run, resource.object, created_after));
-    let query = |after: Option<&str>| {
-        pagination::list_query(resource.list_params, after, start.created_gte)
-    };
-    let mut next =
-        Some(stripe::prefetch(resource.path, &query(start.starting_after.as_deref()), account));
+    let mut after = start.starting_after.clone();
     let mut total = 0i64;
-    while let Some(fetching) = next.take() {
+    loop {
         check_for_interrupts!();
+        let query =
+            pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
         let fetched_at = stripe::now();
-        let mut page = pagination::page_of(fetching.finish()?).map_err(ApiError::network)?;
+        let mut page = list_page(resource.path, &query, account)?;
         complete_children(&mut page.data, account)?;
         let n = page.data.len() as i64;
         let last = page.last_id().map(str::to_owned);
         let high = page.max_created();
-        // The next page is on its way while this one is applied.
-        if page.has_more && last.is_some() {
-            next = Some(stripe::prefetch(resource.path, &query(last.as_deref()), account));
-        }
         BackgroundWorker::transaction(|| {
             apply::apply_objects(&page.data, fetched_at, account);
             if start.full {
@@ -197,6 +191,10 @@ pub fn backfill(
             record_page(run.id, n);
         });
         total += n;
+        if !page.has_more || last.is_none() {
+            break;
+        }
+        after = last;
     }
     if start.full {
         reconcile(run, resource)?;

@@ -34,66 +34,26 @@ pub fn request(
     query: &[(String, String)],
     account: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let target = Target::new(path, query, account)?;
-    with_retries(&method, &target, None)
-}
-
-/// Where a request goes and with which credentials, read on the backend's thread.
-struct Target {
-    url: String,
-    key: String,
-    version: String,
-    account: Option<String>,
-}
-
-impl Target {
-    fn new(
-        path: &str,
-        query: &[(String, String)],
-        account: Option<&str>,
-    ) -> Result<Target, ApiError> {
-        let key = config::api_key();
-        if key.is_empty() {
-            return Err(ApiError::local(
-                "configuration",
-                "no Stripe API key is configured (set stripe_sync.api_key)",
-            ));
-        }
-        let mut url = format!("{}{path}", config::api_base());
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&form::to_query(query));
-        }
-        Ok(Target { url, key, version: config::api_version(), account: account.map(str::to_owned) })
+    let key = config::api_key();
+    if key.is_empty() {
+        return Err(ApiError::local(
+            "configuration",
+            "no Stripe API key is configured (set stripe_sync.api_key)",
+        ));
     }
-}
-
-/// The next turn in the shared request budget: how long to wait for it.
-fn reserve() -> Duration {
-    shmem::reserve_request(
-        stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
-        BURST,
-    )
-}
-
-/// The attempts of one request, the first one possibly made already (`first`,
-/// by a prefetch), retried as Stripe allows.
-fn with_retries(
-    method: &Method,
-    target: &Target,
-    first: Option<Attempt>,
-) -> Result<Value, ApiError> {
+    let mut url = format!("{}{path}", config::api_base());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&form::to_query(query));
+    }
     let retries = config::max_network_retries();
     let mut attempt = 0;
-    let mut first = first;
     loop {
-        let (result, retry_after) = match first.take() {
-            Some(done) => done,
-            None => {
-                wait(reserve());
-                send_once(&agent(), method, target)
-            }
-        };
+        wait(shmem::reserve_request(
+            stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
+            BURST,
+        ));
+        let (result, retry_after) = send_once(&method, &url, &key, account);
         let retry = match &result {
             Ok(_) => false,
             Err((e, header)) => attempt < retries && should_retry(e.status, header.as_deref()),
@@ -105,7 +65,7 @@ fn with_retries(
                 } else if attempt > 0 {
                     e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
                 }
-                clean(e, &target.key)
+                clean(e, &key)
             });
         }
         attempt += 1;
@@ -117,58 +77,16 @@ fn with_retries(
     }
 }
 
-/// A GET sent ahead on a helper thread (a backfill's next page, fetched while
-/// the current one is applied). Everything that touches PostgreSQL (the key,
-/// the request budget, the settings) is done here, on the backend's thread;
-/// the helper thread only waits its turn, sends, reads and parses. Its
-/// answer is the first attempt of the usual retry loop.
-pub struct Prefetch {
-    answer: std::sync::mpsc::Receiver<Attempt>,
-    target: Result<std::sync::Arc<Target>, ApiError>,
-}
-
-/// Starts fetching `path` in the background; [`Prefetch::finish`] gets it.
-pub fn prefetch(path: &str, query: &[(String, String)], account: Option<&str>) -> Prefetch {
-    let (send, answer) = std::sync::mpsc::channel();
-    let target = Target::new(path, query, account).map(std::sync::Arc::new);
-    if let Ok(t) = &target {
-        let (turn, agent, t) = (reserve(), agent(), std::sync::Arc::clone(t));
-        std::thread::spawn(move || {
-            std::thread::sleep(turn);
-            let _ = send.send(send_once(&agent, &Method::Get, &t));
-        });
-    }
-    Prefetch { answer, target }
-}
-
-impl Prefetch {
-    /// The answer (waiting for it with interrupts checked), retried like any
-    /// request when it failed.
-    pub fn finish(self) -> Result<Value, ApiError> {
-        use std::sync::mpsc::RecvTimeoutError;
-        let target = self.target?;
-        let first = loop {
-            check_for_interrupts!();
-            match self.answer.recv_timeout(Duration::from_millis(100)) {
-                Ok(attempt) => break Some(attempt),
-                Err(RecvTimeoutError::Disconnected) => break None,
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-        };
-        with_retries(&Method::Get, &target, first)
-    }
-}
-
 type Attempt = (Result<Value, (ApiError, Option<String>)>, Option<Duration>);
 
-/// One attempt. Pure HTTP: it may run on a helper thread (no PostgreSQL here).
-fn send_once(agent: &ureq::Agent, method: &Method, target: &Target) -> Attempt {
-    let auth = format!("Bearer {}", target.key);
-    let (url, version, account) = (&target.url, &target.version, target.account.as_deref());
+fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> Attempt {
+    let agent = agent();
+    let auth = format!("Bearer {key}");
+    let version = config::api_version();
     let response = match method {
         Method::Get => {
             let mut req =
-                agent.get(url).header("Authorization", &auth).header("Stripe-Version", version);
+                agent.get(url).header("Authorization", &auth).header("Stripe-Version", &version);
             if let Some(a) = account {
                 req = req.header("Stripe-Account", a);
             }
@@ -178,7 +96,7 @@ fn send_once(agent: &ureq::Agent, method: &Method, target: &Target) -> Attempt {
             let mut req = agent
                 .post(url)
                 .header("Authorization", &auth)
-                .header("Stripe-Version", version)
+                .header("Stripe-Version", &version)
                 .header("Idempotency-Key", *idempotency_key);
             if let Some(a) = account {
                 req = req.header("Stripe-Account", a);

@@ -2045,8 +2045,7 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
         w("The full run's reconciliation (`src/backfill.rs`, `reconcile`) lists the table's rows that the listing "
           "did not return as a set difference (`SELECT id FROM <table> … EXCEPT SELECT id FROM sync_seen …`), hashed "
           "or sorted whatever the statistics; both tables were filled during the run and may not be analyzed yet "
-          f"(autovacuum analyzed them during the run, per run: {aa}). "
-          "While one page is applied, the job worker already fetches the next on a helper thread.")
+          f"(autovacuum analyzed them during the run, per run: {aa}).")
         w("")
         reqs = "; ".join(f"{obj}: " + ", ".join(f"`{k}` {v:,}" for k, v in d["runs"][-1]["requests"].items())
                          for obj, d in bf["objects"].items() if d["runs"])

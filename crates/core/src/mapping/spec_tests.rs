@@ -607,7 +607,17 @@ pub(super) fn sql_blocks(md: &str) -> Vec<String> {
 fn example_queries_use_only_synced_tables_and_their_columns() {
     let md = read_repo_file("docs/queries.md");
     let blocks = sql_blocks(&md);
-    assert_eq!(blocks.len(), 5, "one query per question");
+    assert_eq!(blocks.len(), 8, "one query per question");
+    // Views and functions of the schema (sql/) that the queries may use beside the tables.
+    let not_tables = [
+        "mrr",
+        "mrr_history",
+        "customer_billing_state",
+        "active_entitlements",
+        "subscription_mrr",
+        "amount_decimal",
+        "_status_severity",
+    ];
     let tables: BTreeMap<&str, Vec<&str>> = all_tables()
         .into_iter()
         .map(|(t, cols)| {
@@ -625,6 +635,9 @@ fn example_queries_use_only_synced_tables_and_their_columns() {
             let rest = &b[i + "stripe_sync.".len()..];
             let mut words = rest.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'));
             let table = words.next().unwrap();
+            if not_tables.contains(&table) {
+                continue;
+            }
             let cols =
                 tables.get(table).unwrap_or_else(|| panic!("unknown table stripe_sync.{table}"));
             let after = rest[table.len()..].trim_start();

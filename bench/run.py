@@ -1334,11 +1334,8 @@ def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
     return ticks / CLK_TCK
 
 
-def tree_cpu_seconds(root: Optional[int]) -> float:
-    """CPU of a postmaster and its children, live or exited (the postmaster reaps them all)."""
-    if root is None:
-        return 0.0
-    total = cpu_seconds(root, reaped=True) or 0.0
+def proc_stats():
+    """(pid, command, the /proc/<pid>/stat fields after the command) of every live process."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -1347,7 +1344,15 @@ def tree_cpu_seconds(root: Optional[int]) -> float:
                 raw = f.read()
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
+        yield int(d), raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+
+
+def tree_cpu_seconds(root: Optional[int]) -> float:
+    """CPU of a postmaster and its children, live or exited (the postmaster reaps them all)."""
+    if root is None:
+        return 0.0
+    total = cpu_seconds(root, reaped=True) or 0.0
+    for _, _, fields in proc_stats():
         if int(fields[1]) == root:
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
@@ -1462,17 +1467,8 @@ class ForeignCpu:
 
     def _scan(self, first: bool = False) -> None:
         procs: dict[int, tuple[int, int, str]] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            comm = raw[raw.index("(") + 1:raw.rindex(")")]
-            fields = raw[raw.rindex(")") + 2:].split()
-            procs[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), comm)
+        for pid, comm, fields in proc_stats():
+            procs[pid] = (int(fields[1]), int(fields[11]) + int(fields[12]), comm)
         children: dict[int, list[int]] = {}
         for pid, (ppid, _, _) in procs.items():
             children.setdefault(ppid, []).append(pid)

@@ -28,6 +28,10 @@ pub fn post(url: &str, text: &str) -> Outcome {
     let mut response = match response {
         Ok(r) => r,
         // ureq's error text may name the host or the URL: keep only its kind.
+        // A URL that cannot be a URL never goes through: fail it, do not retry it forever.
+        Err(e @ (ureq::Error::BadUri(_) | ureq::Error::Http(_))) => {
+            return Outcome::Refused { error: network_error(&e).into() };
+        }
         Err(e) => return Outcome::Retry { error: network_error(&e).into(), after: None },
     };
     let status = response.status().as_u16();

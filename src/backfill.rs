@@ -177,15 +177,32 @@ pub fn backfill(
         let query =
             pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
         let fetched_at = stripe::now();
-        let mut page = list_page(resource.path, &query, account)?;
-        complete_children(&mut page.data, account)?;
-        let n = page.data.len() as i64;
+        let page = stripe::request_with(
+            stripe::Method::Get,
+            resource.path,
+            &query,
+            account,
+            pagination::scan_page,
+        )?;
+        // A child list that stopped short is completed in the page's tree;
+        // otherwise the text goes to the database as it came.
+        let completed = if page.has_partial_children() {
+            let mut tree = pagination::parse_page(&page.body).map_err(ApiError::network)?;
+            complete_children(&mut tree.data, account)?;
+            Some(tree)
+        } else {
+            None
+        };
+        let n = page.items.len() as i64;
         let last = page.last_id().map(str::to_owned);
         let high = page.max_created();
         BackgroundWorker::transaction(|| {
-            apply::apply_objects(&page.data, fetched_at, account);
+            match &completed {
+                Some(tree) => apply::apply_objects(&tree.data, fetched_at, account),
+                None => apply::apply_page(&page, fetched_at, account),
+            };
             if start.full {
-                remember_seen(run, resource.object, &page.data);
+                remember_seen(run, resource.object, &page.ids());
             }
             save_cursor(run, resource.object, last.as_deref(), high);
             record_page(run.id, n);
@@ -279,9 +296,7 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
     })
 }
 
-fn remember_seen(run: &Run, object: &str, objects: &[Value]) {
-    let ids: Vec<&str> =
-        objects.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).collect();
+fn remember_seen(run: &Run, object: &str, ids: &[&str]) {
     let account = run.account.clone().unwrap_or_default();
     let args: [DatumWithOid; 3] = [account.as_str().into(), object.into(), ids.into()];
     Spi::run_with_args(

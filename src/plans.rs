@@ -43,4 +43,6 @@ pub mod types {
     pub const TEXT_ARRAY: PgOid = PgOid::BuiltIn(Oids::TEXTARRAYOID);
     pub const FLOAT8: PgOid = PgOid::BuiltIn(Oids::FLOAT8OID);
     pub const INT8: PgOid = PgOid::BuiltIn(Oids::INT8OID);
+    pub const JSONB: PgOid = PgOid::BuiltIn(Oids::JSONBOID);
+    pub const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(Oids::TIMESTAMPTZOID);
 }

@@ -34,6 +34,20 @@ pub fn request(
     query: &[(String, String)],
     account: Option<&str>,
 ) -> Result<Value, ApiError> {
+    request_with(method, path, query, account, |body| {
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    })
+}
+
+/// [`request`], with the 2xx body read by `parse` (a body it refuses is a
+/// garbled answer, retried like a transport fault).
+pub fn request_with<T>(
+    method: Method,
+    path: &str,
+    query: &[(String, String)],
+    account: Option<&str>,
+    parse: impl Fn(String) -> Result<T, String>,
+) -> Result<T, ApiError> {
     let key = config::api_key();
     if key.is_empty() {
         return Err(ApiError::local(
@@ -53,7 +67,7 @@ pub fn request(
             stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
             BURST,
         ));
-        let (result, retry_after) = send_once(&method, &url, &key, account);
+        let (result, retry_after) = send_once(&method, &url, &key, account, &parse);
         let retry = match &result {
             Ok(_) => false,
             Err((e, header)) => attempt < retries && should_retry(e.status, header.as_deref()),
@@ -77,9 +91,15 @@ pub fn request(
     }
 }
 
-type Attempt = (Result<Value, (ApiError, Option<String>)>, Option<Duration>);
+type Attempt<T> = (Result<T, (ApiError, Option<String>)>, Option<Duration>);
 
-fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> Attempt {
+fn send_once<T>(
+    method: &Method,
+    url: &str,
+    key: &str,
+    account: Option<&str>,
+    parse: impl Fn(String) -> Result<T, String>,
+) -> Attempt<T> {
     let agent = agent();
     let auth = format!("Bearer {key}");
     let version = config::api_version();
@@ -130,7 +150,7 @@ fn send_once(method: &Method, url: &str, key: &str, account: Option<&str>) -> At
         }
     };
     if (200..300).contains(&status) {
-        return match serde_json::from_str(&body) {
+        return match parse(body) {
             Ok(v) => (Ok(v), None),
             Err(e) => {
                 let mut err = ApiError::network(format!("the answer is not JSON: {e}"));

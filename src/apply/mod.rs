@@ -7,6 +7,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::sync::OnceLock;
 use stripe_sync_core::mapping::{self, SPECS, Source};
+use stripe_sync_core::pagination::RawPage;
 
 const HISTORY_FROM_EVENTS: &str = include_str!("../../sql/queries/subscription_history_events.sql");
 const HISTORY_FROM_OBJECTS: &str =
@@ -60,8 +61,8 @@ pub fn apply_events(ids: &[&str], types: &[Option<&str>]) -> i64 {
     written
 }
 
-/// Runs each spec's statement whose object type is in `object_types` (planned per call:
-/// objects come from backfill pages and single fetches, not the hot path).
+/// Runs each spec's statement whose object type is in `object_types`, through
+/// its kept plan.
 fn run(source: Source, object_types: &[&str], args: &[DatumWithOid]) -> i64 {
     let mut written = 0;
     for (spec, sql) in SPECS.iter().zip(statements(source)) {
@@ -69,17 +70,18 @@ fn run(source: Source, object_types: &[&str], args: &[DatumWithOid]) -> i64 {
             continue;
         }
         written += Spi::connect_mut(|client| {
-            client
-                .update(sql.as_str(), None, args)
-                .expect("apply statement")
-                .first()
-                .get_one::<i64>()
-                .expect("row count")
-                .unwrap_or(0)
+            plans::execute(client, sql.as_str(), OBJECT_ARGS, args, |rows| {
+                rows.first().get_one::<i64>().expect("row count").unwrap_or(0)
+            })
         });
     }
     written
 }
+
+/// Parameters of the statements that apply objects: the objects (a jsonb
+/// array), when they were fetched, the connected account.
+const OBJECT_ARGS: &[pgrx::PgOid] =
+    &[plans::types::JSONB, plans::types::TIMESTAMPTZ, plans::types::TEXT];
 
 /// Applies objects fetched from the API at `fetched_at` (for the connected
 /// `account`, if any); returns how many rows were written.
@@ -92,28 +94,57 @@ pub fn apply_objects(
         objects.iter().filter_map(|o| o.get("object").and_then(|t| t.as_str())).collect();
     types.sort_unstable();
     types.dedup();
-    let args: [DatumWithOid; 3] = [jsonb(objects), fetched_at.into(), account.into()];
-    let written = run(Source::Objects, &types, &args);
+    let text = serde_json::to_string(objects).expect("objects serialize");
+    apply_json(&text, None, &types, fetched_at, account)
+}
+
+/// Applies a list page as the API sent it (`{"data": [...], ...}`), `types`
+/// being the object types on it: its text goes to jsonb once, with no tree
+/// built and serialized again on our side.
+pub fn apply_page(
+    page: &RawPage,
+    fetched_at: pgrx::datum::TimestampWithTimeZone,
+    account: Option<&str>,
+) -> i64 {
+    apply_json(&page.body, Some("data"), &page.object_types(), fetched_at, account)
+}
+
+fn apply_json(
+    text: &str,
+    field: Option<&str>,
+    types: &[&str],
+    fetched_at: pgrx::datum::TimestampWithTimeZone,
+    account: Option<&str>,
+) -> i64 {
+    let args: [DatumWithOid; 3] = [jsonb(text, field), fetched_at.into(), account.into()];
+    let written = run(Source::Objects, types, &args);
     if types.contains(&"subscription") {
         Spi::connect_mut(|client| {
-            client.update(HISTORY_FROM_OBJECTS, None, &args).expect("record subscription history");
+            plans::execute(client, HISTORY_FROM_OBJECTS, OBJECT_ARGS, &args, |_| ())
         });
     }
     written
 }
 
-/// `objects` as one jsonb array, serialized straight from the slice (a page
-/// of objects is not copied first, as `pgrx::JsonB` would need).
-fn jsonb(objects: &[serde_json::Value]) -> DatumWithOid<'static> {
-    let text = serde_json::to_string(objects).expect("objects serialize");
-    // serde_json escapes every control character, so the text has no NUL.
+/// JSON text as a jsonb datum (PostgreSQL's own parser, so the stored
+/// documents are exactly what `::jsonb` makes), or its member `field`.
+fn jsonb(text: &str, field: Option<&str>) -> DatumWithOid<'static> {
+    // Text that serde_json wrote or read has no NUL: JSON escapes control characters.
     let text = std::ffi::CString::new(text).expect("JSON text without NUL");
     unsafe {
-        let datum = pgrx::direct_function_call_as_datum(
+        let mut datum = pgrx::direct_function_call_as_datum(
             pg_sys::jsonb_in,
             &[Some(pg_sys::Datum::from(text.as_ptr()))],
-        );
-        DatumWithOid::new(datum.expect("jsonb_in returns a value"), pg_sys::JSONBOID)
+        )
+        .expect("jsonb_in returns a value");
+        if let Some(field) = field {
+            datum = pgrx::direct_function_call_as_datum(
+                pg_sys::jsonb_object_field,
+                &[Some(datum), field.into_datum()],
+            )
+            .unwrap_or_else(|| panic!("the JSON has no \"{field}\""));
+        }
+        DatumWithOid::new(datum, pg_sys::JSONBOID)
     }
 }
 

@@ -1184,6 +1184,7 @@ class Bench:
         log(f"profile: apply recorded (drain {r['seconds']:.1f}s with pg_stat_statements and perf)")
         with self.conn() as conn:
             self.reset_ours(conn)
+        prof["backfill"] = self.profile_backfill()
         prof["ingest"].update(perf_top(data, comm="postgres"))
         prof["apply"].update(perf_top(data2))
         if plans.get("claim"):
@@ -1192,6 +1193,48 @@ class Bench:
             (OUT / f"profile-{k}.txt").write_text(v.pop("text"))
         self.results["profile"] = prof
         log("profile: reports written to bench/out/profile-*.txt")
+
+    def profile_backfill(self) -> dict:
+        """perf on the job worker of one backfill('invoice') (the slower of the two), from the
+        moment its process appears until it exits, and pg_stat_statements over the call."""
+        c = self.cluster
+        data = OUT / "perf-backfill.data"
+        holder: dict[str, subprocess.Popen] = {}
+        done = threading.Event()
+
+        def attach() -> None:
+            while not done.is_set() and "perf" not in holder:
+                pid = c.pid_of_backend_type("stripe_sync job")
+                if pid:
+                    holder["perf"] = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", str(data)],
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    self.procs.append(holder["perf"])
+                done.wait(0.002)
+
+        self.configure_api(BACKFILL_RATE_LIMIT)
+        try:
+            c.query("SELECT pg_stat_statements_reset()", dbname=DB)
+            watcher = threading.Thread(target=attach, daemon=True)
+            watcher.start()
+            path, table = BACKFILL_OBJECTS["invoice"]
+            r = self.backfill_run("invoice", path, table)
+            done.set()
+            watcher.join(timeout=5)
+        finally:
+            self.unconfigure_api()
+            perf = holder.get("perf")
+            if perf is not None:
+                try:
+                    perf.wait(timeout=30)  # it ends with the job worker
+                except subprocess.TimeoutExpired:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait(timeout=60)
+                self.procs.remove(perf)
+        if "perf" not in holder:
+            raise RuntimeError("the backfill's job worker was gone before perf could attach")
+        log(f"profile: backfill recorded ({r['objects']:,} invoices in {r['seconds']:.1f}s with pg_stat_statements and perf)")
+        return {"statements": self.top_statements(), "seconds": r["seconds"], "objects": r["objects"],
+                **perf_top(data, focus=BACKFILL_FOCUS)}
 
     def top_statements(self, limit: int = 8) -> list[dict]:
         """The costliest statements since the last reset, leaving out this harness's own
@@ -1522,14 +1565,22 @@ def percentile(sorted_xs: list[float], p: float) -> Optional[float]:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
 
 
-def perf_top(data: Path, comm: Optional[str] = None, limit: int = 20) -> dict:
-    """Self time by function, and inclusive time of the extension's own functions."""
+# PostgreSQL functions whose inclusive time tells where a backfill page goes: parsing the page's
+# text into jsonb, planning and running the apply statements, TOAST, index inserts, commit.
+BACKFILL_FOCUS = ["jsonb_in", "SPI_execute_plan", "SPI_execute_with_args", "standard_ExecutorRun",
+                  "standard_ExecutorFinish", "heap_toast_insert_or_update", "ExecInsertIndexTuples",
+                  "jsonb_array_elements", "CommitTransactionCommand"]
+
+
+def perf_top(data: Path, comm: Optional[str] = None, limit: int = 20, focus: Optional[list[str]] = None) -> dict:
+    """Self time by function, and inclusive time of the extension's own functions (or of the
+    `focus` functions, wherever they are)."""
     base = ["perf", "report", "-i", str(data), "--stdio", "-g", "none", "--percent-limit", "0.3"]
     if comm:
         base += ["--comm", comm]
     flat = subprocess.run(base + ["--no-children", "--sort", "dso,sym", "-F", "overhead,dso,sym"],
                           capture_output=True, text=True, timeout=300).stdout
-    incl = subprocess.run(base + ["--children", "--sort", "sym", "--dsos", "stripe_sync.so"],
+    incl = subprocess.run(base + ["--children", "--sort", "sym"] + ([] if focus else ["--dsos", "stripe_sync.so"]),
                           capture_output=True, text=True, timeout=300).stdout
     by_dso = subprocess.run(base + ["--no-children", "--sort", "dso"], capture_output=True, text=True, timeout=300).stdout
 
@@ -1553,6 +1604,8 @@ def perf_top(data: Path, comm: Optional[str] = None, limit: int = 20) -> dict:
             dsos[m.group(2)] = float(m.group(1))
     selfs = sorted(parse(flat, True), key=lambda t: -t["pct"])
     incls = [t for t in parse(incl, False) if not t["symbol"].startswith(("0x", "__restore_rt"))]
+    if focus:
+        incls = [t for t in incls if t["symbol"] in focus]
     return {"self": selfs[:limit], "inclusive": incls[:limit], "by_object": sorted(dsos.items(), key=lambda kv: -kv[1]),
             "text": flat + "\n\n# inclusive (children) time of stripe_sync.so functions\n" + incl}
 
@@ -2135,7 +2188,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             w("Taken after the measures, with `pg_stat_statements` (track = all, so the statements that "
               "`ingest_event` and the worker run through SPI are counted too) and `perf record -g` (on-CPU samples). "
               "Ingest: an 8-client pgbench run of 6 s, perf over all postgres processes; apply: the worker draining the "
-              f"big queue (slower than in section 2 because of the tracing). Full perf reports: bench/out/profile-*.txt.")
+              f"big queue (slower than in section 2 because of the tracing); backfill: the job worker of one "
+              f"`backfill('invoice')` as in section 6, from its start to its exit. Full perf reports: bench/out/profile-*.txt.")
             for k, pr_ in r["profile"].items():
                 w("")
                 w(f"### {k}: time per SQL statement")
@@ -2159,14 +2213,20 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
                 w("|---:|---|---|")
                 for t in pr_.get("self", [])[:15]:
                     w(f"| {t['pct']:.1f} | {t['dso']} | `{t['symbol'].replace('|', '/')}` |")
-                if len(pr_.get("inclusive", [])) >= 5:
+                if len(pr_.get("inclusive", [])) >= 5 or (k == "backfill" and pr_.get("inclusive")):
                     w("")
-                    w(f"### {k}: perf, time inside the extension's functions (inclusive, top 12)")
+                    w(f"### {k}: perf, time inside the extension's functions (inclusive, top 12)" if k != "backfill" else
+                      f"### {k}: perf, time inside chosen PostgreSQL functions (inclusive)")
                     w("")
                     w("| incl. % | self % | function |")
                     w("|---:|---:|---|")
                     for t in pr_["inclusive"][:12]:
                         w(f"| {t['pct']:.1f} | {t['self']:.1f} | `{t['symbol'].replace('|', '/')[:120]}` |")
+        w("")
+
+    changes = Path(__file__).resolve().with_name("CHANGES.md")
+    if changes.exists():  # written by hand: what the profiles showed and what was changed
+        L.extend(changes.read_text().rstrip("\n").split("\n"))
         w("")
 
     if r.get("failed"):

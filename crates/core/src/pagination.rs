@@ -122,12 +122,13 @@ pub fn scan_page(body: String) -> Result<RawPage, String> {
     struct Scan {
         data: Option<Vec<ItemInfo>>,
         #[serde(default)]
-        has_more: Option<bool>,
+        has_more: Option<serde_json::Value>,
     }
     let scan: Scan =
         serde_json::from_str(&body).map_err(|e| format!("list page is not JSON: {e}"))?;
     let Some(items) = scan.data else { return Err("list page has no \"data\" array".into()) };
-    let has_more = scan.has_more.unwrap_or(false);
+    // As parse_page: anything but `true` is no more.
+    let has_more = scan.has_more.and_then(|v| v.as_bool()).unwrap_or(false);
     if has_more && items.is_empty() {
         return Err("list page says has_more but is empty".into());
     }
@@ -189,7 +190,8 @@ mod scan {
                     let mut more = false;
                     while let Some(k) = m.next_key::<String>()? {
                         if k == "has_more" {
-                            more = m.next_value::<Option<bool>>().ok().flatten().unwrap_or(false);
+                            // Any value is read whole (a wrong type must not stop the scan).
+                            more = m.next_value::<serde_json::Value>()?.as_bool().unwrap_or(false);
                         } else {
                             m.next_value::<IgnoredAny>()?;
                         }
@@ -366,6 +368,17 @@ mod tests {
             !page(r#"{"id":"in_1","object":"invoice","lines":"x","items":[1,{"a":2}]}"#)
                 .has_partial_children()
         );
+        // a has_more of the wrong type is no more, and the fields after it are still read
+        let odd = page(
+            r#"{"id":"in_1","lines":{"has_more":"yes","data":[]},"object":"invoice","created":3}"#,
+        );
+        assert!(!odd.has_partial_children());
+        assert_eq!(
+            (odd.items[0].object.as_deref(), odd.items[0].created),
+            (Some("invoice"), Some(3))
+        );
+        let top = r#"{"data":[{"id":"cus_1"}],"has_more":"maybe"}"#;
+        assert_eq!(scan_page(top.into()).unwrap().has_more, parse_page(top).unwrap().has_more);
         // a subscription's items with more to fetch
         let p = page(
             r#"{"id":"sub_1","object":"subscription","items":{"has_more":true,"data":[{"id":"si_1"}]}}"#,

@@ -5,7 +5,7 @@
 //! run inside a job worker (jobs.rs): HTTP happens between transactions,
 //! never inside one. `sync_object` refetches one object in the caller's session.
 
-use crate::{apply, queue, shmem, stripe};
+use crate::{apply, jsonb, queue, shmem, stripe};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -435,7 +435,10 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
                 let text = event.to_string();
                 // Events from the API need no signature; they still must be events.
                 let Ok(meta) = parse_event(&text, usize::MAX) else { continue };
-                if queue::insert(&meta, &text) {
+                let data = jsonb::from_text(&text).unwrap_or_else(|e| {
+                    pgrx::error!("event {} from the API cannot be stored as jsonb: {e}", meta.id)
+                });
+                if queue::insert(&meta, data) {
                     new += 1;
                 }
             }

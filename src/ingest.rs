@@ -2,7 +2,7 @@
 //! Never calls Stripe and never applies: it stays one signature check and one
 //! insert however many events arrive.
 
-use crate::{config, queue, shmem};
+use crate::{config, jsonb, queue, shmem};
 use stripe_sync_core::{Error, event, signature};
 
 /// What ingest did with a verified event.
@@ -35,7 +35,8 @@ pub fn ingest(payload: Option<&str>, header: Option<&str>) -> Result<Outcome, Er
         chrono::Utc::now().timestamp(),
     )?;
     let meta = event::parse_event(payload, config::max_payload_bytes())?;
-    if queue::insert(&meta, payload) {
+    let data = jsonb::from_text(payload).map_err(Error::NotJson)?;
+    if queue::insert(&meta, data) {
         shmem::wake_worker_after_commit();
         Ok(Outcome::Queued)
     } else {

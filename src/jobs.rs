@@ -96,7 +96,7 @@ pub fn run_and_wait(
         .execute()
 }
 
-/// Polls the run row until the job worker has finished.
+/// Follows the run row until the job worker has finished.
 fn follow(
     token: &str,
     object: &str,
@@ -137,7 +137,9 @@ fn follow(
                 "stripe_sync: the job worker for {object} stopped before finishing; call again to resume"
             );
         }
-        stripe::wait(Duration::from_millis(100));
+        // The postmaster sets our latch when the job worker exits (notify_pid),
+        // so the end of a run is seen at once; the timeout paces progress notices.
+        stripe::wait_for_latch(Duration::from_millis(100));
     }
 }
 

@@ -14,6 +14,7 @@ mod errors;
 mod handlers;
 mod ingest;
 mod jobs;
+mod jsonb;
 mod notify;
 mod plans;
 mod provision;

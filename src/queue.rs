@@ -22,19 +22,21 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Stores a verified event unless its id is already there. True when stored.
-pub fn insert(meta: &EventMeta, payload: &str) -> bool {
+/// Stores a verified event (`data`: its body as a jsonb datum) unless its id
+/// is already there. True when stored.
+pub fn insert(meta: &EventMeta, data: pg_sys::Datum) -> bool {
     let args: [DatumWithOid; 8] = [
         meta.id.as_str().into(),
         meta.event_type.as_str().into(),
         (meta.created as f64).into(),
-        payload.into(),
+        // SAFETY: a jsonb datum in the current memory context.
+        unsafe { DatumWithOid::new(data, pg_sys::JSONBOID) },
         meta.object_type.as_deref().into(),
         meta.object_id.as_deref().into(),
         meta.account.as_deref().into(),
         meta.api_version.as_deref().into(),
     ];
-    let types = [TEXT, TEXT, FLOAT8, TEXT, TEXT, TEXT, TEXT, TEXT];
+    let types = [TEXT, TEXT, FLOAT8, JSONB, TEXT, TEXT, TEXT, TEXT];
     Spi::connect_mut(|client| {
         plans::execute(client, INSERT_EVENT, &types, &args, |rows| !rows.is_empty())
     })

@@ -210,22 +210,31 @@ pub fn now() -> pgrx::datum::TimestampWithTimeZone {
 pub fn wait(d: Duration) {
     let until = Instant::now() + d;
     loop {
-        check_for_interrupts!();
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            check_for_interrupts!();
             return;
         }
-        let ms = left.min(Duration::from_millis(100)).as_millis().max(1) as i64;
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                ms,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
+        wait_for_latch(left.min(Duration::from_millis(100)));
     }
+}
+
+/// Waits until this backend's latch is set (by a signal such as the
+/// postmaster's notice that a worker it started has exited) or `d` has passed,
+/// whichever comes first. A cancel or statement_timeout interrupts it.
+pub fn wait_for_latch(d: Duration) {
+    check_for_interrupts!();
+    let ms = d.as_millis().max(1) as i64;
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    check_for_interrupts!();
 }
 
 /// The SQLSTATE that says what kind of API error it is (README, Errors).

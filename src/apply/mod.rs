@@ -126,26 +126,18 @@ fn apply_json(
     written
 }
 
-/// JSON text as a jsonb datum (PostgreSQL's own parser, so the stored
-/// documents are exactly what `::jsonb` makes), or its member `field`.
+/// JSON text as a jsonb datum, or its member `field` (see `crate::jsonb`).
+/// The text came from Stripe and was already scanned, so an error here is a
+/// page jsonb cannot hold (a `\u0000`): the statement fails with it.
 fn jsonb(text: &str, field: Option<&str>) -> DatumWithOid<'static> {
-    // Text that serde_json wrote or read has no NUL: JSON escapes control characters.
-    let text = std::ffi::CString::new(text).expect("JSON text without NUL");
-    unsafe {
-        let mut datum = pgrx::direct_function_call_as_datum(
-            pg_sys::jsonb_in,
-            &[Some(pg_sys::Datum::from(text.as_ptr()))],
-        )
-        .expect("jsonb_in returns a value");
-        if let Some(field) = field {
-            datum = pgrx::direct_function_call_as_datum(
-                pg_sys::jsonb_object_field,
-                &[Some(datum), field.into_datum()],
-            )
-            .unwrap_or_else(|| panic!("the JSON has no \"{field}\""));
-        }
-        DatumWithOid::new(datum, pg_sys::JSONBOID)
-    }
+    let datum = match field {
+        Some(field) => crate::jsonb::member_from_text(text, field),
+        None => crate::jsonb::from_text(text),
+    };
+    let datum =
+        datum.unwrap_or_else(|e| pgrx::error!("a Stripe response cannot be stored as jsonb: {e}"));
+    // SAFETY: a jsonb datum in the current memory context.
+    unsafe { DatumWithOid::new(datum, pg_sys::JSONBOID) }
 }
 
 /// The object types we mirror, as stored in `events.object_type`.

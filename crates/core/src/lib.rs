@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod http;
+pub mod json;
 pub mod mapping;
 pub mod money;
 pub mod objects;
@@ -19,3 +20,14 @@ pub mod ratelimit;
 pub mod signature;
 
 pub use error::Error;
+
+/// Stripe's published fixtures (`shared/stripe` next to the project, or
+/// `$STRIPE_SHARED`), for the tests that check against them when present.
+#[cfg(test)]
+pub(crate) fn shared_stripe() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let dir = std::env::var_os("STRIPE_SHARED").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/stripe")
+    });
+    dir.join("openapi/resources.json").exists().then_some(dir)
+}

@@ -671,12 +671,7 @@ fn example_queries_use_only_synced_tables_and_their_columns() {
 // Against Stripe's published shapes (shared/stripe), when present
 // ---------------------------------------------------------------------------
 
-fn shared_stripe() -> Option<PathBuf> {
-    let dir = std::env::var_os("STRIPE_SHARED").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/stripe")
-    });
-    dir.join("openapi/resources.json").exists().then_some(dir)
-}
+use crate::shared_stripe;
 
 /// Top-level keys seen for an object type: documented properties at the
 /// current API version, the fixture, and the objects of the real (old) events.

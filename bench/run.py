@@ -578,9 +578,10 @@ class Bench:
 
     def drain(self, which: str, pid: int, timeout: float,
               before_commit: Optional[Callable[[psycopg.Connection], None]] = None,
-              halfway: Optional[Callable[[psycopg.Connection], None]] = None) -> dict:
+              halfway: Optional[Callable[[psycopg.Connection], None]] = None,
+              count_helpers: bool = False) -> dict:
         """Commit a prepared queue and time the worker's drain until nothing is pending,
-        sampling its memory."""
+        sampling its memory (and, with count_helpers, how many apply helpers ran at once)."""
         self.wait_quiet()
         fill, queued = self.start_drain(which)
         sampler = RssSampler(pid)
@@ -590,20 +591,36 @@ class Bench:
                 if before_commit:
                     before_commit(watch)
                 time.sleep(1.0)  # idle samples; the WAL writer flushes the copy meanwhile
+                wal_start = watch.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
                 started = time.monotonic()
                 fill.commit()
                 deadline = started + timeout
                 polls = 0
+                helpers_seen = 0
+                waits: dict[str, int] = {}
                 while watch.execute("SELECT EXISTS (SELECT 1 FROM stripe_sync.events WHERE status = 'pending')").fetchone()[0]:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"the queue was not drained within {timeout:.0f}s")
                     polls += 1
+                    if polls % 10 == 0:
+                        # What the appliers are doing: on CPU (no wait event) or waiting for what.
+                        for btype, wait in watch.execute(
+                                "SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU') "
+                                "FROM pg_stat_get_activity(NULL) "
+                                "WHERE backend_type IN ('stripe_sync worker', 'stripe_sync apply')").fetchall():
+                            waits[wait] = waits.get(wait, 0) + 1
+                        if count_helpers:
+                            helpers_seen = max(helpers_seen, watch.execute(
+                                "SELECT count(*) FROM pg_stat_get_activity(NULL) "
+                                "WHERE backend_type = 'stripe_sync apply'").fetchone()[0])
                     if halfway and polls % 20 == 0 and watch.execute(
                             "SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'").fetchone()[0] < queued / 2:
                         halfway(watch)
                         halfway = None
                     time.sleep(0.01)
                 elapsed = time.monotonic() - started
+                wal_bytes = float(watch.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)",
+                                                (wal_start,)).fetchone()[0])
                 time.sleep(0.3)
                 sampler.stop()
                 pending = watch.execute("SELECT pending FROM stripe_sync.status").fetchone()[0]
@@ -612,7 +629,8 @@ class Bench:
             sampler.stop()
             fill.close()
         return {"queued": queued, "seconds": elapsed, "rate": queued / elapsed, "status_pending": pending,
-                "counts": counts, "memory": sampler.summary()}
+                "counts": counts, "memory": sampler.summary(), "helpers_seen": helpers_seen,
+                "wal_bytes": wal_bytes, "waits": waits}
 
     def apply_baseline(self, distinct: int) -> dict:
         """The same events' objects (the prepared queue's, already jsonb) upserted set-based into
@@ -638,7 +656,7 @@ class Bench:
             raise Skipped("the queue could not be prepared (see failures)")
         pid = self.worker_pid()
         timeout = max(60.0, min(600.0, self.deadline.left() - 60))
-        mem_small, runs, baseline = [], [], []
+        mem_small, runs, baseline, parallel = [], [], [], []
         for rep in range(self.runs):
             self.check_time(30, "memory (small queue)")
             r = self.drain("small", pid, timeout)
@@ -650,14 +668,33 @@ class Bench:
             r = self.drain("big", pid, timeout)
             runs.append(r)
             log(f"apply run {rep + 1}/{self.runs}: {r['queued']:,} events in {r['seconds']:.2f}s = "
-                f"{r['rate']:,.0f} events/s (worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB)")
+                f"{r['rate']:,.0f} events/s (worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB; "
+                f"WAL {r['wal_bytes'] / 1e6:,.0f} MB; samples {r['waits']})")
             b = self.apply_baseline(r["queued"])
             baseline.append(b)
             log(f"apply baseline run {rep + 1}/{self.runs}: {b['rate']:,.0f} events/s")
+            if self.args.apply_workers > 1:
+                self.set_apply_workers(self.args.apply_workers)
+                try:
+                    p = self.drain("big", pid, timeout, count_helpers=True)
+                finally:
+                    self.set_apply_workers(1)
+                parallel.append(p)
+                log(f"apply run {rep + 1}/{self.runs} with apply_workers = {self.args.apply_workers}: "
+                    f"{p['queued']:,} events in {p['seconds']:.2f}s = {p['rate']:,.0f} events/s "
+                    f"(helpers seen at once: {p['helpers_seen']}; WAL {p['wal_bytes'] / 1e6:,.0f} MB; samples {p['waits']})")
         with self.conn() as conn:
             self.reset_ours(conn)
         self.results["apply"] = {"runs": runs, "baseline": baseline, "memory_small": mem_small,
+                                 "parallel": parallel, "apply_workers": self.args.apply_workers,
                                  "worker_pid": pid, "queue": self.queues["big"] | {"held": None}}
+
+    def set_apply_workers(self, n: int) -> None:
+        """stripe_sync.apply_workers for the worker's next backlog (a SIGHUP setting)."""
+        with self.conn() as conn:
+            conn.execute(f"ALTER SYSTEM SET stripe_sync.apply_workers = {int(n)}")
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster and the worker read the file on their SIGHUP
 
     # -- 3. latency ----------------------------------------------------------
     def measure_latency(self, stream: Stream) -> None:
@@ -1863,7 +1900,24 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
         w(f"| ours: drain time, s | {fmt(median([x['seconds'] for x in ap['runs']]), 2)} | {runs_list([x['seconds'] for x in ap['runs']], 2)} | | |")
         w(f"| baseline: set-based upsert, events/s | {fmt(mb_)} | {runs_list(base)} | | |")
         w(f"| ours / baseline | {100 * mo / mb_:.1f} % | | | |")
+        par = ap.get("parallel") or []
+        if par:
+            n_aw = ap["apply_workers"]
+            prates = [x["rate"] for x in par]
+            mp = median(prates)
+            pok = mp >= TARGET_APPLY_RATE
+            w(f"| ours with `stripe_sync.apply_workers = {n_aw}` (the worker + {n_aw - 1} helper{'s' if n_aw > 2 else ''}), events/s "
+              f"| {fmt(mp)} | {runs_list(prates)} | ≥ {TARGET_APPLY_RATE:,} | {verdict(pok)} |")
+            w(f"| … drain time, s | {fmt(median([x['seconds'] for x in par]), 2)} | {runs_list([x['seconds'] for x in par], 2)} | | |")
+            w(f"| … helpers seen running at once (max) | {max(x['helpers_seen'] for x in par)} | {', '.join(str(x['helpers_seen']) for x in par)} | | |")
+            w(f"| … / baseline; / one applier | {100 * mp / mb_:.1f} %; {mp / mo:.2f}× | | | |")
         w("")
+        if par:
+            w(f"`stripe_sync.apply_workers` (default 1) lets the worker start helpers (`backend_type 'stripe_sync apply'`) "
+              "while a batch comes back full; each claims its own batches with `FOR UPDATE SKIP LOCKED` and exits when "
+              f"a batch comes back short. Each run of the table alternates: one applier, the baseline, then {ap['apply_workers']} "
+              "appliers, all from the same queue. The baseline is one statement, so it uses one CPU.")
+            w("")
         ev = last["counts"]["events"]
         w(f"Last run: after the drain, events by status: {', '.join(f'{k} {v:,}' for k, v in sorted(ev.items()))}; rows written: "
           f"{', '.join(f'{k} {v:,}' for k, v in last['counts']['rows'].items()) or 'none'}."
@@ -1871,6 +1925,10 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
              "exist the rate overstates the full apply." if ev.get("skipped") else ""))
         summary.append(("Apply (worker drain)", f"{fmt(mo)} events/s ({100 * mo / mb_:.0f} % of the set-based upsert)",
                         f"≥ {TARGET_APPLY_RATE:,} events/s", verdict(ok)))
+        if par:
+            summary.append((f"Apply, `stripe_sync.apply_workers = {ap['apply_workers']}` (one per CPU)",
+                            f"{fmt(mp)} events/s ({100 * mp / mb_:.0f} % of the set-based upsert, {mp / mo:.2f}× one applier)",
+                            f"≥ {TARGET_APPLY_RATE:,} events/s", verdict(pok)))
     w("")
 
     # 3. latency
@@ -2255,6 +2313,8 @@ def main() -> int:
     ap.add_argument("--deadline", type=float, help="seconds after which remaining measures are skipped (default 1500; --quick 500)")
     ap.add_argument("--skip-peer", action="store_true", help="leave out the comparison with the npm peer")
     ap.add_argument("--skip-worker-ingest", action="store_true", help="leave out ingest with the worker draining")
+    ap.add_argument("--apply-workers", type=int, default=os.cpu_count() or 2,
+                    help="stripe_sync.apply_workers for the second apply measure (default: the CPUs; 1 skips it)")
     ap.add_argument("--profile", action="store_true", help="also perf-profile the ingest and apply hot paths")
     ap.add_argument("--package", type=Path, help="benchmark this `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("--no-snapshot", action="store_true", help="run from the system PostgreSQL directly (no private copy)")

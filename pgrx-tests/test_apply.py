@@ -420,6 +420,40 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
                 "invoice_line_items", "charges", "payment_intents"} <= filled, filled
 
 
+HELPER_DONE = re.compile(r"stripe_sync apply helper: done after (\d+) batches, (\d+) events")
+
+
+def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applier():
+    """stripe_sync.apply_workers = 3: a queued backlog is drained by the worker and
+    up to two helpers at once (small batches, so each takes many); the tables end
+    exactly as when one process applies the same duplicated, reordered stream."""
+    secret = h.new_webhook_secret()
+    start = int(time.time()) - 30 * 86400
+    messy = h.gen_stream(secret, STREAM_EVENTS, STREAM_SEED, duplicates=0.1, out_of_order=0.2, start=start)
+    with h.stripe_sync_cluster(secret, batch_size=50) as one, \
+            h.stripe_sync_cluster(secret, batch_size=50, apply_workers=3) as many:
+        logs_from = {}
+        for c in (one, many):
+            h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+            logs_from[c] = c.log_size()
+            # One transaction: the whole stream is queued before anything is applied.
+            with c.connect() as conn, conn.transaction():
+                h.ingest_all(conn, messy)
+        for c in (one, many):
+            h.wait_drained(c)
+            assert status_counts(c) == {"processed": STREAM_EVENTS}
+        h.wait_until(lambda: many.pid_of_backend_type("stripe_sync apply") is None, timeout=30,
+                     what="the helpers to exit")
+        assert_same_tables(snapshot(one), snapshot(many), ("one applier", "worker + helpers"))
+        log_many = many.log_text(logs_from[many])
+        done = [(int(b), int(e)) for b, e in HELPER_DONE.findall(log_many)]
+        helper_events = sum(e for _, e in done)
+        # The worker drains its first batch alone, then helpers join in.
+        assert done and 0 < helper_events < STREAM_EVENTS, (done, log_many[-2000:])
+        assert "a batch failed" not in log_many and "could not start an apply helper" not in log_many
+        assert not HELPER_DONE.search(one.log_text(logs_from[one])), "apply_workers = 1 starts no helper"
+
+
 # --------------------------------------------------------------------------
 # 3. localstripe, through its webhooks and the relay
 # --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ static DATABASE: GucSetting<Option<CString>> =
 static SIGNATURE_TOLERANCE: GucSetting<i32> = GucSetting::<i32>::new(300);
 static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
+static APPLY_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -89,6 +90,14 @@ pub fn init() {
         &BATCH_SIZE,
         (1, 100_000),
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.apply_workers",
+        c"Processes that apply a backlog of events at once: the worker and up to this many minus one helpers.",
+        &APPLY_WORKERS,
+        (1, 64),
+        GucContext::Sighup,
         GucFlags::default(),
     );
     int(
@@ -230,6 +239,11 @@ pub fn max_payload_bytes() -> usize {
 
 pub fn batch_size() -> usize {
     BATCH_SIZE.get() as usize
+}
+
+/// How many processes may drain one backlog together (the worker included).
+pub fn apply_workers() -> usize {
+    APPLY_WORKERS.get().max(1) as usize
 }
 
 pub fn poll_interval() -> Duration {

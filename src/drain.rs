@@ -16,8 +16,8 @@ pub struct BatchOutcome {
     pub failed: usize,
 }
 
-pub fn run_batch(limit: usize) -> BatchOutcome {
-    let claimed = queue::claim(limit);
+pub fn run_batch(limit: usize, share: queue::Share) -> BatchOutcome {
+    let claimed = queue::claim(limit, share);
     if claimed.is_empty() {
         return BatchOutcome::default();
     }
@@ -82,7 +82,7 @@ pub fn run_in_session(max_events: Option<usize>) -> usize {
         if limit == 0 {
             return handled;
         }
-        let outcome = run_batch(limit);
+        let outcome = run_batch(limit, None);
         handled += outcome.claimed;
         if outcome.claimed < limit {
             return handled;

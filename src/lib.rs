@@ -12,6 +12,7 @@ mod config;
 mod drain;
 mod errors;
 mod handlers;
+mod helpers;
 mod ingest;
 mod jobs;
 mod jsonb;

@@ -42,6 +42,7 @@ pub mod types {
     pub const TEXT: PgOid = PgOid::BuiltIn(Oids::TEXTOID);
     pub const TEXT_ARRAY: PgOid = PgOid::BuiltIn(Oids::TEXTARRAYOID);
     pub const FLOAT8: PgOid = PgOid::BuiltIn(Oids::FLOAT8OID);
+    pub const INT4: PgOid = PgOid::BuiltIn(Oids::INT4OID);
     pub const INT8: PgOid = PgOid::BuiltIn(Oids::INT8OID);
     pub const JSONB: PgOid = PgOid::BuiltIn(Oids::JSONBOID);
     pub const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(Oids::TIMESTAMPTZOID);

@@ -42,11 +42,18 @@ pub fn insert(meta: &EventMeta, data: pg_sys::Datum) -> bool {
     })
 }
 
-/// Claims up to `limit` due pending events, locking them until the transaction ends.
-pub fn claim(limit: usize) -> Vec<Claimed> {
+/// One applier's share of the queue when several drain it together: share
+/// `slot` of `of` (see claim_batch.sql).
+pub type Share = Option<(i32, i32)>;
+
+/// Claims up to `limit` due pending events (of `share` only, if given),
+/// locking them until the transaction ends.
+pub fn claim(limit: usize, share: Share) -> Vec<Claimed> {
     let limit = limit as i64;
+    let (slot, of) = share.map_or((0, 1), |(slot, of)| (slot, of));
+    let args: [DatumWithOid; 3] = [limit.into(), of.into(), slot.into()];
     Spi::connect_mut(|client| {
-        plans::execute(client, CLAIM_BATCH, &[INT8], &[limit.into()], |rows| {
+        plans::execute(client, CLAIM_BATCH, &[INT8, INT4, INT4], &args, |rows| {
             rows.map(|row| Claimed {
                 id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
                 object_type: row.get::<String>(2).ok().flatten(),

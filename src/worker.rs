@@ -1,8 +1,9 @@
 //! The background worker: sleeps on its latch, wakes on ingest (or after
 //! `stripe_sync.poll_interval`), drains due events in bounded rounds of
-//! batches, one transaction per batch. Nothing else lives here.
+//! batches, one transaction per batch, with apply helpers beside it while a
+//! backlog lasts (helpers.rs). Nothing else lives here.
 
-use crate::{config, drain, queue, shmem, subxact};
+use crate::{config, drain, helpers, queue, shmem, subxact};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     let mut extension_seen = false;
     let mut last_purge: Option<std::time::Instant> = None;
     let mut last_refresh: Option<std::time::Instant> = None;
+    let mut helpers = helpers::Helpers::default();
     loop {
         let sleep = match round {
             Round::Backlog => Duration::ZERO,
@@ -72,9 +74,20 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
             refresh_round();
         }
         let known = extension_seen;
-        round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known))) {
-            Ok(r) => {
+        let share = helpers.worker_share();
+        round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known, share))) {
+            Ok((r, claimed)) => {
                 failures = 0;
+                helpers.worker_claimed(share, claimed, config::batch_size());
+                let r = if share.is_some() && matches!(r, Round::Idle) {
+                    Round::Backlog // its share is done; the others may not be
+                } else {
+                    r
+                };
+                if matches!(r, Round::Backlog) && share.is_none() {
+                    // A full batch: more processes may drain beside this one.
+                    helpers.top_up();
+                }
                 extension_seen = !matches!(r, Round::Wait);
                 // Handlers and alerts of what was just committed; their own
                 // backlogs keep the loop going like an event backlog.
@@ -100,13 +113,14 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
 /// while a backlog remains, looking at its signals between batches. Until the
 /// extension has been seen in the database (at this library's version) the
 /// worker only looks for it.
-fn drain_round(extension_seen: bool) -> Round {
+fn drain_round(extension_seen: bool, share: queue::Share) -> (Round, usize) {
     if !extension_seen && !extension_ready() {
-        return Round::Wait;
+        return (Round::Wait, 0);
     }
     let limit = config::batch_size();
-    let outcome = drain::run_batch(limit);
-    if outcome.claimed == limit { Round::Backlog } else { Round::Idle }
+    let outcome = drain::run_batch(limit, share);
+    let round = if outcome.claimed == limit { Round::Backlog } else { Round::Idle };
+    (round, outcome.claimed)
 }
 
 /// Provisioning jobs handled per round, between event batches.

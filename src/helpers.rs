@@ -1,0 +1,147 @@
+//! Apply helpers: while a backlog lasts, the worker starts up to
+//! `stripe_sync.apply_workers - 1` extra processes (`backend_type
+//! 'stripe_sync apply'`) that drain the same queue beside it. The queue is cut
+//! into shares by a hash of the object id (claim_batch.sql): each helper
+//! claims batches of its own share only (FOR UPDATE SKIP LOCKED), the worker
+//! share 0 and then whatever is left, so two appliers never wait on each
+//! other's rows. Each applies with the worker's code ([`drain::run_batch`]),
+//! one transaction per batch, and exits as soon as a batch comes back short.
+//!
+//! Order still holds with several appliers: an upsert keeps a row's newer
+//! state, and it is checked against the row's latest committed version (the
+//! row lock of ON CONFLICT DO UPDATE), whichever process applied it. A batch
+//! that deadlocks with another is rolled back and retried event by event, as
+//! any failed batch is.
+
+use crate::queue::Share;
+use crate::{config, drain, subxact};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+    SignalWakeFlags,
+};
+use pgrx::prelude::*;
+
+/// Name shown as `backend_type` in pg_stat_activity.
+pub const HELPER_TYPE: &str = "stripe_sync apply";
+
+/// The helpers the worker started and that may still run, with the share
+/// of the queue each one drains (the worker's is share 0).
+#[derive(Default)]
+pub struct Helpers {
+    running: Vec<(i32, DynamicBackgroundWorker)>,
+    /// Appliers the shares were cut for (apply_workers when they started).
+    of: i32,
+    /// The worker's own share came back short: it claims from every share
+    /// until the helpers are gone, picking up what they leave.
+    own_share_done: bool,
+    /// The last start failed for want of a worker slot (warned once).
+    starved: bool,
+}
+
+impl Helpers {
+    fn prune(&mut self) {
+        self.running
+            .retain(|(_, h)| matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)));
+        if self.running.is_empty() {
+            self.own_share_done = false;
+        }
+    }
+
+    /// What the worker claims next: its own share while helpers drain
+    /// theirs, else everything.
+    pub fn worker_share(&mut self) -> Share {
+        self.prune();
+        (!self.running.is_empty() && !self.own_share_done).then_some((0, self.of))
+    }
+
+    /// The worker's last batch of `share` came back with `claimed` of `limit`.
+    pub fn worker_claimed(&mut self, share: Share, claimed: usize, limit: usize) {
+        if share.is_some() && claimed < limit {
+            self.own_share_done = true;
+        }
+    }
+
+    /// Called by the worker when a batch came back full: starts a helper for
+    /// every share 1..apply_workers-1 that has none. Without a free background
+    /// worker slot the worker drains alone, with one warning.
+    pub fn top_up(&mut self) {
+        self.prune();
+        let of = config::apply_workers() as i32;
+        if self.running.is_empty() {
+            self.of = of;
+        }
+        if of != self.of {
+            return; // resized: the new count applies to the next backlog
+        }
+        for slot in 1..of {
+            if self.running.iter().any(|(s, _)| *s == slot) {
+                continue;
+            }
+            match start(slot, of) {
+                Some(h) => {
+                    self.running.push((slot, h));
+                    self.starved = false;
+                }
+                None => {
+                    if !self.starved {
+                        warning!(
+                            "stripe_sync worker: could not start an apply helper; raise max_worker_processes or lower stripe_sync.apply_workers"
+                        );
+                    }
+                    self.starved = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn start(slot: i32, of: i32) -> Option<DynamicBackgroundWorker> {
+    BackgroundWorkerBuilder::new(HELPER_TYPE)
+        .set_type(HELPER_TYPE)
+        .set_library("stripe_sync")
+        .set_function("stripe_sync_apply_main")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId }.to_u32())))
+        .set_extra(&format!("{slot}\t{of}"))
+        // The worker's latch is set when a helper exits: it looks at the queue again.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic()
+        .ok()
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn stripe_sync_apply_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    unsafe { pg_sys::pgstat_report_appname(c"stripe_sync apply".as_ptr()) };
+    let extra = BackgroundWorker::get_extra().to_owned();
+    let share = extra.split_once('\t').and_then(|(s, o)| Some((s.parse().ok()?, o.parse().ok()?)));
+    if share.is_none() {
+        warning!("stripe_sync apply helper: malformed share \"{extra}\"");
+        return;
+    }
+    let limit = config::batch_size();
+    let (mut batches, mut events) = (0usize, 0usize);
+    while !BackgroundWorker::sigterm_received() {
+        match BackgroundWorker::transaction(|| subxact::run(|| drain::run_batch(limit, share))) {
+            Ok(outcome) => {
+                batches += 1;
+                events += outcome.claimed;
+                if outcome.claimed < limit {
+                    break;
+                }
+            }
+            Err(f) => {
+                warning!(
+                    "stripe_sync apply helper: a batch failed (SQLSTATE {}); exiting",
+                    f.sqlstate
+                );
+                break;
+            }
+        }
+    }
+    log!("stripe_sync apply helper: done after {batches} batches, {events} events");
+}

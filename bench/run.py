@@ -1603,8 +1603,10 @@ def percentile(sorted_xs: list[float], p: float) -> Optional[float]:
 
 
 # PostgreSQL functions whose inclusive time tells where a backfill page goes: parsing the page's
-# text into jsonb, planning and running the apply statements, TOAST, index inserts, commit.
-BACKFILL_FOCUS = ["jsonb_in", "SPI_execute_plan", "SPI_execute_with_args", "standard_ExecutorRun",
+# text into jsonb (ours: src/jsonb.rs, then PostgreSQL's builder; jsonb_in where the database is
+# not UTF-8), planning and running the apply statements, TOAST, index inserts, commit.
+BACKFILL_FOCUS = ["jsonb_in", "stripe_sync::jsonb::member_from_text", "JsonbValueToJsonb", "pushJsonbValue",
+                  "SPI_execute_plan", "SPI_execute_with_args", "standard_ExecutorRun",
                   "standard_ExecutorFinish", "heap_toast_insert_or_update", "ExecInsertIndexTuples",
                   "jsonb_array_elements", "CommitTransactionCommand"]
 

@@ -409,9 +409,12 @@ class Bench:
         return t
 
     def reset_ours(self, conn: psycopg.Connection) -> None:
-        """Empty every stripe_sync table (the queue and whatever object tables exist)."""
+        """Empty every stripe_sync table (the queue and whatever object tables exist). TRUNCATE locks
+        its tables in the order given, so the queue comes first, as in the worker's batches (claim,
+        then the object tables): a worker still draining finishes its batch instead of deadlocking."""
         tables = [r[0] for r in conn.execute(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'stripe_sync'")]
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'stripe_sync' "
+            "ORDER BY tablename <> 'events', tablename")]
         conn.execute("TRUNCATE " + ", ".join(tables))
 
     def counts_ours(self, conn: psycopg.Connection) -> dict:
@@ -991,6 +994,7 @@ class Bench:
                         f"committed after {fmt(r['paging_seconds'], 2)}s = {fmt(r['paging_rate'])}/s; stand-in alone "
                         f"{c0['rate']:,.0f}/s, with json.loads {c1['rate']:,.0f}/s; CPU s: job {fmt(r['cpu']['job'], 2)} "
                         f"(paging {fmt(r['job_cpu_paging'], 2)}), postgres in all {r['cpu']['postgres']:.2f}, "
+                        f"job page faults {fmt(r['cpu'].get('job_faults'))}, "
                         f"stand-in {r['cpu']['stand_in']:.2f}")
         finally:
             self.unconfigure_api()
@@ -1395,11 +1399,9 @@ def read_status(pid: int) -> dict:
     return out
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
-    """utime + stime of a process (with `reaped`, also of its children it has waited for)."""
+def stat_fields(pid: Optional[int]) -> Optional[list]:
+    """The fields of /proc/<pid>/stat after the command (index 0 is the state), or None when the
+    process is gone."""
     if pid is None:
         return None
     try:
@@ -1407,7 +1409,24 @@ def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
             raw = f.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def minor_faults(pid: Optional[int]) -> Optional[int]:
+    """Minor page faults of a process so far (minflt): new anonymous memory touched, a count that
+    CPU steal on a shared machine does not change."""
+    fields = stat_fields(pid)
+    return int(fields[7]) if fields else None
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
+    """utime + stime of a process (with `reaped`, also of its children it has waited for)."""
+    fields = stat_fields(pid)
+    if fields is None:
+        return None
     ticks = int(fields[11]) + int(fields[12])
     if reaped:
         ticks += int(fields[13]) + int(fields[14])
@@ -1450,6 +1469,7 @@ class BackfillWatch:
         self.job_cpu: Optional[float] = None
         self.paged_at: Optional[float] = None  # monotonic time the last page's commit was seen
         self.job_cpu_paged: Optional[float] = None
+        self.job_faults: Optional[int] = None
         self.committed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -1473,6 +1493,7 @@ class BackfillWatch:
                     v = cpu_seconds(self.pid)
                     if v is not None:
                         self.job_cpu = v
+                        self.job_faults = minor_faults(self.pid)
                     if self.paged_at is None and self.committed >= self.expected:
                         self.paged_at, self.job_cpu_paged = now, self.job_cpu
                     self._stop.wait(0.02)
@@ -1485,7 +1506,7 @@ class BackfillWatch:
         self._thread.join(timeout=5)
         return {"wall": wall, "postgres": tree_cpu_seconds(self.pm) - self.pm0,
                 "stand_in": (cpu_seconds(self.fs) or 0.0) - self.fs0, "job": self.job_cpu,
-                "job_paging": self.job_cpu_paged, "job_pid": self.pid}
+                "job_paging": self.job_cpu_paged, "job_pid": self.pid, "job_faults": self.job_faults}
 
 
 class RssSampler:
@@ -2139,6 +2160,9 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             busy = [x["job_cpu_paging"] / x["paging_seconds"] for x in R if x["job_cpu_paging"] and x["paging_seconds"]]
             w(f"| | job worker CPU busy while paging | {fmt(100 * median(busy), 0) + ' %' if busy else '–'} | "
               f"{', '.join(f'{100 * x:.0f} %' for x in busy) or '–'} |")
+            faults = [x["cpu"]["job_faults"] for x in R if x["cpu"].get("job_faults") is not None]
+            w(f"| | job worker's minor page faults (new memory touched; not changed by CPU steal) | "
+              f"{fmt(median(faults)) if faults else '–'} | {runs_list(faults) if faults else '–'} |")
             w(f"| | CPU s over the call: all of PostgreSQL / stand-in | {fmt(median(cpu('postgres')), 2)} / "
               f"{fmt(median(cpu('stand_in')), 2)} | {runs_list(cpu('postgres'), 2)} / {runs_list(cpu('stand_in'), 2)} |")
             ok = (mo or 0) >= TARGET_BACKFILL_RATE and not late

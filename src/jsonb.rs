@@ -1,14 +1,16 @@
 //! JSON text to a `jsonb` datum. The text is read once, by
-//! `stripe_sync_core::json`, and the value is built with PostgreSQL's own jsonb
-//! builder (`pushJsonbValue`, the one `jsonb_in` feeds), so the bytes stored
-//! are exactly what `'...'::jsonb` makes (tested byte for byte in pg_tests).
+//! `stripe_sync_core::json`, into the tree of `JsonbValue`s that `jsonb_in`
+//! builds (through `pushJsonbValue`), which PostgreSQL's own
+//! `JsonbValueToJsonb` turns into jsonb: the bytes stored are exactly what
+//! `'...'::jsonb` makes (tested byte for byte in pg_tests).
 //! What this saves is PostgreSQL's character-at-a-time lexer: about a third of
 //! a backfill's CPU went to `jsonb_in` (BENCHMARKS.md, backfill profile).
 //!
 //! Databases not in UTF-8 keep using `jsonb_in`, which converts escapes to the
 //! database encoding.
 
-use pgrx::pg_sys::{self, JsonbIteratorToken as Tok, JsonbValue, jbvType};
+use pgrx::PgMemoryContexts;
+use pgrx::pg_sys::{self, JsonbPair, JsonbValue, jbvType};
 use std::borrow::Cow;
 use std::ffi::CString;
 use stripe_sync_core::json::{self, Member, Sink};
@@ -64,11 +66,23 @@ fn jsonb_in(text: &str) -> pg_sys::Datum {
     .expect("jsonb_in returns a value")
 }
 
-/// Feeds the reader's calls to `pushJsonbValue`.
+/// Builds the tree of `JsonbValue`s that `pushJsonbValue` would build, and
+/// hands it to `JsonbValueToJsonb`. Each object's keys are put in jsonb's
+/// order here, in Rust, where `pushJsonbValue` would sort them with
+/// `qsort_arg` and a comparison through a function pointer: that sort was a
+/// tenth of a backfill's CPU (BENCHMARKS.md, backfill profile).
+///
+/// The tree lives in a memory context of its own, deleted as soon as the
+/// jsonb is made: a page's tree of invoices is a few MB that the statement
+/// applying the page does not need.
 struct Builder<'a> {
-    state: *mut pg_sys::JsonbParseState,
-    /// For each open container: true for an object (values are WJB_VALUE).
-    open: Vec<bool>,
+    /// Where the tree's containers and numbers are allocated.
+    scratch: PgMemoryContexts,
+    /// The open containers, innermost last.
+    open: Vec<Open>,
+    /// Emptied vectors of finished containers, reused by the next ones.
+    spare_elems: Vec<Vec<JsonbValue>>,
+    spare_pairs: Vec<Vec<JsonbPair>>,
     /// Strings that had escapes: their decoded text must outlive the build.
     owned: Vec<String>,
     /// The finished value: the outermost container, or a top-level scalar.
@@ -76,14 +90,31 @@ struct Builder<'a> {
     _text: std::marker::PhantomData<&'a str>,
 }
 
+enum Open {
+    Array(Vec<JsonbValue>),
+    /// An object's pairs so far, and the key whose value comes next.
+    Object(Vec<JsonbPair>, JsonbValue),
+}
+
 /// The longest string a jsonb entry can hold (JENTRY_OFFLENMASK).
 const MAX_STRING: usize = 0x0FFF_FFFF;
+/// The most elements or pairs one container can hold (JSONB_MAX_ELEMS and
+/// JSONB_MAX_PAIRS: what fits in MaxAllocSize, at most JB_CMASK).
+const MAX_ALLOC: usize = 0x3FFF_FFFF;
+const MAX_ELEMS: usize = min(MAX_ALLOC / size_of::<JsonbValue>(), 0x0FFF_FFFF);
+const MAX_PAIRS: usize = min(MAX_ALLOC / size_of::<JsonbPair>(), 0x0FFF_FFFF);
+
+const fn min(a: usize, b: usize) -> usize {
+    if a < b { a } else { b }
+}
 
 impl<'a> Builder<'a> {
     fn new() -> Self {
         Builder {
-            state: std::ptr::null_mut(),
+            scratch: PgMemoryContexts::new("stripe_sync jsonb tree"),
             open: Vec::new(),
+            spare_elems: Vec::new(),
+            spare_pairs: Vec::new(),
             owned: Vec::new(),
             root: None,
             _text: std::marker::PhantomData,
@@ -92,27 +123,62 @@ impl<'a> Builder<'a> {
 
     fn finish(mut self) -> pg_sys::Datum {
         let mut root = self.root.take().expect("a finished JSON value");
-        // SAFETY: root is a complete value whose strings (the input text and
-        // self.owned) are alive until this call has copied them.
+        // SAFETY: root is a complete tree of containers in self.scratch whose
+        // strings (the input text and self.owned) are alive until this call
+        // has copied them; the result is made in the caller's context.
         let jsonb = unsafe { pg_sys::JsonbValueToJsonb(&mut root) };
         pg_sys::Datum::from(jsonb)
+        // Dropping self deletes the tree.
     }
 
-    fn push(&mut self, token: Tok::Type, value: Option<&mut JsonbValue>) {
-        let ptr = value.map_or(std::ptr::null_mut(), |v| v as *mut JsonbValue);
-        // SAFETY: the token sequence is well formed (the reader checked the
-        // grammar) and the value is copied by pushJsonbValue.
-        let result = unsafe { pg_sys::pushJsonbValue(&mut self.state, token, ptr) };
-        if self.state.is_null() && matches!(token, Tok::WJB_END_OBJECT | Tok::WJB_END_ARRAY) {
-            // SAFETY: the outermost container, allocated by pushJsonbValue.
-            self.root = Some(unsafe { *result });
+    /// A copy of `items` in the tree's memory context, as `JsonbValueToJsonb`
+    /// reads it.
+    fn palloc_copy<T: Copy>(&mut self, items: &[T]) -> *mut T {
+        if items.is_empty() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: MemoryContextAlloc returns memory aligned for any type
+        // (MAXALIGN), of the size asked; the copy fills all of it.
+        unsafe {
+            let p = pg_sys::MemoryContextAlloc(self.scratch.value(), std::mem::size_of_val(items))
+                .cast::<T>();
+            std::ptr::copy_nonoverlapping(items.as_ptr(), p, items.len());
+            p
         }
     }
 
-    fn scalar(&mut self, mut v: JsonbValue) {
-        match self.open.last() {
-            Some(true) => self.push(Tok::WJB_VALUE, Some(&mut v)),
-            Some(false) => self.push(Tok::WJB_ELEM, Some(&mut v)),
+    /// A JSON number's text as a PostgreSQL numeric in the tree's context.
+    fn numeric(&mut self, text: &str) -> pg_sys::Numeric {
+        // SAFETY: the conversion allocates in the current memory context,
+        // switched to the tree's for it and back after.
+        unsafe {
+            let caller = pg_sys::MemoryContextSwitchTo(self.scratch.value());
+            let n = numeric(text);
+            pg_sys::MemoryContextSwitchTo(caller);
+            n
+        }
+    }
+
+    /// Adds a finished value to the innermost open container.
+    fn add(&mut self, v: JsonbValue) {
+        match self.open.last_mut() {
+            Some(Open::Array(elems)) => {
+                if elems.len() >= MAX_ELEMS {
+                    pgrx::error!(
+                        "number of jsonb array elements exceeds the maximum allowed ({MAX_ELEMS})"
+                    );
+                }
+                elems.push(v);
+            }
+            Some(Open::Object(pairs, key)) => {
+                if pairs.len() >= MAX_PAIRS {
+                    pgrx::error!(
+                        "number of jsonb object pairs exceeds the maximum allowed ({MAX_PAIRS})"
+                    );
+                }
+                let order = pairs.len() as u32;
+                pairs.push(JsonbPair { key: *key, value: v, order });
+            }
             None => self.root = Some(v),
         }
     }
@@ -137,6 +203,30 @@ impl<'a> Builder<'a> {
         };
         v
     }
+}
+
+/// The bytes of a string value made by `Builder::string_value`.
+fn key_bytes(v: &JsonbValue) -> &[u8] {
+    // SAFETY: keys are jbvString values pointing at text alive for the build.
+    unsafe {
+        let s = v.val.string;
+        std::slice::from_raw_parts(s.val as *const u8, s.len as usize)
+    }
+}
+
+/// jsonb's order of keys (lengthCompareJsonbStringValue): shorter first,
+/// then byte by byte.
+fn key_order(a: &JsonbValue, b: &JsonbValue) -> std::cmp::Ordering {
+    let (a, b) = (key_bytes(a), key_bytes(b));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Puts `pairs` in jsonb's key order and keeps, of a key written more than
+/// once, its last value, as `uniqueifyJsonbObject` does.
+fn uniqueify(pairs: &mut Vec<JsonbPair>) {
+    // Among equal keys the later pair sorts first, and dedup keeps the first.
+    pairs.sort_unstable_by(|a, b| key_order(&a.key, &b.key).then(b.order.cmp(&a.order)));
+    pairs.dedup_by(|later, kept| key_bytes(&later.key) == key_bytes(&kept.key));
 }
 
 fn value(kind: jbvType::Type) -> JsonbValue {
@@ -173,40 +263,63 @@ fn numeric(text: &str) -> pg_sys::Numeric {
 
 impl<'a> Sink<'a> for Builder<'a> {
     fn begin_object(&mut self) {
-        self.open.push(true);
-        self.push(Tok::WJB_BEGIN_OBJECT, None);
+        let pairs = self.spare_pairs.pop().unwrap_or_default();
+        self.open.push(Open::Object(pairs, value(jbvType::jbvNull)));
     }
     fn end_object(&mut self) {
-        self.open.pop();
-        self.push(Tok::WJB_END_OBJECT, None);
+        let Some(Open::Object(mut pairs, _)) = self.open.pop() else {
+            unreachable!("the reader closes what it opened");
+        };
+        uniqueify(&mut pairs);
+        let mut v = value(jbvType::jbvObject);
+        v.val.object = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_3 {
+            nPairs: pairs.len() as i32,
+            pairs: self.palloc_copy(&pairs),
+        };
+        pairs.clear();
+        self.spare_pairs.push(pairs);
+        self.add(v);
     }
     fn begin_array(&mut self) {
-        self.open.push(false);
-        self.push(Tok::WJB_BEGIN_ARRAY, None);
+        let elems = self.spare_elems.pop().unwrap_or_default();
+        self.open.push(Open::Array(elems));
     }
     fn end_array(&mut self) {
-        self.open.pop();
-        self.push(Tok::WJB_END_ARRAY, None);
+        let Some(Open::Array(mut elems)) = self.open.pop() else {
+            unreachable!("the reader closes what it opened");
+        };
+        let mut v = value(jbvType::jbvArray);
+        v.val.array = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_2 {
+            nElems: elems.len() as i32,
+            elems: self.palloc_copy(&elems),
+            rawScalar: false,
+        };
+        elems.clear();
+        self.spare_elems.push(elems);
+        self.add(v);
     }
     fn key(&mut self, key: Cow<'a, str>) {
-        let mut v = self.string_value(key);
-        self.push(Tok::WJB_KEY, Some(&mut v));
+        let v = self.string_value(key);
+        match self.open.last_mut() {
+            Some(Open::Object(_, k)) => *k = v,
+            _ => unreachable!("the reader reports keys inside objects only"),
+        }
     }
     fn string(&mut self, s: Cow<'a, str>) {
         let v = self.string_value(s);
-        self.scalar(v);
+        self.add(v);
     }
     fn number(&mut self, text: &'a str) {
         let mut v = value(jbvType::jbvNumeric);
-        v.val.numeric = numeric(text);
-        self.scalar(v);
+        v.val.numeric = self.numeric(text);
+        self.add(v);
     }
     fn boolean(&mut self, b: bool) {
         let mut v = value(jbvType::jbvBool);
         v.val.boolean = b;
-        self.scalar(v);
+        self.add(v);
     }
     fn null(&mut self) {
-        self.scalar(value(jbvType::jbvNull));
+        self.add(value(jbvType::jbvNull));
     }
 }

@@ -1233,6 +1233,20 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
+        // Key order and duplicates at scale: 300 keys of 1 to 3 letters in a
+        // scrambled order, each written up to three times (the last value
+        // wins), nested one level.
+        let keys: Vec<String> = (0..300u32)
+            .map(|i| {
+                let k = (i * 7919) % 300;
+                let letters = ["a", "b", "c", "ab", "ba", "abc", "cab", "b\u{e9}", "\u{e9}"];
+                format!("{}{}", letters[(k % 9) as usize], k / 9)
+            })
+            .collect();
+        let members: Vec<String> =
+            (0..900usize).map(|i| format!("\"{}\":{}", keys[(i * 31) % 300], i)).collect();
+        let object = format!("{{{}}}", members.join(","));
+        docs.push(format!(r#"{{"outer":{object},"list":[{object},{{}},{object}],"z":{object}}}"#));
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/stripe/");
         for sub in ["events/", "openapi/"] {
             for e in std::fs::read_dir(format!("{dir}{sub}")).expect("shared/stripe") {

@@ -232,7 +232,7 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
            _last_event_id = excluded._last_event_id, _deleted = excluded._deleted,
            _synced_at = excluded._synced_at
      WHERE {newer}
-    RETURNING t.id, t.data, t._account_id
+    RETURNING t.id, t._account_id{lists}
 ), stubs AS (
     INSERT INTO stripe_sync.{table} AS t
            (id, data, _account_id, _last_event_at, _last_event_type, _last_event_id, _deleted, _synced_at)
@@ -249,6 +249,10 @@ SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
         ties = if source == Source::Events { ties_sql(object, table) } else { String::new() },
         batch = batch_sql(object, source),
         children = spec.children.iter().enumerate().map(|(i, c)| child_sql(i, c)).collect::<String>(),
+        // Only the embedded lists go on to the children's statements, not the whole objects.
+        lists = spec.children.iter().enumerate()
+            .map(|(i, c)| format!(", t.data->'{}' AS list{i}", c.list))
+            .collect::<String>(),
         cols = names.join(", "),
         reads = reads.join(", "),
         sets = sets.join(", "),
@@ -282,7 +286,6 @@ fn ties_sql(object: &str, table: &str) -> String {
 /// list is partial (`has_more`), in which case rows are only added.
 fn child_sql(i: usize, child: &ChildSpec) -> String {
     let table = child.table;
-    let list = child.list;
     let parent = child.parent_column;
     let names: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
     let reads: Vec<String> = child.columns.iter().map(|c| read_expr(c, "o")).collect();
@@ -298,7 +301,7 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
     SELECT DISTINCT ON (o->>'id') o->>'id', p.id, {reads}o, p._account_id, now()
       FROM full_objects p
      CROSS JOIN LATERAL jsonb_array_elements(
-           CASE WHEN jsonb_typeof(p.data->'{list}'->'data') = 'array' THEN p.data->'{list}'->'data' ELSE '[]' END) AS o
+           CASE WHEN jsonb_typeof(p.list{i}->'data') = 'array' THEN p.list{i}->'data' ELSE '[]' END) AS o
      WHERE o->>'id' IS NOT NULL
      ORDER BY o->>'id', p.id
     ON CONFLICT (id) DO UPDATE SET {parent} = excluded.{parent}, {sets}data = excluded.data,
@@ -308,9 +311,9 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
     DELETE FROM stripe_sync.{table} x
      USING full_objects p
      WHERE x.{parent} = p.id
-       AND jsonb_typeof(p.data->'{list}'->'data') = 'array'
-       AND NOT coalesce((p.data->'{list}'->>'has_more')::boolean, false)
-       AND x.id <> ALL (ARRAY(SELECT e->>'id' FROM jsonb_array_elements(p.data->'{list}'->'data') AS e))
+       AND jsonb_typeof(p.list{i}->'data') = 'array'
+       AND NOT coalesce((p.list{i}->>'has_more')::boolean, false)
+       AND x.id <> ALL (ARRAY(SELECT e->>'id' FROM jsonb_array_elements(p.list{i}->'data') AS e))
     RETURNING 1
 )"
     )
@@ -382,13 +385,11 @@ mod tests {
         assert_eq!(objects, vec!["subscription", "invoice"]);
         for spec in &children {
             let sql = apply_sql(spec, Source::Events);
-            for child in spec.children {
+            for (i, child) in spec.children.iter().enumerate() {
+                assert!(sql.contains(&format!("t.data->'{}' AS list{i}", child.list)));
                 assert!(sql.contains(&format!("INSERT INTO stripe_sync.{} AS t", child.table)));
                 assert!(sql.contains(&format!("DELETE FROM stripe_sync.{} x", child.table)));
-                let partial = format!(
-                    "NOT coalesce((p.data->'{}'->>'has_more')::boolean, false)",
-                    child.list
-                );
+                let partial = format!("NOT coalesce((p.list{i}->>'has_more')::boolean, false)");
                 assert!(sql.contains(&partial));
             }
         }

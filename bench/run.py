@@ -1399,17 +1399,21 @@ def read_status(pid: int) -> dict:
     return out
 
 
-def stat_fields(pid: Optional[int]) -> Optional[list]:
-    """The fields of /proc/<pid>/stat after the command (index 0 is the state), or None when the
-    process is gone."""
-    if pid is None:
-        return None
+def proc_stat(pid: int) -> Optional[tuple[str, list]]:
+    """(command, the fields of /proc/<pid>/stat after the command: index 0 is the state), or None when
+    the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             raw = f.read()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+
+
+def stat_fields(pid: Optional[int]) -> Optional[list]:
+    """The /proc/<pid>/stat fields after the command, or None (no pid, or the process is gone)."""
+    stat = proc_stat(pid) if pid is not None else None
+    return stat[1] if stat else None
 
 
 def minor_faults(pid: Optional[int]) -> Optional[int]:
@@ -1436,14 +1440,8 @@ def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
 def proc_stats():
     """(pid, command, the /proc/<pid>/stat fields after the command) of every live process."""
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        yield int(d), raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+        if d.isdigit() and (stat := proc_stat(int(d))) is not None:
+            yield int(d), stat[0], stat[1]
 
 
 def tree_cpu_seconds(root: Optional[int]) -> float:

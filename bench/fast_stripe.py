@@ -11,6 +11,8 @@ one dictionary look-up and one write:
   GET  /v1/invoices?limit=100[&starting_after=ID]    pre-built pages of --invoices objects, each
                                                      with its --lines line items embedded
                                                      (lines.has_more false: no /lines requests)
+       (either, with created[gte] and/or created[lt]: the pages of that range, built on request;
+        limit=1 is counted as a probe)
   GET  /v1/invoices/ID/lines                         the same lines, for completeness
   GET  /v1/customers/ID, /v1/invoices/ID             retrieve (404 for unknown ids)
   GET  /v1/customers?email=E                         provisioning's look-up: the customers this
@@ -33,6 +35,7 @@ serves until killed:
 from __future__ import annotations
 
 import argparse
+import bisect
 import copy
 import json
 import random
@@ -76,10 +79,11 @@ class Template:
 class Collection:
     """One list endpoint's objects (JSON bytes), newest first, and its pages of 100 as bytes."""
 
-    def __init__(self, path: str, ids: list[str], encoded: list[bytes]):
+    def __init__(self, path: str, ids: list[str], encoded: list[bytes], created: list[int]):
         self.path = path
         self.ids = ids
         self.encoded = encoded
+        self.neg_created = [-c for c in created]  # ascending, for bisect (created is newest first)
         self.index = {oid: i for i, oid in enumerate(ids)}
         self.first = self._page_bytes(0, PAGE)
         self.after: dict[str, bytes] = {}  # last id of a page -> the next page
@@ -88,9 +92,10 @@ class Collection:
         self.pages = 1 + len(self.after)
         self.bytes = len(self.first) + sum(len(b) for b in self.after.values())
 
-    def _page_bytes(self, start: int, limit: int) -> bytes:
-        items = self.encoded[start:start + limit]
-        more = start + limit < len(self.encoded)
+    def _page_bytes(self, start: int, limit: int, end: Optional[int] = None) -> bytes:
+        end = len(self.encoded) if end is None else end
+        items = self.encoded[start:min(start + limit, end)]
+        more = start + limit < end
         return (b'{"object":"list","data":[' + b",".join(items) + b'],"has_more":'
                 + (b"true" if more else b"false") + b',"url":"' + self.path.encode() + b'"}')
 
@@ -106,6 +111,20 @@ class Collection:
         i = self.index.get(starting_after)
         return None if i is None else self._page_bytes(i + 1, limit)
 
+    def filtered_page(self, limit: int, starting_after: Optional[str], gte: Optional[int],
+                      lt: Optional[int]) -> Optional[bytes]:
+        """A page of the objects with gte <= created < lt (either bound optional), built on
+        request from the encoded objects; None for an unknown cursor."""
+        lo = 0 if lt is None else bisect.bisect_right(self.neg_created, -lt)  # first created < lt
+        hi = len(self.encoded) if gte is None else bisect.bisect_right(self.neg_created, -gte)  # first created < gte
+        start = lo
+        if starting_after is not None:
+            i = self.index.get(starting_after)
+            if i is None:
+                return None
+            start = max(lo, i + 1)
+        return self._page_bytes(min(start, hi), limit, hi)
+
 
 class FastStripe:
     def __init__(self, customers: int, invoices: int, lines: int = 2, seed: int = 1):
@@ -120,13 +139,14 @@ class FastStripe:
         tc = Template(fixtures["customer"], ["id", "created", "email", "name", "description", "balance",
                                              "metadata", "discount"])
         discount = enc(fixtures["customer"]["discount"], separators=(",", ":"))
-        cus_ids, cus_enc, cus_who = [], [], []
+        cus_ids, cus_enc, cus_who, cus_created = [], [], [], []
         for i in range(customers):
             cid = self.new_id("cus_", 14)
             cus_ids.append(cid)
             cus_who.append((cid, f"customer{i}@example.com", f"Customer {i}"))
+            cus_created.append(now - 60 - i // 3)
             cus_enc.append(tc.render({
-                "id": f'"{cid}"', "created": str(now - 60 - i // 3), "email": f'"customer{i}@example.com"',
+                "id": f'"{cid}"', "created": str(cus_created[-1]), "email": f'"customer{i}@example.com"',
                 "name": f'"Customer {i}"', "description": rnd.choice(['null', '"imported"', '"enterprise plan"']),
                 "balance": rnd.choice(["0", "0", "0", "-500", "1200"]),
                 "metadata": f'{{"account_number":"{100000 + i}"}}', "discount": "null" if i % 4 else discount,
@@ -137,7 +157,7 @@ class FastStripe:
                                             "subtotal_excluding_tax", "total", "total_excluding_tax", "lines"])
         tl = Template(fixtures["line_item"], ["id", "invoice", "amount", "subtotal", "period"])
         statuses = ["paid", "paid", "paid", "open", "draft", "void", "uncollectible"]
-        inv_ids, inv_enc = [], []
+        inv_ids, inv_enc, inv_created = [], [], []
         self.lines: dict[str, bytes] = {}
         for i in range(invoices):
             iid = self.new_id("in_", 24)
@@ -154,6 +174,7 @@ class FastStripe:
                           f'"url":"/v1/invoices/{iid}/lines"}}')
             self.lines[iid] = lines_json.encode()
             inv_ids.append(iid)
+            inv_created.append(created)
             inv_enc.append(ti.render({
                 "id": f'"{iid}"', "created": str(created), "customer": f'"{cid}"', "customer_email": enc(email),
                 "customer_name": enc(name), "status": f'"{status}"', "number": f'"BENCH-{i:07d}"',
@@ -161,8 +182,8 @@ class FastStripe:
                 "subtotal": str(total), "subtotal_excluding_tax": str(total), "total": str(total),
                 "total_excluding_tax": str(total), "lines": lines_json,
             }).encode())
-        self.collections = {"/v1/customers": Collection("/v1/customers", cus_ids, cus_enc),
-                            "/v1/invoices": Collection("/v1/invoices", inv_ids, inv_enc)}
+        self.collections = {"/v1/customers": Collection("/v1/customers", cus_ids, cus_enc, cus_created),
+                            "/v1/invoices": Collection("/v1/invoices", inv_ids, inv_enc, inv_created)}
         self.build_seconds = time.monotonic() - t0
         self.lock = threading.Lock()
         self.reset()
@@ -284,11 +305,25 @@ class Handler(BaseHTTPRequestHandler):
             if not 1 <= limit <= 100:
                 return (*error(400, "Invalid limit: must be between 1 and 100", "parameter_invalid_integer", "limit"),
                         f"GET {path} (invalid)")
-            page = api.collections[path].page(limit, params.get("starting_after"))
+            bounds = {}
+            for op in ("gte", "lt"):
+                if f"created[{op}]" in params:
+                    try:
+                        bounds[op] = int(params[f"created[{op}]"])
+                    except ValueError:
+                        return (*error(400, f"Invalid integer: {params[f'created[{op}]']}", "parameter_invalid_integer",
+                                       f"created[{op}]"), f"GET {path} (invalid)")
+            if bounds:
+                page = api.collections[path].filtered_page(limit, params.get("starting_after"), bounds.get("gte"),
+                                                           bounds.get("lt"))
+                what = f"GET {path} ({'probe' if limit == 1 else 'slice page'})"
+            else:
+                page = api.collections[path].page(limit, params.get("starting_after"))
+                what = f"GET {path} (page)"
             if page is None:
                 return (*error(400, f"No such object: '{params['starting_after']}'", "resource_missing",
                                "starting_after"), f"GET {path} (bad cursor)")
-            return 200, page, f"GET {path} (page)"
+            return 200, page, what
         if method == "GET" and path == "/v1/customers/search":
             return (200, b'{"object":"search_result","data":[],"has_more":false,"next_page":null,'
                          b'"url":"/v1/customers/search"}', "GET /v1/customers/search")

@@ -970,7 +970,9 @@ class Bench:
     def measure_backfill(self) -> None:
         fs = self.fast_stripe()
         self.configure_api(BACKFILL_RATE_LIMIT)
-        res: dict[str, dict[str, list]] = {o: {"runs": [], "ceiling": [], "ceiling_parse": []} for o in BACKFILL_OBJECTS}
+        workers = self.backfill_workers()
+        res: dict[str, dict[str, list]] = {o: {"runs": [], "runs_one": [], "ceiling": [], "ceiling_parse": []}
+                                           for o in BACKFILL_OBJECTS}
         try:
             for rep in range(self.runs):
                 for obj, (path, table) in BACKFILL_OBJECTS.items():
@@ -984,26 +986,37 @@ class Bench:
                     c1 = fast_stripe.crawl(fs["base"], path, API_KEY, parse=True)
                     for c_ in (c0, c1):
                         c_["rate"] = c_["objects"] / c_["seconds"]
-                    r = self.backfill_run(obj, path, table)
+                    r = self.backfill_run(obj, path, table, workers)
                     res[obj]["ceiling"].append(c0)
                     res[obj]["ceiling_parse"].append(c1)
                     res[obj]["runs"].append(r)
+                    if workers > 1:  # the same with one job worker, for the ratio
+                        self.wait_quiet()
+                        one = self.backfill_run(obj, path, table, 1)
+                        res[obj]["runs_one"].append(one)
+                        log(f"backfill run {rep + 1}/{self.runs}: {obj} with one job worker: "
+                            + (f"did NOT return within {one['timeout']:.0f}s" if one["timed_out"]
+                               else f"{one['seconds']:.2f}s = {one['rate']:,.0f}/s"))
                     outcome = (f"did NOT return within {r['timeout']:.0f}s (cancelled; {r['committed']:,} objects committed)"
                                if r["timed_out"] else f"returned after {r['seconds']:.2f}s = {r['rate']:,.0f}/s")
-                    log(f"backfill run {rep + 1}/{self.runs}: {obj}: {r['objects']:,} objects: {outcome}; all pages "
+                    log(f"backfill run {rep + 1}/{self.runs}: {obj}, {workers} job workers: {r['objects']:,} objects: {outcome}; all pages "
                         f"committed after {fmt(r['paging_seconds'], 2)}s = {fmt(r['paging_rate'])}/s; stand-in alone "
                         f"{c0['rate']:,.0f}/s, with json.loads {c1['rate']:,.0f}/s; CPU s: job {fmt(r['cpu']['job'], 2)} "
                         f"(paging {fmt(r['job_cpu_paging'], 2)}), postgres in all {r['cpu']['postgres']:.2f}, "
                         f"job page faults {fmt(r['cpu'].get('job_faults'))}, "
-                        f"stand-in {r['cpu']['stand_in']:.2f}")
+                        f"stand-in {r['cpu']['stand_in']:.2f}; job workers' samples {r['cpu']['waits']}")
         finally:
             self.unconfigure_api()
             with self.conn() as conn:
                 conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                             "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_seen")
-        self.results["backfill"] = {"rate_limit": BACKFILL_RATE_LIMIT, "objects": res, "lines": self.args.backfill_lines}
+                             "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices, stripe_sync.sync_seen")
+        self.results["backfill"] = {"rate_limit": BACKFILL_RATE_LIMIT, "objects": res, "lines": self.args.backfill_lines,
+                                    "workers": workers}
 
-    def backfill_run(self, obj: str, path: str, table: str) -> dict:
+    def backfill_workers(self) -> int:
+        return self.args.backfill_workers or os.cpu_count() or 1
+
+    def backfill_run(self, obj: str, path: str, table: str, workers: int = 1) -> dict:
         """One full backfill into emptied tables. A call that has not returned within
         --backfill-timeout is cancelled (which ends its job) and reported as timed out, with how
         far it got."""
@@ -1012,7 +1025,7 @@ class Bench:
         limit = self.args.backfill_timeout or max(60.0, 10 * expected / TARGET_BACKFILL_RATE)
         with self.conn() as conn:
             conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                         "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_seen")
+                         "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices, stripe_sync.sync_seen")
             conn.execute("CHECKPOINT")
         self.fast_call("/_bench/reset", "POST")
         notices: list[str] = []
@@ -1020,6 +1033,7 @@ class Bench:
         with self.conn() as conn:
             conn.add_notice_handler(lambda d: notices.append(d.message_primary))
             conn.execute(f"SET statement_timeout = '{int(limit * 1000)}ms'")
+            conn.execute(f"SET stripe_sync.backfill_workers = {workers}")
             called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
             watch = BackfillWatch(self, expected)
             watch.start()
@@ -1037,7 +1051,7 @@ class Bench:
                     timeout=60, what="the cancelled backfill job to exit")
             run = conn.execute("""
                 SELECT status, pages, objects, extract(epoch FROM finished_at - started_at)::float8, listed, rows_held,
-                       deleted, extract(epoch FROM started_at - %s)::float8
+                       deleted, extract(epoch FROM started_at - %s)::float8, workers
                   FROM stripe_sync.sync_runs ORDER BY id DESC LIMIT 1""", (called_at,)).fetchone()
             rows = conn.execute(f"SELECT count(*) FROM stripe_sync.{table} WHERE NOT _deleted").fetchone()[0]
             lines = (conn.execute("SELECT count(*) FROM stripe_sync.invoice_line_items").fetchone()[0]
@@ -1047,7 +1061,7 @@ class Bench:
                 "SELECT relname, coalesce(last_autoanalyze > %s, false) FROM pg_stat_user_tables "
                 "WHERE schemaname = 'stripe_sync' AND relname IN (%s, 'sync_seen')", (called_at, table)).fetchall())
         stats = self.fast_call("/_bench/stats")
-        status, pages, objects, job_seconds, listed, rows_held, deleted, job_start = run
+        status, pages, objects, job_seconds, listed, rows_held, deleted, job_start, used_workers = run
         if not timed_out and (status != "completed" or n != expected or rows != expected):
             raise RuntimeError(f"backfill('{obj}') returned {n:,}, run {status}, {rows:,} rows in stripe_sync.{table}; "
                                f"the stand-in serves {expected:,}")
@@ -1065,7 +1079,7 @@ class Bench:
                 "job_cpu_paging": cpu["job_paging"], "job_cpu_tail": job_cpu_tail,
                 "job_start_seconds": job_start, "http_span_seconds": span, "requests": stats["counts"],
                 "listed": listed, "rows_held": rows_held, "deleted": deleted, "line_items": lines,
-                "autoanalyzed": analyzed,
+                "autoanalyzed": analyzed, "workers": used_workers,
                 "notices": len(notices), "cpu": cpu}
 
     def measure_provisioning(self) -> None:
@@ -1469,6 +1483,7 @@ class BackfillWatch:
         self.job_cpu_paged: Optional[float] = None
         self.job_faults: Optional[int] = None
         self.committed = 0
+        self.waits: dict[str, int] = {}  # what the job workers were doing, sampled every 20 ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -1494,6 +1509,11 @@ class BackfillWatch:
                         self.job_faults = minor_faults(self.pid)
                     if self.paged_at is None and self.committed >= self.expected:
                         self.paged_at, self.job_cpu_paged = now, self.job_cpu
+                    if self.paged_at is None:
+                        for (wait,) in conn.execute(
+                                "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') "
+                                "FROM pg_stat_get_activity(NULL) WHERE backend_type = 'stripe_sync job'").fetchall():
+                            self.waits[wait] = self.waits.get(wait, 0) + 1
                     self._stop.wait(0.02)
         except Exception:  # noqa: BLE001 - monitoring must not break the run
             return
@@ -1504,7 +1524,8 @@ class BackfillWatch:
         self._thread.join(timeout=5)
         return {"wall": wall, "postgres": tree_cpu_seconds(self.pm) - self.pm0,
                 "stand_in": (cpu_seconds(self.fs) or 0.0) - self.fs0, "job": self.job_cpu,
-                "job_paging": self.job_cpu_paged, "job_pid": self.pid, "job_faults": self.job_faults}
+                "job_paging": self.job_cpu_paged, "job_pid": self.pid, "job_faults": self.job_faults,
+                "waits": dict(sorted(self.waits.items(), key=lambda kv: -kv[1]))}
 
 
 class RssSampler:
@@ -2091,8 +2112,13 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
     bf = r.get("backfill")
     fsi = r.get("fast_stripe", {})
     w("`SELECT stripe_sync.backfill('customer')`, then `backfill('invoice')`, each a full run (no created filter) "
-      "into emptied tables (`customers`, `invoices`, `invoice_line_items`, `sync_runs`, `sync_cursors`, `sync_seen` "
-      "truncated, then CHECKPOINT, before every run). The job worker pages through "
+      "into emptied tables (`customers`, `invoices`, `invoice_line_items`, `sync_runs`, `sync_cursors`, `sync_slices`, "
+      "`sync_seen` truncated, then CHECKPOINT, before every run), with `stripe_sync.backfill_workers` = "
+      f"{bf.get('workers', 1) if bf else a.backfill_workers} (the CPUs) and then, from the same empty tables, with 1. "
+      "With several, the job worker lists the first page, finds the oldest object by one-object probes "
+      "(`limit=1&created[lt]=…`, about 30), cuts the rest into 4 slices of `created` time per worker and starts "
+      "helper job workers; each pages its slices (`created[gte]`, `created[lt]`) and commits every page with its "
+      "slice's cursor. With one, the job worker pages through "
       "`GET /v1/customers?limit=100[&starting_after=…]` (invoices: `/v1/invoices`, same parameters; no expand, no "
       "status filter for either), applies each page and commits it with its cursor, then reconciles (nothing to "
       "retrieve in an empty table). The API is `bench/fast_stripe.py`, a threaded stdlib HTTP server in its own "
@@ -2140,7 +2166,16 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             late = [x for x in R if x["timed_out"]]
             label = f"{obj} ({R[0]['objects']:,}, {R[0]['pages']} pages)"
             call = (f"did not return within {late[0]['timeout']:.0f} s" if late else f"**{fmt(m('rate'))}**")
-            w(f"| {label} | **ours, objects/s, call → return** | {call} | {runs('rate')} |")
+            w(f"| {label} | **ours, objects/s, call → return** ({bf.get('workers', 1)} job workers) | {call} | {runs('rate')} |")
+            one = d.get("runs_one") or []
+            if one:
+                late_one = [x for x in one if x["timed_out"]]
+                mone = median([x["rate"] for x in one if x["rate"]])
+                w(f"| | ours with one job worker, objects/s, call → return | "
+                  f"{'did not return in time' if late_one else fmt(mone)} | {runs_list([x['rate'] or 0 for x in one])} |")
+                if mone and not late:
+                    w(f"| | {bf.get('workers')} job workers / one | {m('rate') / mone:.2f}× | |")
+            w(f"| | job workers that paged the run (`sync_runs.workers`) | {fmt(m('workers'))} | {runs('workers')} |")
             w(f"| | ours, call → return, s | {fmt(m('seconds'), 2) if not late else '> ' + fmt(late[0]['timeout'])} | {runs('seconds', digits=2)} |")
             w(f"| | ours, paging: objects/s, call → last page committed | {fmt(m('paging_rate'))} | {runs('paging_rate')} |")
             w(f"| | ours, paging: s (pages/s) | {fmt(m('paging_seconds'), 2)} ({fmt(m('pages_per_s'), 1)}) | {runs('paging_seconds', digits=2)} |")
@@ -2166,7 +2201,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             ok = (mo or 0) >= TARGET_BACKFILL_RATE and not late
             result = (f"did not return within {late[0]['timeout']:.0f} s" if late else f"{fmt(mo)} objects/s")
             summary.append((f"Backfill, {obj}s{' (' + str(bf['lines']) + ' lines each)' if obj == 'invoice' else ''}, "
-                            f"objects/s (call → return, api_rate_limit {bf['rate_limit']:,})",
+                            f"objects/s (call → return, api_rate_limit {bf['rate_limit']:,}, "
+                            f"backfill_workers {bf.get('workers', 1)})",
                             f"{result} (paging alone {fmt(mp)}/s; stand-in alone {fmt(mc)}/s)",
                             f"≥ {TARGET_BACKFILL_RATE:,} objects/s", verdict(ok)))
         w("")
@@ -2339,6 +2375,9 @@ def main() -> int:
     ap.add_argument("--skip-worker-ingest", action="store_true", help="leave out ingest with the worker draining")
     ap.add_argument("--apply-workers", type=int, default=os.cpu_count() or 2,
                     help="stripe_sync.apply_workers for the second apply measure (default: the CPUs; 1 skips it)")
+    ap.add_argument("--backfill-workers", type=int, default=os.cpu_count() or 2,
+                    help="stripe_sync.backfill_workers for the backfill measure, which also runs with 1 for the "
+                         "ratio (default: the CPUs; 1 runs only that)")
     ap.add_argument("--profile", action="store_true", help="also perf-profile the ingest and apply hot paths")
     ap.add_argument("--package", type=Path, help="benchmark this `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("--no-snapshot", action="store_true", help="run from the system PostgreSQL directly (no private copy)")

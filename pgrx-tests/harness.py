@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -687,6 +688,30 @@ def ingest_all(conn: psycopg.Connection, deliveries: Iterable[tuple[str, str]]) 
             if not cur.nextset():
                 break
     return answers
+
+
+class BackgroundCall:
+    """One statement on a connection of its own, run in a thread so that the test can cancel it
+    (``pid``) or wait for it: ``result`` is then "finished" or the SQLSTATE it failed with."""
+
+    def __init__(self, cluster: "Cluster", sql: str):
+        self.conn = cluster.connect()
+        self.pid = self.conn.info.backend_pid
+        self.result: Optional[str] = None
+        self.thread = threading.Thread(target=self._run, args=(sql,), daemon=True)
+        self.thread.start()
+
+    def _run(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql)
+            self.result = "finished"
+        except psycopg.Error as e:
+            self.result = e.sqlstate
+
+    def join(self, timeout: float = 30) -> Optional[str]:
+        self.thread.join(timeout)
+        self.conn.close()
+        return self.result
 
 
 def wait_drained(cluster: "Cluster", timeout: float = 60, dbname: str = "postgres") -> None:

@@ -3,7 +3,6 @@ against localstripe (the Stripe stand-in), through the real job workers."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
@@ -131,25 +130,11 @@ def test_a_cancelled_backfill_resumes_without_duplicates(stand_in, api):
             api.v1.customers.create(params={"email": f"more{i}@example.com"})
         total = len(listed_customers(api))
         assert total > 600
-        caller = c.connect()
-        pid = caller.info.backend_pid
-        outcome = {}
-
-        def run():
-            try:
-                caller.execute("SELECT stripe_sync.backfill('customer')")
-                outcome["result"] = "finished"
-            except psycopg.Error as e:  # the cancel
-                outcome["result"] = e.sqlstate
-
-        t = threading.Thread(target=run)
-        t.start()
+        call = h.BackgroundCall(c, "SELECT stripe_sync.backfill('customer')")
         h.wait_until(lambda: (c.scalar("SELECT max(pages) FROM stripe_sync.sync_runs") or 0) >= 2,
                      timeout=60, what="two committed pages")
-        c.query("SELECT pg_cancel_backend(%s)", (pid,))
-        t.join(30)
-        caller.close()
-        assert outcome.get("result") == "57014", outcome  # query_canceled
+        c.query("SELECT pg_cancel_backend(%s)", (call.pid,))
+        assert call.join() == "57014"  # query_canceled
         h.wait_until(lambda: c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'stripe_sync job'") == 0,
                      timeout=30, what="the job worker to stop")
         partial = c.scalar("SELECT count(*) FROM stripe_sync.customers")

@@ -16,7 +16,8 @@ import pytest
 
 import harness as h
 
-OLD, NEW = "0.1.0", "0.2.0"
+OLD, NEW = "0.1.0", "0.3.0"
+PATH = "0.1.0--0.2.0--0.3.0"  # every release between, one upgrade script each
 
 # Everything in schema stripe_sync and everything the extension owns, as sorted
 # text, free of OIDs and of anything that depends on the rows.
@@ -202,7 +203,7 @@ def test_update_from_0_1_0_keeps_rows_works_and_matches_a_fresh_install():
         assert {OLD, NEW} <= versions, f"installed versions: {versions} (make install puts sql/archive there)"
         assert c.scalar("SELECT default_version FROM pg_available_extensions WHERE name = 'stripe_sync'") == NEW
         assert c.scalar("SELECT path FROM pg_extension_update_paths('stripe_sync')"
-                        " WHERE source = %s AND target = %s", (OLD, NEW)) == f"{OLD}--{NEW}"
+                        " WHERE source = %s AND target = %s", (OLD, NEW)) == PATH
 
         # -- 0.1.0 in the worker's database ----------------------------------------
         c.query(f"CREATE EXTENSION stripe_sync VERSION '{OLD}'")
@@ -277,4 +278,4 @@ def test_update_from_0_1_0_keeps_rows_works_and_matches_a_fresh_install():
         assert {"relation", "column", "constraint", "index", "view", "function", "comment", "acl", "member",
                 "extconfig", "sequence"} <= kinds, kinds
         assert upgraded == fresh, ("the upgraded catalog differs from a fresh install:\n"
-                                   + catalog_diff(upgraded, fresh, ("upgraded 0.1.0 -> 0.2.0", "fresh 0.2.0")))
+                                   + catalog_diff(upgraded, fresh, (f"upgraded {OLD} -> {NEW}", f"fresh {NEW}")))

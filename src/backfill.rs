@@ -13,7 +13,8 @@ use serde_json::Value;
 use stripe_sync_core::event::parse_event;
 use stripe_sync_core::http::ApiError;
 use stripe_sync_core::objects::{self, Resource};
-use stripe_sync_core::pagination::{self, Page};
+use stripe_sync_core::pagination::{self, Page, RawPage};
+use stripe_sync_core::slices::{self, Oldest, Slice};
 
 /// Stripe keeps events for 30 days.
 pub const EVENT_WINDOW_SECONDS: i64 = 30 * 24 * 3600;
@@ -162,7 +163,68 @@ struct Start {
     resumed: bool,
 }
 
-/// Runs one backfill of `resource`; returns the objects applied.
+/// A page as fetched: its text taken apart, and its tree when a child list
+/// had to be completed first.
+struct Fetched {
+    page: RawPage,
+    completed: Option<Page>,
+    fetched_at: TimestampWithTimeZone,
+}
+
+/// Fetches one list page (HTTP only, no transaction) and completes any child
+/// list that stopped short in the page's tree; otherwise the text goes to the
+/// database as it came.
+fn fetch(
+    resource: &Resource,
+    query: &[(String, String)],
+    account: Option<&str>,
+) -> Result<Fetched, ApiError> {
+    let fetched_at = stripe::now();
+    let page = stripe::request_with(
+        stripe::Method::Get,
+        resource.path,
+        query,
+        account,
+        pagination::scan_page,
+    )?;
+    let completed = if page.has_partial_children() {
+        let mut tree = pagination::parse_page(&page.body).map_err(ApiError::network)?;
+        complete_children(&mut tree.data, account)?;
+        Some(tree)
+    } else {
+        None
+    };
+    Ok(Fetched { page, completed, fetched_at })
+}
+
+/// Applies a fetched page and commits it together with what `save` records
+/// (where the listing stands). Returns the objects applied, and whether
+/// another worker of the run has failed (time to stop).
+fn commit_page(
+    run: &Run,
+    object: &str,
+    full: bool,
+    f: &Fetched,
+    save: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+) -> (i64, bool) {
+    let n = f.page.items.len() as i64;
+    let failed = BackgroundWorker::transaction(move || {
+        match &f.completed {
+            Some(tree) => apply::apply_objects(&tree.data, f.fetched_at, run.account.as_deref()),
+            None => apply::apply_page(&f.page, f.fetched_at, run.account.as_deref()),
+        };
+        if full {
+            remember_seen(run, object, &f.page.ids());
+        }
+        save();
+        record_page(run.id, n)
+    });
+    (n, failed)
+}
+
+/// Runs one backfill of `resource`; returns the objects this process applied.
+/// With `stripe_sync.backfill_workers` above 1, what the first page leaves is
+/// cut into slices of created time that job workers page through at once.
 pub fn backfill(
     run: &Run,
     resource: &Resource,
@@ -170,54 +232,325 @@ pub fn backfill(
 ) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
     let start = BackgroundWorker::transaction(|| begin_cursor(run, resource.object, created_after));
+    let workers = crate::config::backfill_workers();
+    let mut sliced =
+        start.resumed && BackgroundWorker::transaction(|| has_slices(run, resource.object));
     let mut after = start.starting_after.clone();
     let mut total = 0i64;
-    loop {
+    while !sliced {
         check_for_interrupts!();
         let query =
             pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
-        let fetched_at = stripe::now();
-        let page = stripe::request_with(
-            stripe::Method::Get,
-            resource.path,
-            &query,
-            account,
-            pagination::scan_page,
-        )?;
-        // A child list that stopped short is completed in the page's tree;
-        // otherwise the text goes to the database as it came.
-        let completed = if page.has_partial_children() {
-            let mut tree = pagination::parse_page(&page.body).map_err(ApiError::network)?;
-            complete_children(&mut tree.data, account)?;
-            Some(tree)
-        } else {
-            None
-        };
-        let n = page.items.len() as i64;
-        let last = page.last_id().map(str::to_owned);
-        let high = page.max_created();
-        BackgroundWorker::transaction(|| {
-            match &completed {
-                Some(tree) => apply::apply_objects(&tree.data, fetched_at, account),
-                None => apply::apply_page(&page, fetched_at, account),
-            };
-            if start.full {
-                remember_seen(run, resource.object, &page.ids());
-            }
-            save_cursor(run, resource.object, last.as_deref(), high);
-            record_page(run.id, n);
+        let f = fetch(resource, &query, account)?;
+        let last = f.page.last_id().map(str::to_owned);
+        let high = f.page.max_created();
+        let (n, _) = commit_page(run, resource.object, start.full, &f, || {
+            save_cursor(run, resource.object, last.as_deref(), high)
         });
         total += n;
-        if !page.has_more || last.is_none() {
+        if !f.page.has_more || last.is_none() {
             break;
         }
+        if workers > 1 && !start.resumed && after.is_none() {
+            sliced = plan_slices(run, resource, &start, &f.page, workers)?;
+        }
         after = last;
+    }
+    if sliced {
+        total += run_slices(run, resource, &start, workers)?;
     }
     if start.full {
         reconcile(run, resource)?;
     }
     BackgroundWorker::transaction(|| finish_cursor(run, resource.object));
     Ok(total)
+}
+
+/// After the first page of a new run: cuts what is left of the listing (from
+/// the oldest object, or the run's created filter, to the first page's oldest)
+/// into slices and stores them. False when it cannot be cut: then the run
+/// pages on alone, as with one worker.
+fn plan_slices(
+    run: &Run,
+    resource: &Resource,
+    start: &Start,
+    first: &RawPage,
+    workers: usize,
+) -> Result<bool, ApiError> {
+    let Some(newest_left) = first.min_created() else { return Ok(false) };
+    let account = run.account.as_deref();
+    let oldest = match start.created_gte {
+        Some(t) => t,
+        None => {
+            let probe = |before: i64| {
+                let query = slices::probe_query(resource.list_params, before);
+                let page = stripe::request_with(
+                    stripe::Method::Get,
+                    resource.path,
+                    &query,
+                    account,
+                    pagination::scan_page,
+                )?;
+                // An object without created cannot be placed: as if the filter were ignored.
+                Ok(page.items.first().map(|i| i.created.unwrap_or(i64::MAX)))
+            };
+            match slices::oldest_created(0, newest_left, probe)? {
+                Oldest::At(t) => t,
+                Oldest::FilterIgnored => {
+                    warning!(
+                        "stripe_sync: {} cannot be listed by created time here (the API ignores created[lt]); one worker pages it",
+                        resource.path
+                    );
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    let parts = slices::split(oldest, newest_left + 1, workers * slices::SLICES_PER_WORKER);
+    if parts.len() < 2 {
+        return Ok(false);
+    }
+    // The newest slice goes on after the first page; the others start afresh.
+    let cursor = first.last_id();
+    BackgroundWorker::transaction(|| store_slices(run, resource.object, &parts, cursor));
+    Ok(true)
+}
+
+fn store_slices(run: &Run, object: &str, parts: &[Slice], first_cursor: Option<&str>) {
+    let account = run.account.clone().unwrap_or_default();
+    let gte: Vec<i64> = parts.iter().map(|s| s.gte).collect();
+    let lt: Vec<i64> = parts.iter().map(|s| s.lt).collect();
+    let args: [DatumWithOid; 6] = [
+        account.as_str().into(),
+        object.into(),
+        gte.into(),
+        lt.into(),
+        parts[0].gte.into(),
+        first_cursor.into(),
+    ];
+    Spi::run_with_args(
+        "INSERT INTO stripe_sync.sync_slices (account, object, created_gte, created_lt, starting_after)
+         SELECT $1, $2, g, l, CASE WHEN g = $5 THEN $6 END FROM unnest($3::bigint[], $4::bigint[]) AS s(g, l)",
+        &args,
+    )
+    .expect("store slices");
+}
+
+fn has_slices(run: &Run, object: &str) -> bool {
+    let account = run.account.clone().unwrap_or_default();
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM stripe_sync.sync_slices WHERE account = $1 AND object = $2)",
+        &[account.as_str().into(), object.into()],
+    )
+    .expect("slices of the run")
+    .unwrap_or(false)
+}
+
+/// The leader's part of a sliced run: starts helper job workers, pages slices
+/// itself until none is left, waits for the helpers, and fails the run if a
+/// slice is not done (a helper failed or stopped: the next call resumes).
+fn run_slices(
+    run: &Run,
+    resource: &Resource,
+    start: &Start,
+    workers: usize,
+) -> Result<i64, ApiError> {
+    let left = BackgroundWorker::transaction(|| release_slices(run, resource.object));
+    let helpers: Vec<_> = (1..workers.min(left.max(1) as usize))
+        .map_while(|_| crate::jobs::start_slice_helper(run, resource.object))
+        .collect();
+    BackgroundWorker::transaction(|| {
+        Spi::run_with_args(
+            "UPDATE stripe_sync.sync_runs SET workers = $2 WHERE id = $1",
+            &[run.id.into(), (helpers.len() as i32 + 1).into()],
+        )
+        .expect("record workers")
+    });
+    let mine = match work_slices(run, resource, start.full, None) {
+        Ok(n) => n,
+        Err(e) => {
+            crate::jobs::stop_helpers(helpers);
+            return Err(e);
+        }
+    };
+    crate::jobs::wait_for_helpers(&helpers);
+    let (undone, error, code) =
+        BackgroundWorker::transaction(|| slice_outcome(run, resource.object));
+    if undone > 0 {
+        let message = error.unwrap_or_else(|| {
+            format!(
+                "a backfill worker stopped with {undone} slice(s) of {} left; call again to resume",
+                resource.path
+            )
+        });
+        crate::errors::raise_with_code(
+            crate::subxact::sqlstate_from_text(code.as_deref().unwrap_or("57P01")),
+            message,
+        );
+    }
+    Ok(mine)
+}
+
+/// Pages slices until none is left to claim. A helper (`leader` set) also
+/// stops when its leader is gone; every worker stops when another has failed.
+pub fn work_slices(
+    run: &Run,
+    resource: &Resource,
+    full: bool,
+    leader: Option<i32>,
+) -> Result<i64, ApiError> {
+    let account = run.account.as_deref();
+    let leader_gone =
+        || leader.is_some_and(|pid| unsafe { pg_sys::BackendPidGetProc(pid).is_null() });
+    let mut total = 0i64;
+    while !leader_gone() {
+        check_for_interrupts!();
+        let Some((slice, mut after)) =
+            BackgroundWorker::transaction(|| claim_slice(run, resource.object))
+        else {
+            break;
+        };
+        loop {
+            check_for_interrupts!();
+            let query = slices::slice_query(resource.list_params, after.as_deref(), slice);
+            let f = fetch(resource, &query, account)?;
+            let last = f.page.last_id().map(str::to_owned);
+            let done = !f.page.has_more || last.is_none();
+            let high = f.page.max_created();
+            let (n, failed) = commit_page(run, resource.object, full, &f, || {
+                save_slice(run, resource.object, slice, last.as_deref(), done, high)
+            });
+            total += n;
+            if failed || leader_gone() {
+                return Ok(total);
+            }
+            if done {
+                break;
+            }
+            after = last;
+        }
+    }
+    Ok(total)
+}
+
+/// At the start of a sliced run (new or resumed): no slice is claimed any more
+/// by the workers of an earlier run. Returns the slices left to page.
+fn release_slices(run: &Run, object: &str) -> i64 {
+    let account = run.account.clone().unwrap_or_default();
+    Spi::get_one_with_args::<i64>(
+        "WITH r AS (
+             UPDATE stripe_sync.sync_slices SET claimed_by = NULL
+              WHERE account = $1 AND object = $2 RETURNING done)
+         SELECT count(*) FILTER (WHERE NOT done) FROM r",
+        &[account.as_str().into(), object.into()],
+    )
+    .expect("release slices")
+    .unwrap_or(0)
+}
+
+/// Claims the newest slice nobody pages, unless a worker of the run failed.
+fn claim_slice(run: &Run, object: &str) -> Option<(Slice, Option<String>)> {
+    let account = run.account.clone().unwrap_or_default();
+    let args: [DatumWithOid; 4] = [
+        account.as_str().into(),
+        object.into(),
+        unsafe { pg_sys::MyProcPid }.into(),
+        run.id.into(),
+    ];
+    Spi::connect_mut(|c| {
+        let rows = c
+            .update(
+                "UPDATE stripe_sync.sync_slices s SET claimed_by = $3
+                   FROM (SELECT created_gte FROM stripe_sync.sync_slices
+                          WHERE account = $1 AND object = $2 AND NOT done AND claimed_by IS NULL
+                            AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_runs r
+                                             WHERE r.id = $4 AND r.error IS NOT NULL)
+                          ORDER BY created_gte DESC LIMIT 1 FOR UPDATE SKIP LOCKED) c
+                  WHERE s.account = $1 AND s.object = $2 AND s.created_gte = c.created_gte
+                 RETURNING s.created_gte, s.created_lt, s.starting_after",
+                None,
+                &args,
+            )
+            .expect("claim a slice");
+        if rows.is_empty() {
+            return None;
+        }
+        let row = rows.first();
+        let gte = row.get::<i64>(1).ok().flatten()?;
+        let lt = row.get::<i64>(2).ok().flatten()?;
+        Some((Slice { gte, lt }, row.get::<String>(3).ok().flatten()))
+    })
+}
+
+fn save_slice(
+    run: &Run,
+    object: &str,
+    slice: Slice,
+    last: Option<&str>,
+    done: bool,
+    high: Option<i64>,
+) {
+    let account = run.account.clone().unwrap_or_default();
+    let args: [DatumWithOid; 6] = [
+        account.as_str().into(),
+        object.into(),
+        slice.gte.into(),
+        last.into(),
+        done.into(),
+        high.into(),
+    ];
+    Spi::run_with_args(
+        "UPDATE stripe_sync.sync_slices
+            SET starting_after = coalesce($4, starting_after), done = $5,
+                high_water = greatest(high_water, $6)
+          WHERE account = $1 AND object = $2 AND created_gte = $3",
+        &args,
+    )
+    .expect("save slice");
+}
+
+/// Slices not done, and the error a worker of the run recorded, if any.
+fn slice_outcome(run: &Run, object: &str) -> (i64, Option<String>, Option<String>) {
+    let account = run.account.clone().unwrap_or_default();
+    Spi::connect(|c| {
+        let row = c
+            .select(
+                "SELECT (SELECT count(*) FROM stripe_sync.sync_slices
+                          WHERE account = $1 AND object = $2 AND NOT done),
+                        r.error, r.error_code
+                   FROM stripe_sync.sync_runs r WHERE r.id = $3",
+                None,
+                &[account.as_str().into(), object.into(), run.id.into()],
+            )
+            .expect("slices left")
+            .first();
+        (
+            row.get::<i64>(1).ok().flatten().unwrap_or(0),
+            row.get::<String>(2).ok().flatten(),
+            row.get::<String>(3).ok().flatten(),
+        )
+    })
+}
+
+/// A helper's failure, for its leader to raise: the first one recorded stays.
+pub fn record_failure(run_id: i64, message: &str, code: &str) {
+    Spi::run_with_args(
+        "UPDATE stripe_sync.sync_runs SET error = coalesce(error, $2), error_code = coalesce(error_code, $3)
+          WHERE id = $1",
+        &[run_id.into(), message.into(), code.into()],
+    )
+    .expect("record a helper's failure");
+}
+
+/// Whether the run is a full one (no created filter), as its cursor says.
+pub fn is_full_run(run: &Run, object: &str) -> bool {
+    let account = run.account.clone().unwrap_or_default();
+    Spi::get_one_with_args::<bool>(
+        "SELECT created_after IS NULL FROM stripe_sync.sync_cursors WHERE account = $1 AND object = $2",
+        &[account.as_str().into(), object.into()],
+    )
+    .expect("cursor of the run")
+    .unwrap_or(false)
 }
 
 fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
@@ -285,12 +618,14 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
         )
         .expect("run start");
         if !start.resumed {
-            c.update(
-                "DELETE FROM stripe_sync.sync_seen WHERE account = $1 AND object = $2",
-                None,
-                &args[..2],
-            )
-            .expect("clear seen");
+            for table in ["sync_seen", "sync_slices"] {
+                c.update(
+                    &format!("DELETE FROM stripe_sync.{table} WHERE account = $1 AND object = $2"),
+                    None,
+                    &args[..2],
+                )
+                .expect("clear what an abandoned run left");
+            }
         }
         start
     })
@@ -321,12 +656,15 @@ fn save_cursor(run: &Run, object: &str, last: Option<&str>, high: Option<i64>) {
     .expect("save cursor");
 }
 
-fn record_page(run_id: i64, n: i64) {
-    Spi::run_with_args(
-        "UPDATE stripe_sync.sync_runs SET pages = pages + 1, objects = objects + $2 WHERE id = $1",
+/// Counts a committed page; returns whether a worker of the run has failed.
+fn record_page(run_id: i64, n: i64) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "UPDATE stripe_sync.sync_runs SET pages = pages + 1, objects = objects + $2 WHERE id = $1
+         RETURNING error IS NOT NULL",
         &[run_id.into(), n.into()],
     )
-    .expect("record page");
+    .expect("record page")
+    .unwrap_or(false)
 }
 
 fn finish_cursor(run: &Run, object: &str) {
@@ -335,12 +673,19 @@ fn finish_cursor(run: &Run, object: &str) {
     Spi::run_with_args(
         "UPDATE stripe_sync.sync_cursors
             SET in_progress = false, starting_after = NULL, created_after = NULL,
-                high_water = greatest(high_water, run_high_water), run_high_water = NULL,
-                last_completed_at = now()
+                high_water = greatest(high_water, run_high_water,
+                                      (SELECT max(s.high_water) FROM stripe_sync.sync_slices s
+                                        WHERE s.account = $1 AND s.object = $2)),
+                run_high_water = NULL, last_completed_at = now()
           WHERE account = $1 AND object = $2",
         &args,
     )
     .expect("finish cursor");
+    Spi::run_with_args(
+        "DELETE FROM stripe_sync.sync_slices WHERE account = $1 AND object = $2",
+        &args,
+    )
+    .expect("drop the run's slices");
 }
 
 /// After a full run: rows of this account that the API no longer listed are

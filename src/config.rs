@@ -21,6 +21,7 @@ static SIGNATURE_TOLERANCE: GucSetting<i32> = GucSetting::<i32>::new(300);
 static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static APPLY_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static BACKFILL_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -98,6 +99,14 @@ pub fn init() {
         &APPLY_WORKERS,
         (1, 64),
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.backfill_workers",
+        c"Job workers that page through one backfill at once, each through its own slices of created time.",
+        &BACKFILL_WORKERS,
+        (1, 16),
+        GucContext::Suset,
         GucFlags::default(),
     );
     int(
@@ -246,6 +255,11 @@ pub fn apply_workers() -> usize {
     APPLY_WORKERS.get().max(1) as usize
 }
 
+/// How many job workers one backfill may page with (the job included).
+pub fn backfill_workers() -> usize {
+    BACKFILL_WORKERS.get().max(1) as usize
+}
+
 pub fn poll_interval() -> Duration {
     Duration::from_millis(POLL_INTERVAL.get() as u64)
 }
@@ -316,9 +330,15 @@ pub fn alert_burst() -> i64 {
 
 /// Settings a session may change for one call that a job worker must follow
 /// (its configuration is the server's): retries, read and connect timeouts,
-/// as `"5,30000,5000"` (bgw_extra has only 128 bytes).
+/// backfill workers, as `"5,30000,5000,1"` (bgw_extra has only 128 bytes).
 pub fn session_settings() -> String {
-    format!("{},{},{}", MAX_NETWORK_RETRIES.get(), READ_TIMEOUT.get(), CONNECT_TIMEOUT.get())
+    format!(
+        "{},{},{},{}",
+        MAX_NETWORK_RETRIES.get(),
+        READ_TIMEOUT.get(),
+        CONNECT_TIMEOUT.get(),
+        BACKFILL_WORKERS.get()
+    )
 }
 
 /// Applies what [`session_settings`] wrote, in a job worker.
@@ -327,6 +347,7 @@ pub fn apply_session_settings(settings: &str) {
         c"stripe_sync.max_network_retries",
         c"stripe_sync.read_timeout",
         c"stripe_sync.connect_timeout",
+        c"stripe_sync.backfill_workers",
     ];
     for (name, value) in names.iter().zip(settings.split(',')) {
         let Ok(value) = CString::new(value) else { continue };

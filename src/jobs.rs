@@ -7,7 +7,9 @@
 
 use crate::backfill::{self, Run};
 use crate::stripe;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -65,17 +67,7 @@ pub fn run_and_wait(
         crate::config::session_settings(),
         account.unwrap_or_default()
     );
-    let db = unsafe { pg_sys::MyDatabaseId };
-    let handle = BackgroundWorkerBuilder::new(JOB_TYPE)
-        .set_type(JOB_TYPE)
-        .set_library("stripe_sync")
-        .set_function("stripe_sync_job_main")
-        .enable_spi_access()
-        .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
-        .set_extra(&extra)
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-    let Ok(handle) = handle else {
+    let Some(handle) = launch(&extra) else {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
@@ -96,20 +88,62 @@ pub fn run_and_wait(
         .execute()
 }
 
+/// Starts a job worker in this database that reports to this process (its
+/// latch is set when the worker exits). None when no worker slot is free.
+fn launch(extra: &str) -> Option<DynamicBackgroundWorker> {
+    let db = unsafe { pg_sys::MyDatabaseId };
+    BackgroundWorkerBuilder::new(JOB_TYPE)
+        .set_type(JOB_TYPE)
+        .set_library("stripe_sync")
+        .set_function("stripe_sync_job_main")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
+        .set_extra(extra)
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic()
+        .ok()
+}
+
+/// Starts a helper that pages slices of the run beside its leader (this job
+/// worker). None when no worker slot is free: the leader pages on with fewer.
+pub fn start_slice_helper(run: &Run, object: &str) -> Option<DynamicBackgroundWorker> {
+    let extra = format!(
+        "slices\t{object}\t{}\t{}\t{}\t{}",
+        run.id,
+        unsafe { pg_sys::MyProcPid },
+        crate::config::session_settings(),
+        run.account.as_deref().unwrap_or_default()
+    );
+    launch(&extra)
+}
+
+fn stopped(h: &DynamicBackgroundWorker) -> bool {
+    matches!(h.pid(), Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied))
+}
+
+/// Waits until every helper has exited.
+pub fn wait_for_helpers(helpers: &[DynamicBackgroundWorker]) {
+    while !helpers.iter().all(stopped) {
+        stripe::wait_for_latch(Duration::from_millis(100));
+    }
+}
+
+/// Stops the helpers (the leader failed) and waits until they have exited.
+pub fn stop_helpers(helpers: Vec<DynamicBackgroundWorker>) {
+    for h in helpers {
+        let _ = h.terminate().wait_for_shutdown();
+    }
+}
+
 /// Follows the run row until the job worker has finished.
 fn follow(
     token: &str,
     object: &str,
-    handle: &std::cell::RefCell<Option<pgrx::bgworkers::DynamicBackgroundWorker>>,
+    handle: &std::cell::RefCell<Option<DynamicBackgroundWorker>>,
 ) -> i64 {
     let mut pages_reported = 0;
     loop {
-        let stopped = handle.borrow().as_ref().is_none_or(|h| {
-            matches!(
-                h.pid(),
-                Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied)
-            )
-        });
+        let stopped = handle.borrow().as_ref().is_none_or(stopped);
         if let Some(run) = read_run(token) {
             if run.pages > pages_reported {
                 pages_reported = run.pages;
@@ -196,6 +230,15 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     crate::config::apply_session_settings(settings.unwrap_or_default());
     let created_after = created.parse::<i64>().ok();
     let account = account.filter(|a| !a.is_empty()).map(str::to_owned);
+    if kind == "slices" {
+        // A helper of a sliced backfill: `created` is the run, `token` the leader's pid.
+        if let (Some(run_id), Ok(leader), Some(resource)) =
+            (created_after, token.parse::<i32>(), objects::resource(object))
+        {
+            help(Run { id: run_id, account }, resource, leader);
+        }
+        return;
+    }
     let run_id = BackgroundWorker::transaction(|| {
         start_run(kind, object, created_after, token, account.as_deref())
     });
@@ -210,6 +253,20 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     })
     .unwrap_or_else(|f| Err((f.message, f.sqlstate)));
     BackgroundWorker::transaction(|| finish_run(run_id, outcome));
+}
+
+/// A helper pages slices until none is left, its leader is gone or a worker
+/// of the run failed; its own failure is recorded for the leader to raise.
+fn help(run: Run, resource: &'static objects::Resource, leader: i32) {
+    let outcome = crate::subxact::catch_between_transactions(|| {
+        let full = BackgroundWorker::transaction(|| backfill::is_full_run(&run, resource.object));
+        backfill::work_slices(&run, resource, full, Some(leader))
+            .map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
+    })
+    .unwrap_or_else(|f| Err((f.message, f.sqlstate)));
+    if let Err((message, code)) = outcome {
+        BackgroundWorker::transaction(|| backfill::record_failure(run.id, &message, &code));
+    }
 }
 
 /// What PostgreSQL's `die()` does for a backend: ask for exit at the next

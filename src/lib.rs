@@ -56,7 +56,12 @@ extension_sql_file!(
         api::_wake_worker
     ]
 );
-extension_sql_file!("../sql/stripe_sync--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
+extension_sql_file!(
+    "../sql/stripe_sync--0.1.0--0.2.0.sql",
+    name = "v0_2_0",
+    requires = ["finalize"]
+);
+extension_sql_file!("../sql/stripe_sync--0.2.0--0.3.0.sql", name = "v0_3_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod pagination;
 pub mod ratelimit;
 pub mod signature;
+pub mod slices;
 
 pub use error::Error;
 

@@ -92,6 +92,11 @@ impl RawPage {
         self.items.iter().filter_map(|i| i.created).max()
     }
 
+    /// The oldest `created` on the page.
+    pub fn min_created(&self) -> Option<i64> {
+        self.items.iter().filter_map(|i| i.created).min()
+    }
+
     /// The ids of the objects, in page order.
     pub fn ids(&self) -> Vec<&str> {
         self.items.iter().filter_map(|i| i.id.as_deref()).collect()
@@ -339,6 +344,10 @@ mod tests {
         assert_eq!(raw.has_more, parsed.has_more);
         assert_eq!(raw.last_id(), parsed.last_id());
         assert_eq!(raw.max_created(), parsed.max_created());
+        assert_eq!(
+            raw.min_created(),
+            parsed.data.iter().filter_map(|o| o["created"].as_i64()).min()
+        );
         assert_eq!(raw.ids(), vec!["in_1", "in_2"]);
         assert_eq!(raw.object_types(), vec!["invoice"]);
         assert_eq!(raw.items[1].partial_lists, vec!["lines"]);

@@ -25,6 +25,13 @@ pub struct Run {
     pub account: Option<String>,
 }
 
+impl Run {
+    /// The account as the cursor tables key it: '' for the platform account.
+    fn account_key(&self) -> &str {
+        self.account.as_deref().unwrap_or_default()
+    }
+}
+
 fn get(path: &str, query: &[(String, String)], account: Option<&str>) -> Result<Value, ApiError> {
     stripe::request(stripe::Method::Get, path, query, account)
 }
@@ -317,11 +324,11 @@ fn plan_slices(
 }
 
 fn store_slices(run: &Run, object: &str, parts: &[Slice], first_cursor: Option<&str>) {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     let gte: Vec<i64> = parts.iter().map(|s| s.gte).collect();
     let lt: Vec<i64> = parts.iter().map(|s| s.lt).collect();
     let args: [DatumWithOid; 6] = [
-        account.as_str().into(),
+        account.into(),
         object.into(),
         gte.into(),
         lt.into(),
@@ -337,10 +344,10 @@ fn store_slices(run: &Run, object: &str, parts: &[Slice], first_cursor: Option<&
 }
 
 fn has_slices(run: &Run, object: &str) -> bool {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM stripe_sync.sync_slices WHERE account = $1 AND object = $2)",
-        &[account.as_str().into(), object.into()],
+        &[account.into(), object.into()],
     )
     .expect("slices of the run")
     .unwrap_or(false)
@@ -356,7 +363,7 @@ fn run_slices(
     workers: usize,
 ) -> Result<i64, ApiError> {
     let left = BackgroundWorker::transaction(|| release_slices(run, resource.object));
-    let helpers: Vec<_> = (1..workers.min(left.max(1) as usize))
+    let helpers: Vec<_> = (1..workers.min(left as usize))
         .map_while(|_| crate::jobs::start_slice_helper(run, resource.object))
         .collect();
     BackgroundWorker::transaction(|| {
@@ -436,13 +443,13 @@ pub fn work_slices(
 /// At the start of a sliced run (new or resumed): no slice is claimed any more
 /// by the workers of an earlier run. Returns the slices left to page.
 fn release_slices(run: &Run, object: &str) -> i64 {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     Spi::get_one_with_args::<i64>(
         "WITH r AS (
              UPDATE stripe_sync.sync_slices SET claimed_by = NULL
               WHERE account = $1 AND object = $2 RETURNING done)
          SELECT count(*) FILTER (WHERE NOT done) FROM r",
-        &[account.as_str().into(), object.into()],
+        &[account.into(), object.into()],
     )
     .expect("release slices")
     .unwrap_or(0)
@@ -450,13 +457,9 @@ fn release_slices(run: &Run, object: &str) -> i64 {
 
 /// Claims the newest slice nobody pages, unless a worker of the run failed.
 fn claim_slice(run: &Run, object: &str) -> Option<(Slice, Option<String>)> {
-    let account = run.account.clone().unwrap_or_default();
-    let args: [DatumWithOid; 4] = [
-        account.as_str().into(),
-        object.into(),
-        unsafe { pg_sys::MyProcPid }.into(),
-        run.id.into(),
-    ];
+    let account = run.account_key();
+    let args: [DatumWithOid; 4] =
+        [account.into(), object.into(), unsafe { pg_sys::MyProcPid }.into(), run.id.into()];
     Spi::connect_mut(|c| {
         let rows = c
             .update(
@@ -490,15 +493,9 @@ fn save_slice(
     done: bool,
     high: Option<i64>,
 ) {
-    let account = run.account.clone().unwrap_or_default();
-    let args: [DatumWithOid; 6] = [
-        account.as_str().into(),
-        object.into(),
-        slice.gte.into(),
-        last.into(),
-        done.into(),
-        high.into(),
-    ];
+    let account = run.account_key();
+    let args: [DatumWithOid; 6] =
+        [account.into(), object.into(), slice.gte.into(), last.into(), done.into(), high.into()];
     Spi::run_with_args(
         "UPDATE stripe_sync.sync_slices
             SET starting_after = coalesce($4, starting_after), done = $5,
@@ -511,7 +508,7 @@ fn save_slice(
 
 /// Slices not done, and the error a worker of the run recorded, if any.
 fn slice_outcome(run: &Run, object: &str) -> (i64, Option<String>, Option<String>) {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     Spi::connect(|c| {
         let row = c
             .select(
@@ -520,7 +517,7 @@ fn slice_outcome(run: &Run, object: &str) -> (i64, Option<String>, Option<String
                         r.error, r.error_code
                    FROM stripe_sync.sync_runs r WHERE r.id = $3",
                 None,
-                &[account.as_str().into(), object.into(), run.id.into()],
+                &[account.into(), object.into(), run.id.into()],
             )
             .expect("slices left")
             .first();
@@ -544,19 +541,19 @@ pub fn record_failure(run_id: i64, message: &str, code: &str) {
 
 /// Whether the run is a full one (no created filter), as its cursor says.
 pub fn is_full_run(run: &Run, object: &str) -> bool {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     Spi::get_one_with_args::<bool>(
         "SELECT created_after IS NULL FROM stripe_sync.sync_cursors WHERE account = $1 AND object = $2",
-        &[account.as_str().into(), object.into()],
+        &[account.into(), object.into()],
     )
     .expect("cursor of the run")
     .unwrap_or(false)
 }
 
 fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
-    let account = run.account.clone().unwrap_or_default();
+    let account = run.account_key();
     Spi::connect_mut(|c| {
-        let args: [DatumWithOid; 2] = [account.as_str().into(), object.into()];
+        let args: [DatumWithOid; 2] = [account.into(), object.into()];
         c.update(
             "INSERT INTO stripe_sync.sync_cursors (account, object) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             None,
@@ -593,7 +590,7 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
             Start { starting_after: None, created_gte, full: created_gte.is_none(), resumed: false }
         };
         let args: [DatumWithOid; 5] = [
-            account.as_str().into(),
+            account.into(),
             object.into(),
             start.created_gte.map(|t| t as f64).into(),
             start.starting_after.as_deref().into(),
@@ -632,8 +629,8 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
 }
 
 fn remember_seen(run: &Run, object: &str, ids: &[&str]) {
-    let account = run.account.clone().unwrap_or_default();
-    let args: [DatumWithOid; 3] = [account.as_str().into(), object.into(), ids.into()];
+    let account = run.account_key();
+    let args: [DatumWithOid; 3] = [account.into(), object.into(), ids.into()];
     Spi::run_with_args(
         "INSERT INTO stripe_sync.sync_seen (account, object, id)
          SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
@@ -643,9 +640,8 @@ fn remember_seen(run: &Run, object: &str, ids: &[&str]) {
 }
 
 fn save_cursor(run: &Run, object: &str, last: Option<&str>, high: Option<i64>) {
-    let account = run.account.clone().unwrap_or_default();
-    let args: [DatumWithOid; 4] =
-        [account.as_str().into(), object.into(), last.into(), high.into()];
+    let account = run.account_key();
+    let args: [DatumWithOid; 4] = [account.into(), object.into(), last.into(), high.into()];
     Spi::run_with_args(
         "UPDATE stripe_sync.sync_cursors
             SET starting_after = coalesce($3, starting_after),
@@ -668,8 +664,8 @@ fn record_page(run_id: i64, n: i64) -> bool {
 }
 
 fn finish_cursor(run: &Run, object: &str) {
-    let account = run.account.clone().unwrap_or_default();
-    let args: [DatumWithOid; 2] = [account.as_str().into(), object.into()];
+    let account = run.account_key();
+    let args: [DatumWithOid; 2] = [account.into(), object.into()];
     Spi::run_with_args(
         "UPDATE stripe_sync.sync_cursors
             SET in_progress = false, starting_after = NULL, created_after = NULL,

@@ -2,7 +2,10 @@
 -- the event's time: out-of-order deliveries land where they belong, and a
 -- state already recorded is not recorded twice. mrr is
 -- stripe_sync.subscription_mrr(o, created), spelled out so that the planner
--- inlines it (a call per row would set its query up anew every time).
+-- inlines it (a call per row would set its query up anew every time). The
+-- object is read out of the event once per row: OFFSET 0 keeps the planner
+-- from copying `e.data #> ...` into every use of o, each of which would
+-- detoast and decompress the whole event again.
 INSERT INTO stripe_sync.subscription_history
        (subscription, _account_id, at, rank, source, status, currency, customer, mrr)
 SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
@@ -14,6 +17,6 @@ SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
                     FROM jsonb_array_elements(coalesce(o #> '{items,data}', '[]')) AS i)
        END
   FROM stripe_sync.events e
- CROSS JOIN LATERAL (SELECT e.data #> '{data,object}' AS o) AS x
+ CROSS JOIN LATERAL (SELECT e.data #> '{data,object}' AS o OFFSET 0) AS x
  WHERE e.id = ANY($1) AND e.object_type = 'subscription' AND NOT stripe_sync._is_stub(o)
 ON CONFLICT DO NOTHING

@@ -186,15 +186,20 @@ pub const FETCHED: &str = "stripe_sync.fetched";
 
 fn batch_sql(object: &str, source: Source) -> String {
     match source {
+        // The object is read out of the event only for the newest event of
+        // each object, and once: every `e.data` in an expression would
+        // detoast (and decompress) the whole event again, and `OFFSET 0`
+        // keeps the planner from copying the expression into each use.
         Source::Events => format!(
-            "SELECT DISTINCT ON (e.object_id)
-           e.id AS event_id, e.type AS event_type, e.created AS event_created,
-           e.account, e.data->'data'->'object' AS o,
-           stripe_sync._is_deletion(e.type, e.data->'data'->'object') AS is_deletion,
-           count(*) OVER (PARTITION BY e.object_id, e.created, stripe_sync._event_rank(e.type)) > 1 AS tied
-      FROM stripe_sync.events e
-     WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
-     ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC"
+            "SELECT b.event_id, b.event_type, b.event_created, b.account, x.o,
+           stripe_sync._is_deletion(b.event_type, x.o) AS is_deletion, b.tied
+      FROM (SELECT DISTINCT ON (e.object_id)
+                   e.id AS event_id, e.type AS event_type, e.created AS event_created, e.account, e.data,
+                   count(*) OVER (PARTITION BY e.object_id, e.created, stripe_sync._event_rank(e.type)) > 1 AS tied
+              FROM stripe_sync.events e
+             WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
+             ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC) b
+     CROSS JOIN LATERAL (SELECT b.data #> '{{data,object}}' AS o OFFSET 0) x"
         ),
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')

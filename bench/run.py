@@ -595,6 +595,7 @@ class Bench:
                     before_commit(watch)
                 time.sleep(1.0)  # idle samples; the WAL writer flushes the copy meanwhile
                 wal_start = watch.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+                cpu_start, faults_start = cpu_seconds(pid), minor_faults(pid)
                 started = time.monotonic()
                 fill.commit()
                 deadline = started + timeout
@@ -622,6 +623,7 @@ class Bench:
                         halfway = None
                     time.sleep(0.01)
                 elapsed = time.monotonic() - started
+                cpu_end, faults_end = cpu_seconds(pid), minor_faults(pid)
                 wal_bytes = float(watch.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)",
                                                 (wal_start,)).fetchone()[0])
                 time.sleep(0.3)
@@ -633,7 +635,13 @@ class Bench:
             fill.close()
         return {"queued": queued, "seconds": elapsed, "rate": queued / elapsed, "status_pending": pending,
                 "counts": counts, "memory": sampler.summary(), "helpers_seen": helpers_seen,
-                "wal_bytes": wal_bytes, "waits": waits}
+                "wal_bytes": wal_bytes, "waits": waits,
+                # The worker's own CPU (utime + stime; not its helpers'): unlike the drain time,
+                # it leaves out what other processes and CPU steal cost, so it compares builds.
+                "worker_cpu_s": (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None,
+                # Pages the worker touched for the first time: its own memory, and shared buffers
+                # that no process of the cluster had used yet (each costs a page fault once).
+                "worker_faults": (faults_end - faults_start) if faults_start is not None and faults_end is not None else None}
 
     def apply_baseline(self, distinct: int) -> dict:
         """The same events' objects (the prepared queue's, already jsonb) upserted set-based into
@@ -666,12 +674,20 @@ class Bench:
             mem_small.append(r)
             log(f"memory run {rep + 1}/{self.runs}: {r['queued']:,} events drained in {r['seconds']:.1f}s, "
                 f"worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB")
+        # One drain of the big queue first, not counted. The cluster was just started: the first
+        # use of each shared buffer costs a page fault (about 110,000 of them, 1.3 s of the
+        # worker's CPU, where the next drain of the same queue has about 4,000), which a server
+        # that has been running has long paid.
+        self.check_time(60, "apply (warm-up)")
+        warmup = self.drain("big", pid, timeout)
+        log(f"apply warm-up: {warmup['queued']:,} events in {warmup['seconds']:.2f}s = {warmup['rate']:,.0f} events/s "
+            f"(worker CPU {cpu_per_event_us(warmup)} µs/event, {warmup['worker_faults']} page faults; not counted)")
         for rep in range(self.runs):
             self.check_time(60, "apply")
             r = self.drain("big", pid, timeout)
             runs.append(r)
             log(f"apply run {rep + 1}/{self.runs}: {r['queued']:,} events in {r['seconds']:.2f}s = "
-                f"{r['rate']:,.0f} events/s (worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB; "
+                f"{r['rate']:,.0f} events/s (worker CPU {cpu_per_event_us(r)} µs/event, {r['worker_faults']} page faults; worker RssAnon peak {r['memory']['peak_anon_mb']:.1f} MB; "
                 f"WAL {r['wal_bytes'] / 1e6:,.0f} MB; samples {r['waits']})")
             b = self.apply_baseline(r["queued"])
             baseline.append(b)
@@ -688,7 +704,7 @@ class Bench:
                     f"(helpers seen at once: {p['helpers_seen']}; WAL {p['wal_bytes'] / 1e6:,.0f} MB; samples {p['waits']})")
         with self.conn() as conn:
             self.reset_ours(conn)
-        self.results["apply"] = {"runs": runs, "baseline": baseline, "memory_small": mem_small,
+        self.results["apply"] = {"runs": runs, "baseline": baseline, "memory_small": mem_small, "warmup": warmup,
                                  "parallel": parallel, "apply_workers": self.args.apply_workers,
                                  "worker_pid": pid, "queue": self.queues["big"] | {"held": None}}
 
@@ -1451,6 +1467,12 @@ def cpu_seconds(pid: Optional[int], reaped: bool = False) -> Optional[float]:
     return ticks / CLK_TCK
 
 
+def cpu_per_event_us(drained: dict) -> str:
+    """The worker's CPU per event of a drain, in µs, as text ('?' when it was not read)."""
+    cpu = drained.get("worker_cpu_s")
+    return f"{1e6 * cpu / drained['queued']:,.0f}" if cpu is not None and drained["queued"] else "?"
+
+
 def proc_stats():
     """(pid, command, the /proc/<pid>/stat fields after the command) of every live process."""
     for d in os.listdir("/proc"):
@@ -1921,7 +1943,11 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
       "transaction** (every event but one copied; the last one ingested by `ingest_event`, whose commit wakes the "
       "worker as a real delivery does), so the worker sees nothing until COMMIT. The clock starts just before "
       "COMMIT and stops when no event is pending any more (polled every 10 ms; `stripe_sync.status.pending` = 0 "
-      "checked after). Rate = events queued / drain time. **Baseline**: the same events (the queue's `jsonb` rows) "
+      "checked after). Rate = events queued / drain time. The worker's CPU per event (utime + stime from "
+      "/proc, over the drain) compares two builds better than the rate: other processes and CPU steal do not change it. "
+      "Before the runs, one drain of the same queue is not counted (warm-up; its numbers are below the table): the "
+      "cluster was just started, and the first use of each shared buffer costs a page fault, which a server that has "
+      "been running has long paid. **Baseline**: the same events (the queue's `jsonb` rows) "
       "upserted set-based into one plain table in one committed statement: "
       "`INSERT INTO bench.plain_objects SELECT DISTINCT ON (object id) ... ORDER BY object id, created DESC "
       "ON CONFLICT (id) DO UPDATE ... WHERE older`.")
@@ -1940,6 +1966,9 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
         w("|---|---:|---|---|---|")
         w(f"| ours: {last['queued']:,} events drained by the worker, events/s | {fmt(mo)} | {runs_list(rates)} | ≥ {TARGET_APPLY_RATE:,} | {verdict(ok)} |")
         w(f"| ours: drain time, s | {fmt(median([x['seconds'] for x in ap['runs']]), 2)} | {runs_list([x['seconds'] for x in ap['runs']], 2)} | | |")
+        cpu = [1e6 * x["worker_cpu_s"] / x["queued"] for x in ap["runs"] if x.get("worker_cpu_s") is not None]
+        if cpu:
+            w(f"| ours: the worker's CPU per event, µs | {fmt(median(cpu))} | {runs_list(cpu)} | | |")
         w(f"| baseline: set-based upsert, events/s | {fmt(mb_)} | {runs_list(base)} | | |")
         w(f"| ours / baseline | {100 * mo / mb_:.1f} % | | | |")
         par = ap.get("parallel") or []
@@ -1954,6 +1983,13 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             w(f"| … helpers seen running at once (max) | {max(x['helpers_seen'] for x in par)} | {', '.join(str(x['helpers_seen']) for x in par)} | | |")
             w(f"| … / baseline; / one applier | {100 * mp / mb_:.1f} %; {mp / mo:.2f}× | | | |")
         w("")
+        wu = ap.get("warmup")
+        if wu:
+            faults = [x["worker_faults"] for x in ap["runs"] if x.get("worker_faults") is not None]
+            w(f"Warm-up drain (not counted): {fmt(wu['rate'])} events/s, the worker's CPU {cpu_per_event_us(wu)} µs "
+              f"per event, {'?' if wu.get('worker_faults') is None else format(wu['worker_faults'], ',')} page faults in the worker"
+              + (f" (the measured runs: {', '.join(f'{x:,}' for x in faults)})" if faults else "") + ".")
+            w("")
         if par:
             w(f"`stripe_sync.apply_workers` (default 1) lets the worker start helpers (`backend_type 'stripe_sync apply'`) "
               "while a batch comes back full; each claims its own batches with `FOR UPDATE SKIP LOCKED` and exits when "

@@ -293,6 +293,8 @@ class Bench:
         self.results["quiet_waited"] = 0.0
         self.quiet_budget = args.quiet_wait
         self.results["loadavg_start"] = os.getloadavg()
+        # The code as it is when the run starts: edits made while it runs are not in it.
+        self.results["machine"] = machine()
 
     def _postmaster_pid(self) -> Optional[int]:
         try:
@@ -1816,7 +1818,7 @@ def runs_list(xs: list[float], digits: int = 0) -> str:
 
 def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall: float) -> None:
     r, a = b.results, b.args
-    m = machine()
+    m = r.get("machine") or machine()
     lib = r.get("library", {})
     L: list[str] = []
     w = L.append
@@ -2055,9 +2057,9 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
         w(miss or "Not measured.")
         summary.append(("Worker memory (RssAnon peak)", "–", f"< {TARGET_MEMORY_MB:.0f} MB", "–"))
     else:
-        w("| queue | start RssAnon MB | peak RssAnon MB (median) | end RssAnon MB | peak VmRSS MB | peak RssShmem MB | peak RssFile MB | VmHWM MB at end | runs (peak RssAnon) |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        rows_mem = []
+        w("| queue | start RssAnon MB | peak RssAnon MB (median) | rise in the drain MB (peak − start) | end RssAnon MB | peak VmRSS MB | peak RssShmem MB | peak RssFile MB | VmHWM MB at end | runs (peak RssAnon) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        rows_mem, rises = [], []
         for R in (ap.get("memory_small"), ap["runs"]):
             if not R:
                 continue
@@ -2065,21 +2067,30 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
             M = [x["memory"] for x in R]
             peak = median([x["peak_anon_mb"] for x in M])
             rows_mem.append(peak)
-            w(f"| {label} | {fmt(median([x['start_anon_mb'] for x in M]), 1)} | {fmt(peak, 1)} | "
+            rise = median([x["peak_anon_mb"] - x["start_anon_mb"] for x in M])
+            rises.append(rise)
+            w(f"| {label} | {fmt(median([x['start_anon_mb'] for x in M]), 1)} | {fmt(peak, 1)} | {fmt(rise, 1)} | "
               f"{fmt(median([x['end_anon_mb'] for x in M]), 1)} | {fmt(median([x['peak_rss_mb'] for x in M]), 1)} | "
               f"{fmt(median([x['peak_shmem_mb'] for x in M]), 1)} | {fmt(median([x['peak_file_mb'] for x in M]), 1)} | "
               f"{fmt(median([x['hwm_mb'] for x in M]), 1)} | {runs_list([x['peak_anon_mb'] for x in M], 1)} |")
         peak_big = rows_mem[-1]
         growth = rows_mem[-1] - rows_mem[0] if len(rows_mem) == 2 else None
-        ok = peak_big < TARGET_MEMORY_MB
+        # What a drain adds to the worker's memory, with a queue 5 times as long: the test of
+        # "does not grow with the queue". The peaks themselves also carry what the worker kept from
+        # the drains before (caches, the allocator's high water), whatever the queue.
+        rise_growth = rises[-1] - rises[0] if len(rises) == 2 else None
+        grows = rise_growth is not None and rise_growth >= 4
+        ok = peak_big < TARGET_MEMORY_MB and not grows
         w("")
         if growth is not None:
-            w(f"Growth of the peak from the small to the large queue: {growth:+.1f} MB "
-              f"({'does not grow with the queue' if growth < 4 else 'GROWS with the queue'}; the apply works in batches of "
-              f"stripe_sync.batch_size).")
+            w(f"From the small to the large queue, the rise during a drain changes by {rise_growth:+.1f} MB "
+              f"({'GROWS with the queue' if grows else 'does not grow with the queue'}; the apply works in batches of "
+              f"stripe_sync.batch_size), and the peak by {growth:+.1f} MB (the worker runs the small queues first, and "
+              "keeps its caches from drain to drain).")
         summary.append((f"Worker memory (RssAnon peak, {ap['runs'][0]['queued']:,}-event queue)",
-                        f"{fmt(peak_big, 1)} MB" + (f" ({growth:+.1f} MB vs the small queue)" if growth is not None else ""),
-                        f"< {TARGET_MEMORY_MB:.0f} MB", verdict(ok)))
+                        f"{fmt(peak_big, 1)} MB" + (f" (rise in a drain {rises[-1]:+.1f} MB, small queue {rises[0]:+.1f} MB)"
+                                                    if rise_growth is not None else ""),
+                        f"< {TARGET_MEMORY_MB:.0f} MB, not growing with the queue", verdict(ok)))
     w("")
 
     # 5. peer

@@ -169,3 +169,37 @@ def test_a_server_that_ignores_the_created_filter_gets_one_worker(api):
         status, objects, listed_n, _, _, workers, _ = runs(c, "customer")[-1]
         assert (status, objects, listed_n, workers) == ("completed", len(want), len(want), 1)
         assert c.scalar("SELECT count(*) FROM stripe_sync.sync_slices") == 0
+
+
+def test_a_crash_keeps_what_a_call_returned_and_a_crashed_run_resumes(api):
+    # Pages commit without waiting for the WAL flush (synchronous_commit off for
+    # their transactions only); the run's last commit waits, and its flush covers them.
+    with sliced_cluster(api, api_rate_limit=1000) as c:
+        assert c.scalar("SELECT stripe_sync.backfill('invoice')") == N_INVOICES
+        c.stop("immediate")  # no shutdown checkpoint, no WAL flush: a crash
+        c.start()
+        assert rows(c, "invoices").keys() == listed(api, "/v1/invoices").keys()
+        assert c.scalar("SELECT count(*) FROM stripe_sync.invoice_line_items") == 2 * N_INVOICES
+        assert runs(c, "invoice")[-1][:2] == ("completed", N_INVOICES)
+        assert c.query("SELECT in_progress FROM stripe_sync.sync_cursors WHERE object = 'invoice'") == [(False,)]
+
+        # A crash in the middle of a run loses at most its newest page transactions,
+        # each with the cursor past it: the next call lists them again, and every
+        # object ends up in the table once, as the API has it.
+        c.query("ALTER SYSTEM SET stripe_sync.api_rate_limit = 5")
+        c.reload()
+        call = h.BackgroundCall(c, "SELECT stripe_sync.backfill('customer')")
+        h.wait_until(lambda: c.scalar("SELECT count(*) FROM stripe_sync.sync_slices WHERE done") >= 1,
+                     timeout=90, what="a slice paged to its end")
+        c.stop("immediate")
+        assert call.join() != "finished"
+        c.start()
+        partial = c.scalar("SELECT count(*) FROM stripe_sync.customers")
+        assert 0 < partial < N_CUSTOMERS, partial
+        c.query("ALTER SYSTEM SET stripe_sync.api_rate_limit = 1000")
+        c.reload()
+        c.scalar("SELECT stripe_sync.backfill('customer')")
+        assert rows(c, "customers") == listed(api, "/v1/customers")
+        last = runs(c, "customer")[-1]
+        assert last[0] == "completed" and last[4] is True, last  # resumed from the cursors
+        assert c.scalar("SELECT count(*) FROM stripe_sync.sync_slices") == 0

@@ -207,6 +207,12 @@ fn fetch(
 /// Applies a fetched page and commits it together with what `save` records
 /// (where the listing stands). Returns the objects applied, and whether
 /// another worker of the run has failed (time to stop).
+///
+/// The commit does not wait for its WAL to reach the disk
+/// (`synchronous_commit = off` for this transaction only): a crash can lose
+/// only whole page transactions, each with the cursor that points past it, so
+/// the resumed run lists those pages again. The run's last transaction
+/// (`finish_cursor`) waits, and the flush covers every page before it.
 fn commit_page(
     run: &Run,
     object: &str,
@@ -216,6 +222,7 @@ fn commit_page(
 ) -> (i64, bool) {
     let n = f.page.items.len() as i64;
     let failed = BackgroundWorker::transaction(move || {
+        Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
         match &f.completed {
             Some(tree) => apply::apply_objects(&tree.data, f.fetched_at, run.account.as_deref()),
             None => apply::apply_page(&f.page, f.fetched_at, run.account.as_deref()),

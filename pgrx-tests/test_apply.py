@@ -426,12 +426,17 @@ HELPER_DONE = re.compile(r"stripe_sync apply helper: done after (\d+) batches, (
 def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applier():
     """stripe_sync.apply_workers = 3: a queued backlog is drained by the worker and
     up to two helpers at once (small batches, so each takes many); the tables end
-    exactly as when one process applies the same duplicated, reordered stream."""
+    exactly as when one process applies the same duplicated, reordered stream.
+    The appliers never wait for each other's commits (every lock wait over 10 ms
+    is logged): each claims its own share, and the worker takes no events from
+    a helper's share while that helper runs."""
     secret = h.new_webhook_secret()
     start = int(time.time()) - 30 * 86400
     messy = h.gen_stream(secret, STREAM_EVENTS, STREAM_SEED, duplicates=0.1, out_of_order=0.2, start=start)
     with h.stripe_sync_cluster(secret, batch_size=50) as one, \
             h.stripe_sync_cluster(secret, batch_size=50, apply_workers=3) as many:
+        many.append_conf({"log_lock_waits": True, "deadlock_timeout": "10ms"})
+        many.query("SELECT pg_reload_conf()")
         logs_from = {}
         for c in (one, many):
             h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
@@ -451,7 +456,50 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
         # The worker drains its first batch alone, then helpers join in.
         assert done and 0 < helper_events < STREAM_EVENTS, (done, log_many[-2000:])
         assert "a batch failed" not in log_many and "could not start an apply helper" not in log_many
+        waits = [line for line in log_many.splitlines() if "still waiting for ShareLock on transaction" in line]
+        assert not waits, waits
         assert not HELPER_DONE.search(one.log_text(logs_from[one])), "apply_workers = 1 starts no helper"
+
+
+def test_the_worker_leaves_a_helpers_share_alone():
+    """Once its own share of a backlog is done, the worker does not take events
+    from a helper's share while that helper runs: events of one customer in both
+    appliers' batches at once would make each wait for the other's commit,
+    batch after batch. Here the helper's share (apply_workers = 2, share 1) holds
+    2,000 updates of 10 customers and the worker's 100 of 10 others; every lock
+    wait over 1 ms is logged, and none may be one applier waiting for the other."""
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, batch_size=200, apply_workers=2) as c:
+        c.append_conf({"log_lock_waits": True, "deadlock_timeout": "1ms"})
+        c.query("SELECT pg_reload_conf()")
+        h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+        share_of = "SELECT (hashtext(%s)::bigint + 2147483648) %% 2"
+        shares: dict[int, list[str]] = {0: [], 1: []}
+        while len(shares[0]) < 10 or len(shares[1]) < 10:
+            cid = h.new_id("cus_")
+            shares[c.scalar(share_of, (cid,))].append(cid)
+        start = int(time.time()) - 3600
+        deliveries, newest = [], {}
+        for n in range(2100):
+            # Interleaved in time, so that every batch of the helper's share
+            # holds events of each of its customers.
+            cid = shares[0][n % 10] if n % 21 == 20 else shares[1][n % 10]
+            name = f"version {n}"
+            payload = h.customer_event("customer.updated", customer_id=cid, name=name, created=start + n)
+            deliveries.append((payload, h.sign(payload, secret, int(time.time()))))
+            newest[cid] = name
+        logs_from = c.log_size()
+        with c.connect() as conn, conn.transaction():
+            h.ingest_all(conn, deliveries)
+        h.wait_drained(c)
+        h.wait_until(lambda: c.pid_of_backend_type("stripe_sync apply") is None, timeout=30,
+                     what="the helper to exit")
+        assert status_counts(c) == {"processed": 2100}
+        assert dict(c.query("SELECT id, name FROM stripe_sync.customers")) == newest
+        log = c.log_text(logs_from)
+        assert HELPER_DONE.search(log), log[-2000:]
+        waits = [line for line in log.splitlines() if "still waiting for ShareLock on transaction" in line]
+        assert not waits, waits
 
 
 # --------------------------------------------------------------------------

@@ -3,9 +3,13 @@
 //! 'stripe_sync apply'`) that drain the same queue beside it. The queue is cut
 //! into shares by a hash of the object id (claim_batch.sql): each helper
 //! claims batches of its own share only (FOR UPDATE SKIP LOCKED), the worker
-//! share 0 and then whatever is left, so two appliers never wait on each
-//! other's rows. Each applies with the worker's code ([`drain::run_batch`]),
-//! one transaction per batch, and exits as soon as a batch comes back short.
+//! share 0, so two appliers never wait on each other's rows. Each applies
+//! with the worker's code ([`drain::run_batch`]), one transaction per batch,
+//! and exits as soon as a batch comes back short. Once its share is done the
+//! worker waits (a helper's exit wakes it) instead of claiming from the
+//! others: events of one object in two appliers' batches at once make each
+//! wait for the other's commit, batch after batch. When the helpers are gone
+//! it claims from every share again, picking up whatever they left.
 //!
 //! Order still holds with several appliers: an upsert keeps a row's newer
 //! state, and it is checked against the row's latest committed version (the
@@ -31,9 +35,6 @@ pub struct Helpers {
     running: Vec<(i32, DynamicBackgroundWorker)>,
     /// Appliers the shares were cut for (apply_workers when they started).
     of: i32,
-    /// The worker's own share came back short: it claims from every share
-    /// until the helpers are gone, picking up what they leave.
-    own_share_done: bool,
     /// The last start failed for want of a worker slot (warned once).
     starved: bool,
 }
@@ -42,23 +43,13 @@ impl Helpers {
     fn prune(&mut self) {
         self.running
             .retain(|(_, h)| matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)));
-        if self.running.is_empty() {
-            self.own_share_done = false;
-        }
     }
 
     /// What the worker claims next: its own share while helpers drain
     /// theirs, else everything.
     pub fn worker_share(&mut self) -> Share {
         self.prune();
-        (!self.running.is_empty() && !self.own_share_done).then_some((0, self.of))
-    }
-
-    /// The worker's last batch of `share` came back with `claimed` of `limit`.
-    pub fn worker_claimed(&mut self, share: Share, claimed: usize, limit: usize) {
-        if share.is_some() && claimed < limit {
-            self.own_share_done = true;
-        }
+        (!self.running.is_empty()).then_some((0, self.of))
     }
 
     /// Called by the worker when a batch came back full: starts a helper for

@@ -76,14 +76,10 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
         let known = extension_seen;
         let share = helpers.worker_share();
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known, share))) {
-            Ok((r, claimed)) => {
+            Ok(r) => {
                 failures = 0;
-                helpers.worker_claimed(share, claimed, config::batch_size());
-                let r = if share.is_some() && matches!(r, Round::Idle) {
-                    Round::Backlog // its share is done; the others may not be
-                } else {
-                    r
-                };
+                // Its own share done while helpers run: Idle, until a helper's
+                // exit or new events wake it (see helpers.rs).
                 if matches!(r, Round::Backlog) && share.is_none() {
                     // A full batch: more processes may drain beside this one.
                     helpers.top_up();
@@ -113,14 +109,12 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
 /// while a backlog remains, looking at its signals between batches. Until the
 /// extension has been seen in the database (at this library's version) the
 /// worker only looks for it.
-fn drain_round(extension_seen: bool, share: queue::Share) -> (Round, usize) {
+fn drain_round(extension_seen: bool, share: queue::Share) -> Round {
     if !extension_seen && !extension_ready() {
-        return (Round::Wait, 0);
+        return Round::Wait;
     }
     let limit = config::batch_size();
-    let outcome = drain::run_batch(limit, share);
-    let round = if outcome.claimed == limit { Round::Backlog } else { Round::Idle };
-    (round, outcome.claimed)
+    if drain::run_batch(limit, share).claimed == limit { Round::Backlog } else { Round::Idle }
 }
 
 /// Provisioning jobs handled per round, between event batches.

@@ -463,6 +463,11 @@ fn release_slices(run: &Run, object: &str) -> i64 {
 }
 
 /// Claims the newest slice nobody pages, unless a worker of the run failed.
+/// The pick is a MATERIALIZED CTE, run once: as a subquery the planner may put
+/// it on the inner side of a nested loop and run it again for every row of the
+/// table, and a rescan skips the row this statement has just claimed (its own
+/// update) and picks the next, so one call claimed two slices and paged only
+/// the first; the other stayed claimed and was never listed.
 fn claim_slice(run: &Run, object: &str) -> Option<(Slice, Option<String>)> {
     let account = run.account_key();
     let args: [DatumWithOid; 4] =
@@ -470,12 +475,14 @@ fn claim_slice(run: &Run, object: &str) -> Option<(Slice, Option<String>)> {
     Spi::connect_mut(|c| {
         let rows = c
             .update(
-                "UPDATE stripe_sync.sync_slices s SET claimed_by = $3
-                   FROM (SELECT created_gte FROM stripe_sync.sync_slices
-                          WHERE account = $1 AND object = $2 AND NOT done AND claimed_by IS NULL
-                            AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_runs r
-                                             WHERE r.id = $4 AND r.error IS NOT NULL)
-                          ORDER BY created_gte DESC LIMIT 1 FOR UPDATE SKIP LOCKED) c
+                "WITH c AS MATERIALIZED (
+                     SELECT created_gte FROM stripe_sync.sync_slices
+                      WHERE account = $1 AND object = $2 AND NOT done AND claimed_by IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM stripe_sync.sync_runs r
+                                         WHERE r.id = $4 AND r.error IS NOT NULL)
+                      ORDER BY created_gte DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 UPDATE stripe_sync.sync_slices s SET claimed_by = $3
+                   FROM c
                   WHERE s.account = $1 AND s.object = $2 AND s.created_gte = c.created_gte
                  RETURNING s.created_gte, s.created_lt, s.starting_after",
                 None,

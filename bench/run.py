@@ -1230,7 +1230,8 @@ class Bench:
         pid = self.worker_pid()
         # The restart emptied shared buffers: one drain first, not recorded, so that the profile
         # shows the apply and not the first touch of each buffer (as the measured runs do).
-        self.drain("big", pid, max(60.0, min(600.0, self.deadline.left() - 30)))
+        timeout = max(60.0, min(600.0, self.deadline.left() - 30))
+        self.drain("big", pid, timeout)
         data2 = OUT / "perf-apply.data"
         holder: dict[str, subprocess.Popen] = {}
 
@@ -1249,7 +1250,7 @@ class Bench:
                 "WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY created, id LIMIT 500"))
 
         try:
-            r = self.drain("big", pid, max(60.0, min(600.0, self.deadline.left() - 30)), before_commit, halfway)
+            r = self.drain("big", pid, timeout, before_commit, halfway)
         finally:
             perf = holder.get("perf")
             if perf is not None:
@@ -2416,7 +2417,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
 # main
 # --------------------------------------------------------------------------
 
-def main() -> int:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The command line, with the sizes and durations it implies (bench/lab.py uses it too)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: N=1 and small sizes (about 3.5 minutes)")
     ap.add_argument("--runs", type=int, help="repetitions per measure (default 3; --quick: 1)")
@@ -2438,7 +2440,7 @@ def main() -> int:
                     "reported as timed out (default: 10 x its time at the 10,000 objects/s target, at least 60)")
     ap.add_argument("--only", help="comma-separated subset of: ingest, ingest_worker, apply, latency, peer, "
                     "backfill, provisioning, profile")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     q = args.quick
     args.runs = args.runs or (1 if q else 3)
     args.deadline = args.deadline or (500 if q else 1500)
@@ -2458,7 +2460,11 @@ def main() -> int:
     args.provision_ceiling_signups = 100 if q else 300
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     command = "bench/run.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:]))
     started = dt.datetime.now(dt.timezone.utc)

@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""A/B lab for the apply: one private cluster (bench/run.py's), the 100,000-event queue, then
-drains of that same queue, alternating between variants round after round, so that every
-variant meets the same machine state. Prints the worker's CPU per event (utime + stime from
-/proc, the steadier measure on a shared machine), the rate and the WAL of every drain, then the
-median of each variant.
+"""A/B lab for the apply and the backfill: one private cluster (bench/run.py's), then the same
+work again and again, alternating between variants round after round, so that every variant
+meets the same machine state.
+
+- `--measure apply` (the default): the 100,000-event queue, drained by the worker. Prints the
+  worker's CPU per event (utime + stime from /proc, the steadier measure on a shared machine),
+  the rate and the WAL of every drain, then the median of each variant.
+- `--measure backfill`: full `backfill('invoice')` runs against bench/fast_stripe.py into emptied
+  tables, as bench/run.py's section 6, with `--backfill-workers` job workers (default 1: its CPU
+  per page is then one process's). Prints the job workers' CPU per page (all of PostgreSQL's
+  CPU with several), the rate and the WAL of every run, then the median of each variant.
 
 A variant is `-` (the build as installed, or --package) or a file of SQL statements run before
 its drains; what follows a line `-- undo:` in it runs after each of its drains. bench/variants/
@@ -13,8 +19,9 @@ holds the ones bench/CHANGES.md quotes. Run it with the project's virtualenv (`m
     ~/.cache/stripe_sync/venv/bin/python bench/lab.py --rounds 3 - bench/variants/partial_ref_indexes.sql
     ~/.cache/stripe_sync/venv/bin/python bench/lab.py --rounds 4 - bench/variants/storage_main.sql
     ~/.cache/stripe_sync/venv/bin/python bench/lab.py --rounds 2 - bench/variants/apply_workers_2.sql
+    ~/.cache/stripe_sync/venv/bin/python bench/lab.py --measure backfill --rounds 3 - bench/variants/storage_main.sql
 
-One drain of the queue comes first and is not counted (first use of the shared buffers)."""
+One drain (or backfill) comes first and is not counted (first use of the shared buffers)."""
 import argparse
 import statistics
 import sys
@@ -26,48 +33,94 @@ import run as R
 def run_sql(bench: R.Bench, sql: str) -> None:
     with bench.conn() as conn:
         conn.autocommit = True  # ALTER SYSTEM cannot run in a transaction block
-        for statement in sql.split(";"):
-            lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
-            if "".join(lines).strip():
-                conn.execute("\n".join(lines))
+        text = "\n".join(ln for ln in sql.splitlines() if not ln.strip().startswith("--"))
+        for statement in text.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {v: [] for v in scripts}
+    stream = R.Stream(args.stream_events, 0.05, 0.1)
+    bench.start_cluster()
+    bench.load_tables(stream)
+    bench.prepare_queues(stream)
+    bench.point_worker_at(R.DB)
+    bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
+    for r in range(rounds):
+        for v, (do, undo) in scripts.items():
+            run_sql(bench, do)
+            d = bench.drain("big", bench.worker_pid(), 600)
+            run_sql(bench, undo)
+            results[v].append(d)
+            print(f"round {r + 1} {v}: {R.cpu_per_event_us(d)} µs/event, {d['rate']:,.0f} events/s, "
+                  f"WAL {d['wal_bytes'] / 1e6:,.0f} MB, wait samples {d['waits']}", flush=True)
+    return results
+
+
+def lab_backfill(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {v: [] for v in scripts}
+    path, table = R.BACKFILL_OBJECTS["invoice"]
+    workers = args.backfill_workers
+    bench.start_cluster()
+    bench.configure_api(R.BACKFILL_RATE_LIMIT)
+
+    def once() -> dict:
+        wal0 = bench.cluster.scalar("SELECT pg_current_wal_lsn()::text")
+        r = bench.backfill_run("invoice", path, table, workers)
+        wal = bench.cluster.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (wal0,))
+        r["wal_bytes"] = wal
+        cpu = r["cpu"]["job"] if workers == 1 else r["cpu"]["postgres"]
+        r["cpu_per_page_ms"] = cpu / r["pages"] * 1e3 if cpu is not None and r["pages"] else None
+        return r
+
+    once()  # warm-up, not counted
+    for k in range(rounds):
+        for v, (do, undo) in scripts.items():
+            run_sql(bench, do)
+            r = once()
+            run_sql(bench, undo)
+            results[v].append(r)
+            print(f"round {k + 1} {v}: {R.fmt(r['cpu_per_page_ms'], 2)} ms CPU/page "
+                  f"({'job worker' if workers == 1 else 'all of PostgreSQL'}), {R.fmt(r['rate'])} objects/s, "
+                  f"paging {R.fmt(r['paging_rate'])}/s, WAL {r['wal_bytes'] / 1e6:,.0f} MB", flush=True)
+    return results
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=2, help="drains per variant (default 2)")
+    ap.add_argument("--measure", choices=("apply", "backfill"), default="apply", help="what to measure (default apply)")
+    ap.add_argument("--rounds", type=int, default=2, help="drains or backfills per variant (default 2)")
+    ap.add_argument("--backfill-workers", type=int, default=1, help="stripe_sync.backfill_workers (default 1)")
     ap.add_argument("--package", type=Path, help="a `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("variants", nargs="+", help="'-' or SQL files")
     a = ap.parse_args()
     scripts = {v: ("", "") if v == "-" else tuple(x.strip() for x in Path(v).read_text().partition("-- undo:")[::2])
                for v in a.variants}
-    args = R.parse_args(["--only", "apply", "--runs", "1", "--quiet-wait", "0", "--apply-workers", "1"]
+    args = R.parse_args(["--only", a.measure, "--runs", "1", "--quiet-wait", "0", "--apply-workers", "1",
+                         "--backfill-workers", str(a.backfill_workers)]
                         + (["--package", str(a.package)] if a.package else []))
     bench = R.Bench(args)
-    results: dict[str, list[dict]] = {v: [] for v in a.variants}
     try:
-        stream = R.Stream(args.stream_events, 0.05, 0.1)
-        bench.start_cluster()
-        bench.load_tables(stream)
-        bench.prepare_queues(stream)
-        bench.point_worker_at(R.DB)
-        bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
-        for r in range(a.rounds):
-            for v, (do, undo) in scripts.items():
-                run_sql(bench, do)
-                d = bench.drain("big", bench.worker_pid(), 600)
-                run_sql(bench, undo)
-                results[v].append(d)
-                print(f"round {r + 1} {v}: {R.cpu_per_event_us(d)} µs/event, {d['rate']:,.0f} events/s, "
-                      f"WAL {d['wal_bytes'] / 1e6:,.0f} MB, wait samples {d['waits']}", flush=True)
+        if a.measure == "apply":
+            results = lab_apply(bench, args, a.rounds, scripts)
+        else:
+            results = lab_backfill(bench, args, a.rounds, scripts)
     finally:
         bench.stop()
     for v, ds in results.items():
-        us = [d["worker_cpu_s"] / d["queued"] * 1e6 for d in ds if d["worker_cpu_s"] is not None]
-        if not us:
-            print(f"{v}: the worker's CPU was not read")
+        if a.measure == "apply":
+            xs = [d["worker_cpu_s"] / d["queued"] * 1e6 for d in ds if d["worker_cpu_s"] is not None]
+            unit, rate = "µs/event", "events/s"
+        else:
+            xs = [d["cpu_per_page_ms"] for d in ds if d["cpu_per_page_ms"] is not None]
+            unit, rate = "ms CPU/page", "objects/s"
+        if not xs:
+            print(f"{v}: the CPU was not read")
             continue
-        print(f"{v}: median {statistics.median(us):.1f} µs/event (runs {', '.join(f'{x:.1f}' for x in us)}), "
-              f"median {statistics.median(d['rate'] for d in ds):,.0f} events/s")
+        rates = [d["rate"] for d in ds if d.get("rate")]
+        print(f"{v}: median {statistics.median(xs):.1f} {unit} (runs {', '.join(f'{x:.1f}' for x in xs)}), "
+              f"median {statistics.median(rates) if rates else 0:,.0f} {rate}")
     return 0
 
 

@@ -1027,7 +1027,7 @@ class Bench:
             self.unconfigure_api()
             with self.conn() as conn:
                 conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                             "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices, stripe_sync.sync_seen")
+                             "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices")
         self.results["backfill"] = {"rate_limit": BACKFILL_RATE_LIMIT, "objects": res, "lines": self.args.backfill_lines,
                                     "workers": workers}
 
@@ -1043,7 +1043,7 @@ class Bench:
         limit = self.args.backfill_timeout or max(60.0, 10 * expected / TARGET_BACKFILL_RATE)
         with self.conn() as conn:
             conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                         "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices, stripe_sync.sync_seen")
+                         "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices")
             conn.execute("CHECKPOINT")
         self.fast_call("/_bench/reset", "POST")
         notices: list[str] = []
@@ -1077,7 +1077,7 @@ class Bench:
             # The reconciliation's plan depends on whether autovacuum analyzed these during the run.
             analyzed = dict(conn.execute(
                 "SELECT relname, coalesce(last_autoanalyze > %s, false) FROM pg_stat_user_tables "
-                "WHERE schemaname = 'stripe_sync' AND relname IN (%s, 'sync_seen')", (called_at, table)).fetchall())
+                "WHERE schemaname = 'stripe_sync' AND relname = %s", (called_at, table)).fetchall())
         stats = self.fast_call("/_bench/stats")
         status, pages, objects, job_seconds, listed, rows_held, deleted, job_start, used_workers = run
         if not timed_out and (status != "completed" or n != expected or rows != expected):
@@ -2164,8 +2164,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
     bf = r.get("backfill")
     fsi = r.get("fast_stripe", {})
     w("`SELECT stripe_sync.backfill('customer')`, then `backfill('invoice')`, each a full run (no created filter) "
-      "into emptied tables (`customers`, `invoices`, `invoice_line_items`, `sync_runs`, `sync_cursors`, `sync_slices`, "
-      "`sync_seen` truncated, then CHECKPOINT, before every run), with `stripe_sync.backfill_workers` = "
+      "into emptied tables (`customers`, `invoices`, `invoice_line_items`, `sync_runs`, `sync_cursors`, `sync_slices` "
+      "truncated, then CHECKPOINT, before every run), with `stripe_sync.backfill_workers` = "
       f"{bf.get('workers', 1) if bf else a.backfill_workers} (the CPUs) and then, from the same empty tables, with 1. "
       "With several, the job worker lists the first page, finds the oldest object by one-object probes "
       "(`limit=1&created[lt]=…`, about 30), cuts the rest into 4 slices of `created` time per worker and starts "
@@ -2260,11 +2260,12 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
         w("")
         aa = "; ".join(f"{obj}: " + ", ".join(
             "/".join(("yes" if x["autoanalyzed"].get(t) else "no") for x in d["runs"]) + f" ({t})"
-            for t in (BACKFILL_OBJECTS[obj][1], "sync_seen")) for obj, d in bf["objects"].items() if d["runs"])
+            for t in (BACKFILL_OBJECTS[obj][1],)) for obj, d in bf["objects"].items() if d["runs"])
         w("The full run's reconciliation (`src/backfill.rs`, `reconcile`) lists the table's rows that the listing "
-          "did not return as a set difference (`SELECT id FROM <table> … EXCEPT SELECT id FROM sync_seen …`), hashed "
-          "or sorted whatever the statistics; both tables were filled during the run and may not be analyzed yet "
-          f"(autovacuum analyzed them during the run, per run: {aa}).")
+          "did not return as those last written before the run started (`SELECT id FROM <table> WHERE … "
+          "_last_event_at < <the run's start>`, one scan of the table); every listed object's row was written at "
+          "its fetch time, after the start. The table was filled during the run and may not be analyzed yet "
+          f"(autovacuum analyzed it during the run, per run: {aa}).")
         w("")
         reqs = "; ".join(f"{obj}: " + ", ".join(f"`{k}` {v:,}" for k, v in d["runs"][-1]["requests"].items())
                          for obj, d in bf["objects"].items() if d["runs"])

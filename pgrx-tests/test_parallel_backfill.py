@@ -198,8 +198,16 @@ def test_a_crash_keeps_what_a_call_returned_and_a_crashed_run_resumes(api):
         assert 0 < partial < N_CUSTOMERS, partial
         c.query("ALTER SYSTEM SET stripe_sync.api_rate_limit = 1000")
         c.reload()
+        api.forget_requests()
         c.scalar("SELECT stripe_sync.backfill('customer')")
         assert rows(c, "customers") == listed(api, "/v1/customers")
         last = runs(c, "customer")[-1]
         assert last[0] == "completed" and last[4] is True, last  # resumed from the cursors
+        # The reconciliation at its end knew the rows committed before the crash
+        # as listed (written after the run's start): none was retrieved one by one,
+        # and the objects listed count both calls' pages.
+        retrieved = [r["path"] for r in api.requests() if r["path"].startswith("/v1/customers/")]
+        assert retrieved == [], f"{len(retrieved)} retrieves, {partial} rows committed before the crash"
+        n = len(listed(api, "/v1/customers"))
+        assert last[2:4] == (n, n), last  # listed, rows_held
         assert c.scalar("SELECT count(*) FROM stripe_sync.sync_slices") == 0

@@ -215,8 +215,6 @@ fn fetch(
 /// (`finish_cursor`) waits, and the flush covers every page before it.
 fn commit_page(
     run: &Run,
-    object: &str,
-    full: bool,
     f: &Fetched,
     save: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
 ) -> (i64, bool) {
@@ -227,9 +225,6 @@ fn commit_page(
             Some(tree) => apply::apply_objects(&tree.data, f.fetched_at, run.account.as_deref()),
             None => apply::apply_page(&f.page, f.fetched_at, run.account.as_deref()),
         };
-        if full {
-            remember_seen(run, object, &f.page.ids());
-        }
         save();
         record_page(run.id, n)
     });
@@ -258,9 +253,8 @@ pub fn backfill(
         let f = fetch(resource, &query, account)?;
         let last = f.page.last_id().map(str::to_owned);
         let high = f.page.max_created();
-        let (n, _) = commit_page(run, resource.object, start.full, &f, || {
-            save_cursor(run, resource.object, last.as_deref(), high)
-        });
+        let (n, _) =
+            commit_page(run, &f, || save_cursor(run, resource.object, last.as_deref(), high));
         total += n;
         if !f.page.has_more || last.is_none() {
             break;
@@ -271,7 +265,7 @@ pub fn backfill(
         after = last;
     }
     if sliced {
-        total += run_slices(run, resource, &start, workers)?;
+        total += run_slices(run, resource, workers)?;
     }
     if start.full {
         reconcile(run, resource)?;
@@ -363,12 +357,7 @@ fn has_slices(run: &Run, object: &str) -> bool {
 /// The leader's part of a sliced run: starts helper job workers, pages slices
 /// itself until none is left, waits for the helpers, and fails the run if a
 /// slice is not done (a helper failed or stopped: the next call resumes).
-fn run_slices(
-    run: &Run,
-    resource: &Resource,
-    start: &Start,
-    workers: usize,
-) -> Result<i64, ApiError> {
+fn run_slices(run: &Run, resource: &Resource, workers: usize) -> Result<i64, ApiError> {
     let left = BackgroundWorker::transaction(|| release_slices(run, resource.object));
     let helpers: Vec<_> = (1..workers.min(left as usize))
         .map_while(|_| crate::jobs::start_slice_helper(run, resource.object))
@@ -380,7 +369,7 @@ fn run_slices(
         )
         .expect("record workers")
     });
-    let mine = match work_slices(run, resource, start.full, None) {
+    let mine = match work_slices(run, resource, None) {
         Ok(n) => n,
         Err(e) => {
             crate::jobs::stop_helpers(helpers);
@@ -407,12 +396,7 @@ fn run_slices(
 
 /// Pages slices until none is left to claim. A helper (`leader` set) also
 /// stops when its leader is gone; every worker stops when another has failed.
-pub fn work_slices(
-    run: &Run,
-    resource: &Resource,
-    full: bool,
-    leader: Option<i32>,
-) -> Result<i64, ApiError> {
+pub fn work_slices(run: &Run, resource: &Resource, leader: Option<i32>) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
     let leader_gone =
         || leader.is_some_and(|pid| unsafe { pg_sys::BackendPidGetProc(pid).is_null() });
@@ -431,7 +415,7 @@ pub fn work_slices(
             let last = f.page.last_id().map(str::to_owned);
             let done = !f.page.has_more || last.is_none();
             let high = f.page.max_created();
-            let (n, failed) = commit_page(run, resource.object, full, &f, || {
+            let (n, failed) = commit_page(run, &f, || {
                 save_slice(run, resource.object, slice, last.as_deref(), done, high)
             });
             total += n;
@@ -553,17 +537,6 @@ pub fn record_failure(run_id: i64, message: &str, code: &str) {
     .expect("record a helper's failure");
 }
 
-/// Whether the run is a full one (no created filter), as its cursor says.
-pub fn is_full_run(run: &Run, object: &str) -> bool {
-    let account = run.account_key();
-    Spi::get_one_with_args::<bool>(
-        "SELECT created_after IS NULL FROM stripe_sync.sync_cursors WHERE account = $1 AND object = $2",
-        &[account.into(), object.into()],
-    )
-    .expect("cursor of the run")
-    .unwrap_or(false)
-}
-
 fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
     let account = run.account_key();
     Spi::connect_mut(|c| {
@@ -603,18 +576,23 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
             let created_gte = created_after.or(high_water).filter(|t| *t > 0);
             Start { starting_after: None, created_gte, full: created_gte.is_none(), resumed: false }
         };
-        let args: [DatumWithOid; 5] = [
+        let args: [DatumWithOid; 6] = [
             account.into(),
             object.into(),
             start.created_gte.map(|t| t as f64).into(),
             start.starting_after.as_deref().into(),
             start.resumed.into(),
+            run.id.into(),
         ];
+        // A resumed run keeps the start of the run it continues: the pages
+        // committed before the interruption were fetched after that.
         c.update(
             "UPDATE stripe_sync.sync_cursors
                 SET in_progress = true, starting_after = $4,
                     created_after = to_timestamp($3),
-                    run_high_water = CASE WHEN $5 THEN run_high_water END
+                    run_high_water = CASE WHEN $5 THEN run_high_water END,
+                    run_started_at = CASE WHEN $5 THEN run_started_at
+                                          ELSE (SELECT started_at FROM stripe_sync.sync_runs WHERE id = $6) END
               WHERE account = $1 AND object = $2",
             None,
             &args,
@@ -629,28 +607,15 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
         )
         .expect("run start");
         if !start.resumed {
-            for table in ["sync_seen", "sync_slices"] {
-                c.update(
-                    &format!("DELETE FROM stripe_sync.{table} WHERE account = $1 AND object = $2"),
-                    None,
-                    &args[..2],
-                )
-                .expect("clear what an abandoned run left");
-            }
+            c.update(
+                "DELETE FROM stripe_sync.sync_slices WHERE account = $1 AND object = $2",
+                None,
+                &args[..2],
+            )
+            .expect("clear what an abandoned run left");
         }
         start
     })
-}
-
-fn remember_seen(run: &Run, object: &str, ids: &[&str]) {
-    let account = run.account_key();
-    let args: [DatumWithOid; 3] = [account.into(), object.into(), ids.into()];
-    Spi::run_with_args(
-        "INSERT INTO stripe_sync.sync_seen (account, object, id)
-         SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
-        &args,
-    )
-    .expect("remember seen ids");
 }
 
 fn save_cursor(run: &Run, object: &str, last: Option<&str>, high: Option<i64>) {
@@ -682,7 +647,7 @@ fn finish_cursor(run: &Run, object: &str) {
     let args: [DatumWithOid; 2] = [account.into(), object.into()];
     Spi::run_with_args(
         "UPDATE stripe_sync.sync_cursors
-            SET in_progress = false, starting_after = NULL, created_after = NULL,
+            SET in_progress = false, starting_after = NULL, created_after = NULL, run_started_at = NULL,
                 high_water = greatest(high_water, run_high_water,
                                       (SELECT max(s.high_water) FROM stripe_sync.sync_slices s
                                         WHERE s.account = $1 AND s.object = $2)),
@@ -701,23 +666,26 @@ fn finish_cursor(run: &Run, object: &str) {
 /// After a full run: rows of this account that the API no longer listed are
 /// retrieved one by one; those confirmed gone (404 or a deleted stub) are
 /// marked deleted. Records listed against held.
+///
+/// A listed object was applied as an update made at its fetch time, or left
+/// alone because its row holds something newer, so its row was last written
+/// at or after the run's start (`sync_cursors.run_started_at`, kept across a
+/// resume). The rows written before are the ones the listing did not return.
+/// Rows that an event wrote during the run are left out too: an event that
+/// new says what the object is.
 fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
     let Some(spec) = stripe_sync_core::mapping::spec_for(resource.object) else { return Ok(()) };
     let account = run.account.as_deref();
+    let args: [DatumWithOid; 3] = [run.id.into(), run.account_key().into(), resource.object.into()];
     let missing: Vec<String> = BackgroundWorker::transaction(|| {
-        // A set difference, not NOT EXISTS: both sides were just filled, so their
-        // statistics are missing, and an anti-join planned on that can go
-        // quadratic; EXCEPT is hashed or sorted whatever the estimates.
         let sql = format!(
             "SELECT t.id FROM stripe_sync.{} t
-              WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM $2
-             EXCEPT
-             SELECT s.id FROM stripe_sync.sync_seen s
-              WHERE s.account = coalesce($2, '') AND s.object = $1",
+              WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM nullif($2, '')
+                AND coalesce(t._last_event_at, '-infinity') < ({RUN_START})",
             spec.table
         );
         Spi::connect(|c| {
-            c.select(&sql, None, &[resource.object.into(), account.into()])
+            c.select(&sql, None, &args)
                 .expect("missing rows")
                 .filter_map(|r| r.get::<String>(1).ok().flatten())
                 .collect()
@@ -737,27 +705,38 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
     }
     BackgroundWorker::transaction(|| {
         apply::apply_objects(&gone, stripe::now(), account);
+        // Listed: the objects committed by this run and by the interrupted
+        // calls it resumed (each page counts itself in its call's row).
         let sql = format!(
             "UPDATE stripe_sync.sync_runs r
-                SET deleted = $2,
-                    listed = (SELECT count(*) FROM stripe_sync.sync_seen s
-                               WHERE s.account = coalesce($3, '') AND s.object = $4),
+                SET deleted = $4,
+                    listed = (SELECT sum(x.objects) FROM stripe_sync.sync_runs x
+                               WHERE x.kind = 'backfill' AND x.object = $3
+                                 AND x.account IS NOT DISTINCT FROM nullif($2, '')
+                                 AND x.started_at >= ({RUN_START}) AND x.id <= $1),
                     rows_held = (SELECT count(*) FROM stripe_sync.{} t
-                                  WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM $3)
+                                  WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM nullif($2, ''))
               WHERE r.id = $1",
             spec.table
         );
-        let args: [DatumWithOid; 4] =
-            [run.id.into(), (gone.len() as i64).into(), account.into(), resource.object.into()];
+        let args: [DatumWithOid; 4] = [
+            run.id.into(),
+            run.account_key().into(),
+            resource.object.into(),
+            (gone.len() as i64).into(),
+        ];
         Spi::run_with_args(&sql, &args).expect("record reconciliation");
-        Spi::run_with_args(
-            "DELETE FROM stripe_sync.sync_seen WHERE account = coalesce($1, '') AND object = $2",
-            &[account.into(), resource.object.into()],
-        )
-        .expect("clear seen");
     });
     Ok(())
 }
+
+/// The start of the run in progress for account `$2` (`''` for the platform)
+/// and object `$3`, `$1` being the current call's run: the call's own start
+/// when the cursor has none (a run begun before 0.4.0).
+const RUN_START: &str = "SELECT coalesce(c.run_started_at, r.started_at)
+                           FROM stripe_sync.sync_runs r
+                           LEFT JOIN stripe_sync.sync_cursors c ON c.account = $2 AND c.object = $3
+                          WHERE r.id = $1";
 
 /// Lists /v1/events created at or after the newest event seen (the same
 /// second again: duplicates are harmless) and queues those not yet stored.

@@ -259,8 +259,7 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
 /// of the run failed; its own failure is recorded for the leader to raise.
 fn help(run: Run, resource: &'static objects::Resource, leader: i32) {
     let outcome = crate::subxact::catch_between_transactions(|| {
-        let full = BackgroundWorker::transaction(|| backfill::is_full_run(&run, resource.object));
-        backfill::work_slices(&run, resource, full, Some(leader))
+        backfill::work_slices(&run, resource, Some(leader))
             .map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
     })
     .unwrap_or_else(|f| Err((f.message, f.sqlstate)));

@@ -97,11 +97,6 @@ impl RawPage {
         self.items.iter().filter_map(|i| i.created).min()
     }
 
-    /// The ids of the objects, in page order.
-    pub fn ids(&self) -> Vec<&str> {
-        self.items.iter().filter_map(|i| i.id.as_deref()).collect()
-    }
-
     /// The distinct `object` values on the page.
     pub fn object_types(&self) -> Vec<&str> {
         let mut types: Vec<&str> = self.items.iter().filter_map(|i| i.object.as_deref()).collect();
@@ -348,7 +343,8 @@ mod tests {
             raw.min_created(),
             parsed.data.iter().filter_map(|o| o["created"].as_i64()).min()
         );
-        assert_eq!(raw.ids(), vec!["in_1", "in_2"]);
+        let ids: Vec<_> = raw.items.iter().map(|i| i.id.as_deref()).collect();
+        assert_eq!(ids, vec![Some("in_1"), Some("in_2")]);
         assert_eq!(raw.object_types(), vec!["invoice"]);
         assert_eq!(raw.items[1].partial_lists, vec!["lines"]);
         assert!(raw.has_partial_children());

@@ -671,8 +671,8 @@ fn finish_cursor(run: &Run, object: &str) {
 /// alone because its row holds something newer, so its row was last written
 /// at or after the run's start (`sync_cursors.run_started_at`, kept across a
 /// resume). The rows written before are the ones the listing did not return.
-/// Rows that an event wrote during the run are left out too: an event that
-/// new says what the object is.
+/// Rows that an event created after the run's start wrote are left out too:
+/// that event is newer than anything the listing could tell.
 fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
     let Some(spec) = stripe_sync_core::mapping::spec_for(resource.object) else { return Ok(()) };
     let account = run.account.as_deref();

@@ -276,9 +276,9 @@ def cluster_conf(worker_db: str) -> dict:
 
 # The drain's poll: is any event still pending? Asked in the order of the partial index
 # events_pending_idx, so that it reads from one end of that index. It used to be `EXISTS (... WHERE
-# status = 'pending')` every 10 ms, which the planner may run as a scan of the table: the bench's
-# own polling connection then used about 2 CPU-seconds of each 6-second drain, taken from the
-# appliers' 2 CPUs. Now it runs after each batch's NOTIFY (and at least every 250 ms), see drain().
+# status = 'pending')` every 10 ms: hundreds of polls a drain at a few ms each (sometimes a parallel
+# scan of the table), 1.7 to 2.5 CPU-seconds of each 6- to 10-second drain taken from the appliers'
+# 2 CPUs. Now it runs after each batch's NOTIFY (and at least every 250 ms), see drain().
 PENDING_LEFT = "SELECT 1 FROM stripe_sync.events WHERE status = 'pending' ORDER BY created, id LIMIT 1"
 
 

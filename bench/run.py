@@ -620,7 +620,7 @@ class Bench:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"the queue was not drained within {timeout:.0f}s")
                     if time.monotonic() >= next_sample:
-                        next_sample += 0.1
+                        next_sample = time.monotonic() + 0.1
                         # What the appliers are doing: on CPU (no wait event) or waiting for what.
                         for btype, wait in watch.execute(
                                 "SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU') "

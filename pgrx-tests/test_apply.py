@@ -423,6 +423,56 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
 HELPER_DONE = re.compile(r"stripe_sync apply helper: done after (\d+) batches, (\d+) events")
 
 
+# Records, for every statement that writes stripe_sync.customers, who ran it and
+# with which synchronous_commit: the setting of the apply's own transaction.
+RECORD_COMMIT_SETTING = """
+CREATE TABLE public.commit_setting (backend_type text, setting text);
+CREATE FUNCTION public.record_commit_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.commit_setting
+    SELECT backend_type, current_setting('synchronous_commit')
+      FROM pg_stat_activity WHERE pid = pg_backend_pid();
+    RETURN NULL;
+END $$;
+CREATE TRIGGER record_commit_setting AFTER INSERT OR UPDATE ON stripe_sync.customers
+    FOR EACH STATEMENT EXECUTE FUNCTION public.record_commit_setting();
+"""
+
+
+def commit_settings(cluster: h.Cluster, dbname: str = "postgres") -> set[tuple[str, str]]:
+    return set(cluster.query("SELECT backend_type, setting FROM public.commit_setting", dbname=dbname))
+
+
+def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
+    """The worker's batches commit with synchronous_commit = off (the events are
+    durable in the queue; a crash can only undo the newest batches, which are then
+    applied anew: test_worker_killed_mid_drain_applies_every_event_once).
+    process_pending() applies in the caller's transaction and leaves its setting
+    alone."""
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret) as c:
+        h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+        create_db_with_extension(c, "caller")
+        for db in ("postgres", "caller"):
+            with c.connect(dbname=db) as conn:
+                conn.execute(RECORD_COMMIT_SETTING)
+        t = int(time.time()) - 60
+        event = h.customer_event(customer=h.customer_object(email="durable@example.com"), created=t)
+        with c.connect() as conn:
+            assert h.ingest(conn, event, secret) == "queued"
+        h.wait_until(lambda: status_counts(c) == {"processed": 1}, timeout=30,
+                     what="the worker to apply the event")
+        assert commit_settings(c) == {("stripe_sync worker", "off")}
+
+        with c.connect(dbname="caller", autocommit=False) as conn:
+            assert h.ingest(conn, event, secret) == "queued"
+            assert conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0] == 1
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+            conn.commit()
+        assert status_counts(c, "caller") == {"processed": 1}
+        assert commit_settings(c, "caller") == {("client backend", "on")}
+
+
 def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applier():
     """stripe_sync.apply_workers = 3: a queued backlog is drained by the worker and
     up to two helpers at once (small batches, so each takes many); the tables end
@@ -437,6 +487,7 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
             h.stripe_sync_cluster(secret, batch_size=50, apply_workers=3) as many:
         many.append_conf({"log_lock_waits": True, "deadlock_timeout": "10ms"})
         many.query("SELECT pg_reload_conf()")
+        many.query(RECORD_COMMIT_SETTING)
         logs_from = {}
         for c in (one, many):
             h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
@@ -459,6 +510,8 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
         waits = [line for line in log_many.splitlines() if "still waiting for ShareLock on transaction" in line]
         assert not waits, waits
         assert not HELPER_DONE.search(one.log_text(logs_from[one])), "apply_workers = 1 starts no helper"
+        # The helpers' batches, like the worker's, commit without waiting for the disk.
+        assert commit_settings(many) == {("stripe_sync worker", "off"), ("stripe_sync apply", "off")}
 
 
 def test_the_worker_leaves_a_helpers_share_alone():

@@ -1,7 +1,8 @@
 //! One batch: claim due events, apply them set-based, mark them done. If the
 //! batch fails as a whole, each event is retried alone in its own
 //! subtransaction, so a poison event is marked failed and the rest still
-//! apply. The worker and `process_pending()` both call [`run_batch`].
+//! apply. The worker and its helpers call [`run_own_batch`], `process_pending()`
+//! calls [`run_batch`] in the caller's transaction.
 
 use crate::{apply, config, notify, queue, subxact};
 use pgrx::prelude::*;
@@ -14,6 +15,22 @@ pub struct BatchOutcome {
     pub claimed: usize,
     /// Events whose apply failed this time (retried later or left failed).
     pub failed: usize,
+}
+
+/// One batch in a transaction of the worker's (or an apply helper's) own,
+/// whose commit does not wait for its WAL to reach the disk
+/// (`synchronous_commit = off`, for this transaction only). The events were
+/// committed durably by `ingest_event`, and a commit is lost only with every
+/// commit after it, so a crash can undo only the newest batches (by default
+/// what the last 0.6 s, three `wal_writer_delay`s, applied): their events are
+/// pending again and applied anew, as if the batches had never run. What
+/// follows a batch commits durably, and that flush covers the batch: a
+/// handler's run (with its effects), and the claim of a Slack alert before it
+/// is posted. A `LISTEN`er may hear of a batch that a crash then undoes; it
+/// hears of its events again when they are applied anew.
+pub fn run_own_batch(limit: usize, share: queue::Share) -> BatchOutcome {
+    Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
+    run_batch(limit, share)
 }
 
 pub fn run_batch(limit: usize, share: queue::Share) -> BatchOutcome {

@@ -4,7 +4,7 @@
 //! into shares by a hash of the object id (claim_batch.sql): each helper
 //! claims batches of its own share only (FOR UPDATE SKIP LOCKED), the worker
 //! share 0, so two appliers never wait on each other's rows. Each applies
-//! with the worker's code ([`drain::run_batch`]), one transaction per batch,
+//! with the worker's code ([`drain::run_own_batch`]), one transaction per batch,
 //! and exits as soon as a batch comes back short. Once its share is done the
 //! worker waits (a helper's exit wakes it) instead of claiming from the
 //! others: events of one object in two appliers' batches at once make each
@@ -117,7 +117,8 @@ pub extern "C-unwind" fn stripe_sync_apply_main(arg: pg_sys::Datum) {
     let limit = config::batch_size();
     let (mut batches, mut events) = (0usize, 0usize);
     while !BackgroundWorker::sigterm_received() {
-        match BackgroundWorker::transaction(|| subxact::run(|| drain::run_batch(limit, share))) {
+        match BackgroundWorker::transaction(|| subxact::run(|| drain::run_own_batch(limit, share)))
+        {
             Ok(outcome) => {
                 batches += 1;
                 events += outcome.claimed;

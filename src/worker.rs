@@ -114,7 +114,7 @@ fn drain_round(extension_seen: bool, share: queue::Share) -> Round {
         return Round::Wait;
     }
     let limit = config::batch_size();
-    if drain::run_batch(limit, share).claimed == limit { Round::Backlog } else { Round::Idle }
+    if drain::run_own_batch(limit, share).claimed == limit { Round::Backlog } else { Round::Idle }
 }
 
 /// Provisioning jobs handled per round, between event batches.

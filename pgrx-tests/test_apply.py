@@ -423,8 +423,9 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
 HELPER_DONE = re.compile(r"stripe_sync apply helper: done after (\d+) batches, (\d+) events")
 
 
-# Records, for every statement that writes stripe_sync.customers, who ran it and
-# with which synchronous_commit: the setting of the apply's own transaction.
+# Records, for every row written to stripe_sync.customers, who wrote it and the
+# synchronous_commit its transaction commits with: a deferred trigger runs just
+# before the commit, outside the subtransactions the apply runs in.
 RECORD_COMMIT_SETTING = """
 CREATE TABLE public.commit_setting (backend_type text, setting text);
 CREATE FUNCTION public.record_commit_setting() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -434,8 +435,8 @@ BEGIN
       FROM pg_stat_activity WHERE pid = pg_backend_pid();
     RETURN NULL;
 END $$;
-CREATE TRIGGER record_commit_setting AFTER INSERT OR UPDATE ON stripe_sync.customers
-    FOR EACH STATEMENT EXECUTE FUNCTION public.record_commit_setting();
+CREATE CONSTRAINT TRIGGER record_commit_setting AFTER INSERT OR UPDATE ON stripe_sync.customers
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.record_commit_setting();
 """
 
 

@@ -12,6 +12,7 @@ pub mod event;
 pub mod form;
 pub mod http;
 pub mod json;
+pub mod jsonb;
 pub mod mapping;
 pub mod money;
 pub mod objects;

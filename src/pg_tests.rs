@@ -1295,6 +1295,13 @@ mod tests {
             let f = error_of("SELECT $1::jsonb", vec![text.to_owned()]);
             assert!(f.sqlstate.starts_with("22"), "jsonb_in accepts {text}: {f:?}");
         }
+        // Deeper than the writer goes (jsonb_in itself stops at max_stack_depth).
+        let levels = stripe_sync_core::jsonb::MAX_DEPTH + 1;
+        let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        assert_eq!(
+            crate::jsonb::from_text(&deep).unwrap_err(),
+            "JSON nested deeper than 1000 levels cannot be stored"
+        );
         let page = r#"{"data":[1],"has_more":false,"data":[2]}"#;
         assert_eq!(
             crate::jsonb::member_from_text(page, "data").unwrap_err(),

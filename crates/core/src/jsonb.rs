@@ -40,6 +40,10 @@ const JB_FARRAY: u32 = 0x4000_0000;
 /// longest string or container an entry can measure (JENTRY_OFFLENMASK).
 const MAX_COUNT: usize = 0x0FFF_FFFF;
 const MAX_LEN: usize = JENTRY_OFFLENMASK as usize;
+/// The deepest nesting written: the writer recurses once per level, and
+/// PostgreSQL's own parser stops a few thousand levels down
+/// (`max_stack_depth`). Stripe's objects nest about ten levels deep.
+pub const MAX_DEPTH: usize = 1000;
 
 /// A value read, its containers' members kept in [`Writer::arena`].
 #[derive(Debug)]
@@ -254,15 +258,24 @@ fn too_big(header: u32) -> String {
     format!("total size of jsonb {what} elements exceeds the maximum of {MAX_LEN} bytes")
 }
 
+impl Writer<'_> {
+    fn begin(&mut self) {
+        if self.open.len() == MAX_DEPTH {
+            self.fail(format!("JSON nested deeper than {MAX_DEPTH} levels cannot be stored"));
+        }
+        self.open.push(Open { values: self.values.len(), keys: self.keys.len() });
+    }
+}
+
 impl<'a> Sink<'a> for Writer<'a> {
     fn begin_object(&mut self) {
-        self.open.push(Open { values: self.values.len(), keys: self.keys.len() });
+        self.begin();
     }
     fn end_object(&mut self) {
         self.close(true);
     }
     fn begin_array(&mut self) {
-        self.open.push(Open { values: self.values.len(), keys: self.keys.len() });
+        self.begin();
     }
     fn end_array(&mut self) {
         self.close(false);
@@ -378,5 +391,20 @@ mod tests {
         w.begin_array();
         w.string("open".into());
         assert_eq!(w.finish(&mut Text).unwrap_err(), "an incomplete JSON value");
+        // Nesting past MAX_DEPTH is refused, not recursed into.
+        let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let too_deep = deep(MAX_DEPTH + 1);
+        let mut w = Writer::new();
+        crate::json::read(&too_deep, &mut w).unwrap();
+        assert_eq!(
+            w.finish(&mut Text).unwrap_err(),
+            "JSON nested deeper than 1000 levels cannot be stored"
+        );
+        let mut w = Writer::new();
+        let deep_object =
+            format!("{}1{}", r#"{"a":"#.repeat(MAX_DEPTH + 5), "}".repeat(MAX_DEPTH + 5));
+        crate::json::read(&deep_object, &mut w).unwrap();
+        assert!(w.finish(&mut Text).is_err());
+        assert_eq!(jsonb(&deep(MAX_DEPTH)).len(), 4 + 8 * MAX_DEPTH - 4);
     }
 }

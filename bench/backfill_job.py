@@ -20,11 +20,9 @@ bench/CHANGES.md quotes both:
 import argparse
 import collections
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 
 import run as R
 
@@ -61,30 +59,13 @@ def phases(bench: R.Bench) -> None:
     path, table = R.BACKFILL_OBJECTS["invoice"]
     data = R.OUT / "perf-backfill-dwarf.data"
     bench.backfill_run("invoice", path, table, 1)  # not counted
-    holder: dict[str, subprocess.Popen] = {}
-    done = threading.Event()
-
-    def attach() -> None:
-        while not done.is_set() and "perf" not in holder:
-            pid = bench.cluster.pid_of_backend_type("stripe_sync job")
-            if pid:
-                holder["perf"] = subprocess.Popen(
-                    ["perf", "record", "-F", "499", "--call-graph", "dwarf,32768", "-p", str(pid), "-o", str(data)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            done.wait(0.002)
-
-    watcher = threading.Thread(target=attach, daemon=True)
-    watcher.start()
-    r = bench.backfill_run("invoice", path, table, 1)
-    done.set()
-    perf = holder.get("perf")
-    if perf is None:
-        sys.exit("the job worker was gone before perf could attach")
+    perf = R.PerfOnBackend(bench, "stripe_sync job", data, ["-F", "499", "--call-graph", "dwarf,32768"])
     try:
-        perf.wait(timeout=60)  # it ends with the job worker
-    except subprocess.TimeoutExpired:
-        perf.send_signal(signal.SIGINT)
-        perf.wait(timeout=60)
+        r = bench.backfill_run("invoice", path, table, 1)
+    finally:
+        perf.stop()
+    if not perf.attached:
+        sys.exit("the job worker was gone before perf could attach")
     print(f"{r['objects']:,} invoices, {r['rate']:,.0f}/s, job worker CPU {r['cpu']['job']:.2f} s")
     # perf resolves symbols from the cluster's snapshot of PostgreSQL, which still exists here.
     script = subprocess.run(["perf", "script", "-i", str(data), "--no-inline"], capture_output=True,

@@ -282,6 +282,44 @@ def cluster_conf(worker_db: str) -> dict:
 PENDING_LEFT = "SELECT 1 FROM stripe_sync.events WHERE status = 'pending' ORDER BY created, id LIMIT 1"
 
 
+class PerfOnBackend:
+    """`perf record` on the first process of a backend type, from the moment it appears (looked
+    for every 2 ms from now on) until it exits or `stop()`."""
+
+    def __init__(self, bench: "Bench", backend_type: str, data: Path, options: list[str]):
+        self.bench, self.perf = bench, None
+        self._done = threading.Event()
+
+        def attach() -> None:
+            while not self._done.is_set() and self.perf is None:
+                pid = bench.cluster.pid_of_backend_type(backend_type)
+                if pid:
+                    self.perf = subprocess.Popen(["perf", "record", *options, "-p", str(pid), "-o", str(data)],
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    bench.procs.append(self.perf)
+                self._done.wait(0.002)
+
+        self._watcher = threading.Thread(target=attach, daemon=True)
+        self._watcher.start()
+
+    @property
+    def attached(self) -> bool:
+        return self.perf is not None
+
+    def stop(self) -> None:
+        """Stops looking; waits for perf to end with its process (or stops it after 30 s)."""
+        self._done.set()
+        self._watcher.join(timeout=5)
+        if self.perf is None:
+            return
+        try:
+            self.perf.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.perf.send_signal(signal.SIGINT)
+            self.perf.wait(timeout=60)
+        self.bench.procs.remove(self.perf)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -1250,32 +1288,21 @@ class Bench:
             self.procs.append(holder["perf"])
             watch.execute("SELECT pg_stat_statements_reset()")
 
-        plans: dict[str, str] = {}
-
-        def halfway(watch: psycopg.Connection) -> None:
-            # the claim's scan, without its row locks, as it runs when half the queue is applied
-            plans["claim"] = "\n".join(r_[0] for r_ in watch.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM stripe_sync.events "
-                "WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY created, id LIMIT 500"))
-
         try:
-            r = self.drain("big", pid, timeout, before_commit, halfway)
+            r = self.drain("big", pid, timeout, before_commit)
         finally:
             perf = holder.get("perf")
             if perf is not None:
                 perf.send_signal(signal.SIGINT)
                 perf.wait(timeout=60)
                 self.procs.remove(perf)
-        prof["apply"] = {"statements": self.top_statements(), "drain_seconds": r["seconds"], "events": r["queued"],
-                         "claim_plan_halfway": plans.get("claim")}
+        prof["apply"] = {"statements": self.top_statements(), "drain_seconds": r["seconds"], "events": r["queued"]}
         log(f"profile: apply recorded (drain {r['seconds']:.1f}s with pg_stat_statements and perf)")
         with self.conn() as conn:
             self.reset_ours(conn)
         prof["backfill"] = self.profile_backfill()
         prof["ingest"].update(perf_top(data, comm="postgres"))
         prof["apply"].update(perf_top(data2))
-        if plans.get("claim"):
-            prof["apply"]["text"] += "\n\n# EXPLAIN (ANALYZE, BUFFERS) of the claim's scan, half way through the drain\n" + plans["claim"]
         for k, v in prof.items():
             (OUT / f"profile-{k}.txt").write_text(v.pop("text"))
         self.results["profile"] = prof
@@ -1286,38 +1313,18 @@ class Bench:
         moment its process appears until it exits, and pg_stat_statements over the call."""
         c = self.cluster
         data = OUT / "perf-backfill.data"
-        holder: dict[str, subprocess.Popen] = {}
-        done = threading.Event()
-
-        def attach() -> None:
-            while not done.is_set() and "perf" not in holder:
-                pid = c.pid_of_backend_type("stripe_sync job")
-                if pid:
-                    holder["perf"] = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o", str(data)],
-                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    self.procs.append(holder["perf"])
-                done.wait(0.002)
-
         self.configure_api(BACKFILL_RATE_LIMIT)
+        perf = None
         try:
             c.query("SELECT pg_stat_statements_reset()", dbname=DB)
-            watcher = threading.Thread(target=attach, daemon=True)
-            watcher.start()
+            perf = PerfOnBackend(self, "stripe_sync job", data, ["-F", "999", "-g"])
             path, table = BACKFILL_OBJECTS["invoice"]
             r = self.backfill_run("invoice", path, table)
-            done.set()
-            watcher.join(timeout=5)
         finally:
             self.unconfigure_api()
-            perf = holder.get("perf")
             if perf is not None:
-                try:
-                    perf.wait(timeout=30)  # it ends with the job worker
-                except subprocess.TimeoutExpired:
-                    perf.send_signal(signal.SIGINT)
-                    perf.wait(timeout=60)
-                self.procs.remove(perf)
-        if "perf" not in holder:
+                perf.stop()
+        if not perf.attached:
             raise RuntimeError("the backfill's job worker was gone before perf could attach")
         log(f"profile: backfill recorded ({r['objects']:,} invoices in {r['seconds']:.1f}s with pg_stat_statements and perf)")
         return {"statements": self.top_statements(), "seconds": r["seconds"], "objects": r["objects"],

@@ -3,7 +3,8 @@
 work again and again, alternating between variants round after round, so that every variant
 meets the same machine state.
 
-- `--measure apply` (the default): the 100,000-event queue, drained by the worker. Prints the
+- `--measure apply` (the default): the 100,000-event queue, drained by the worker alone
+  (`stripe_sync.apply_workers = 1`, which a variant may change and undo). Prints the
   worker's CPU per event (utime + stime from /proc, the steadier measure on a shared machine),
   the rate and the WAL of every drain, then the median of each variant.
 - `--measure backfill`: full `backfill('invoice')` runs against bench/fast_stripe.py into emptied
@@ -46,6 +47,7 @@ def start_with_queue(bench: R.Bench, args) -> None:
     bench.load_tables(stream)
     bench.prepare_queues(stream)
     bench.point_worker_at(R.DB)
+    bench.set_apply_workers(1)
     bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
 
 

@@ -484,7 +484,7 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
     secret = h.new_webhook_secret()
     start = int(time.time()) - 30 * 86400
     messy = h.gen_stream(secret, STREAM_EVENTS, STREAM_SEED, duplicates=0.1, out_of_order=0.2, start=start)
-    with h.stripe_sync_cluster(secret, batch_size=50) as one, \
+    with h.stripe_sync_cluster(secret, batch_size=50, apply_workers=1) as one, \
             h.stripe_sync_cluster(secret, batch_size=50, apply_workers=3) as many:
         many.append_conf({"log_lock_waits": True, "deadlock_timeout": "10ms"})
         many.query("SELECT pg_reload_conf()")
@@ -515,6 +515,45 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
         assert commit_settings(many) == {("stripe_sync worker", "off"), ("stripe_sync apply", "off")}
 
 
+def drain_backlog(c: h.Cluster, deliveries: list[tuple[str, str]]) -> None:
+    """Queues every delivery in one transaction (the backlog appears at once),
+    then waits until it is drained and every apply helper has exited."""
+    with c.connect() as conn, conn.transaction():
+        h.ingest_all(conn, deliveries)
+    h.wait_drained(c)
+    h.wait_until(lambda: c.pid_of_backend_type("stripe_sync apply") is None, timeout=30,
+                 what="the helpers to exit")
+
+
+def test_by_default_a_backlog_gets_one_helper_and_a_steady_stream_none():
+    """The default stripe_sync.apply_workers is 2: a backlog (batches that come
+    back full) is drained by the worker and one helper, and events that arrive
+    one by one are applied by the worker alone."""
+    secret = h.new_webhook_secret()
+    start = int(time.time()) - 3600
+    with h.stripe_sync_cluster(secret, batch_size=50) as c:
+        assert c.scalar("SHOW stripe_sync.apply_workers") == "2"
+        h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+        logs_from = c.log_size()
+        for n in range(5):
+            payload = h.customer_event("customer.updated", customer_id=h.new_id("cus_"), created=start + n)
+            with c.connect() as conn:
+                assert h.ingest(conn, payload, secret) == "queued"
+            h.wait_drained(c)
+        assert status_counts(c) == {"processed": 5}
+        assert not HELPER_DONE.search(c.log_text(logs_from)), "one event at a time starts no helper"
+
+        backlog = []
+        for n in range(1000):
+            payload = h.customer_event("customer.updated", customer_id=h.new_id("cus_"), created=start + n)
+            backlog.append((payload, h.sign(payload, secret, int(time.time()))))
+        drain_backlog(c, backlog)
+        assert status_counts(c) == {"processed": 1005}
+        assert c.scalar("SELECT count(*) FROM stripe_sync.customers") == 1005
+        done = [(int(b), int(e)) for b, e in HELPER_DONE.findall(c.log_text(logs_from))]
+        assert len(done) >= 1 and 0 < sum(e for _, e in done) < 1000, done
+
+
 def test_the_worker_leaves_a_helpers_share_alone():
     """Once its own share of a backlog is done, the worker does not take events
     from a helper's share while that helper runs: events of one customer in both
@@ -543,11 +582,7 @@ def test_the_worker_leaves_a_helpers_share_alone():
             deliveries.append((payload, h.sign(payload, secret, int(time.time()))))
             newest[cid] = name
         logs_from = c.log_size()
-        with c.connect() as conn, conn.transaction():
-            h.ingest_all(conn, deliveries)
-        h.wait_drained(c)
-        h.wait_until(lambda: c.pid_of_backend_type("stripe_sync apply") is None, timeout=30,
-                     what="the helper to exit")
+        drain_backlog(c, deliveries)
         assert status_counts(c) == {"processed": 2100}
         assert dict(c.query("SELECT id, name FROM stripe_sync.customers")) == newest
         log = c.log_text(logs_from)

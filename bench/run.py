@@ -402,6 +402,9 @@ class Bench:
     def stop(self) -> None:
         self.foreign.stop()
         self.results["foreign_cpu_total"] = self.foreign.seconds
+        steal_end = steal_seconds()
+        if self.foreign.steal_start is not None and steal_end is not None:
+            self.results["steal_total"] = steal_end - self.foreign.steal_start
         self.results["foreign_cpu_top"] = sorted(self.foreign.top.items(), key=lambda kv: -kv[1])[:5]
         self.results["loadavg_end"] = os.getloadavg()
         for p in self.procs:
@@ -1390,7 +1393,7 @@ class Bench:
             raise Skipped(f"the run's deadline (--deadline {self.args.deadline:.0f}s) left too little time for {what}")
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
-        f0, t0 = self.foreign.seconds, time.monotonic()
+        f0, t0, st0 = self.foreign.seconds, time.monotonic(), steal_seconds()
         try:
             fn()
         except Skipped as exc:
@@ -1404,6 +1407,9 @@ class Bench:
         finally:
             elapsed = time.monotonic() - t0
             self.results["foreign_cpu"][name] = (self.foreign.seconds - f0) / elapsed if elapsed > 1 else 0.0
+            st1 = steal_seconds()
+            if st0 is not None and st1 is not None and elapsed > 1:
+                self.results.setdefault("steal", {})[name] = (st1 - st0) / elapsed
             self.results.setdefault("phase_seconds", {})[name] = elapsed
 
     def _alive(self) -> bool:
@@ -1637,16 +1643,29 @@ class RssSampler:
         }
 
 
+def steal_seconds() -> Optional[float]:
+    """CPU steal so far, all CPUs together (the `cpu` line of /proc/stat, 8th value): time the
+    hypervisor ran another guest while one of this machine's virtual CPUs had work to do."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class ForeignCpu:
     """CPU used by processes that are not part of this run (neither descendants of this script
     nor of our postmaster, kernel threads left out), sampled from /proc every second. The machine
     is shared: other people's builds on the same 2 CPUs distort the numbers, and the report says
-    by how much."""
+    by how much. CPU steal (another guest of the hypervisor on our CPUs) is read beside it: no
+    process here shows it, and it slows everything."""
 
     def __init__(self, postmaster: Callable[[], Optional[int]]):
         self.postmaster = postmaster
         self.tick = os.sysconf("SC_CLK_TCK")
         self.seconds = 0.0  # foreign CPU-seconds so far
+        self.steal_start = steal_seconds()  # CPU steal of the whole machine at the start
         self.prev: dict[int, int] = {}
         self.top: dict[str, float] = {}
         self.history: list[tuple[float, float]] = []  # (monotonic time, self.seconds)
@@ -1914,6 +1933,14 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
       + f". Runs waited {r.get('quiet_waited', 0):.0f} s in all for the CPUs to be free (--quiet-wait). "
       + ("**Other work competed for the CPUs: treat the numbers as perturbed.**"
                 if any(v > 0.15 for v in fc.values()) else "Negligible."))
+    stl = r.get("steal", {})
+    if "steal_total" in r:
+        w(f"- CPU steal (`/proc/stat`: time the hypervisor gave this machine's virtual CPUs to another guest; "
+          f"no process here shows it, and it slows every measure): {r['steal_total']:.0f} CPU-seconds during the run; "
+          f"per measure, in CPUs on average (of {m['nproc']}): "
+          + (", ".join(f"{k} {v:.2f}" for k, v in stl.items()) or "–") + ". "
+          + ("**The hypervisor took a large share of the CPUs: expect rates below this machine's best.**"
+             if any(v > 0.15 for v in stl.values()) else "Negligible."))
     for note in b.notes:
         w(f"- Note: {note}")
     w("")

@@ -662,11 +662,14 @@ class Bench:
                         raise RuntimeError(f"the queue was not drained within {timeout:.0f}s")
                     if time.monotonic() >= next_sample:
                         next_sample = time.monotonic() + 0.1
-                        # What the appliers are doing: on CPU (no wait event) or waiting for what.
+                        # What the appliers are doing: on CPU (no wait event) or waiting for what;
+                        # and whether autovacuum works beside them (on which table, counted apart).
                         for btype, wait in watch.execute(
-                                "SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'CPU') "
-                                "FROM pg_stat_get_activity(NULL) "
-                                "WHERE backend_type IN ('stripe_sync worker', 'stripe_sync apply')").fetchall():
+                                "SELECT backend_type, CASE WHEN backend_type = 'autovacuum worker' "
+                                "THEN 'autovacuum: ' || coalesce(substring(query from '^autovacuum: (.*)$'), '?') "
+                                "ELSE coalesce(wait_event_type || ':' || wait_event, 'CPU') END "
+                                "FROM pg_stat_get_activity(NULL) WHERE backend_type IN "
+                                "('stripe_sync worker', 'stripe_sync apply', 'autovacuum worker')").fetchall():
                             waits[wait] = waits.get(wait, 0) + 1
                         if count_helpers:
                             helpers_seen = max(helpers_seen, watch.execute(

@@ -462,11 +462,22 @@ class Bench:
     def reset_ours(self, conn: psycopg.Connection) -> None:
         """Empty every stripe_sync table (the queue and whatever object tables exist). TRUNCATE locks
         its tables in the order given, so the queue comes first, as in the worker's batches (claim,
-        then the object tables): a worker still draining finishes its batch instead of deadlocking."""
+        then the object tables): a worker still draining finishes its batch instead of deadlocking.
+        The worker's other transactions lock in other orders (its handler claim reads handler_runs,
+        then events), so a TRUNCATE can still meet one of them in a deadlock; when the TRUNCATE is
+        the one aborted, it is tried again (`conn` is in autocommit)."""
         tables = [r[0] for r in conn.execute(
             "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'stripe_sync' "
             "ORDER BY tablename <> 'events', tablename")]
-        conn.execute("TRUNCATE " + ", ".join(tables))
+        for attempt in range(5):
+            try:
+                conn.execute("TRUNCATE " + ", ".join(tables))
+                return
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                log("reset: the TRUNCATE met a worker transaction in a deadlock; again")
+                time.sleep(0.2)
 
     def counts_ours(self, conn: psycopg.Connection) -> dict:
         by_status = dict(conn.execute("SELECT status, count(*) FROM stripe_sync.events GROUP BY 1").fetchall())

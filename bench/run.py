@@ -2007,7 +2007,8 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
     if miss or not iw:
         w(miss or "Not measured (`--skip-worker-ingest`).")
     else:
-        w(f"The realistic case: same script, the worker applying concurrently on the same 2 CPUs. "
+        w(f"The realistic case: same script, the worker applying concurrently on the same 2 CPUs, with the "
+          f"extension's default `stripe_sync.apply_workers` (a helper beside it while its batches come back full). "
           f"Duration {iw['seconds']} s per run; 'applied' is the share of the run's events the worker had applied when the run ended.")
         w("")
         w("| clients | ours events/s (median) | runs | vs plain INSERT (worker idle, above) | applied by the end (median) |")

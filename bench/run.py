@@ -278,8 +278,18 @@ def cluster_conf(worker_db: str) -> dict:
 # events_pending_idx, so that it reads from one end of that index. It used to be `EXISTS (... WHERE
 # status = 'pending')` every 10 ms: hundreds of polls a drain at a few ms each (sometimes a parallel
 # scan of the table), 1.7 to 2.5 CPU-seconds of each 6- to 10-second drain taken from the appliers'
-# 2 CPUs. Now it runs after each batch's NOTIFY (and at least every 250 ms), see drain().
-PENDING_LEFT = "SELECT 1 FROM stripe_sync.events WHERE status = 'pending' ORDER BY created, id LIMIT 1"
+# 2 CPUs. Then it ran after each batch's NOTIFY (and at least every 250 ms), from the start of the
+# index: every entry of an event applied since the drain began is stepped over (and its heap row read)
+# until no snapshot can see the old row any more, and with two appliers one of them always holds a
+# snapshot, so a poll read 5,000-7,000 buffers, 9-12 ms: about 0.5 CPU-seconds of a 3-second drain
+# (pg_stat_statements, 2026-11-24). Now each poll starts at the first pending event the previous
+# one found (PENDING_FROM): during a drain no event becomes pending (the queue was committed
+# whole before the clock started; an event that fails stays pending where it was), so the first
+# pending event in this order never moves back, and nothing pending is skipped.
+PENDING_LEFT = ("SELECT created, id FROM stripe_sync.events WHERE status = 'pending' "
+                "ORDER BY created, id LIMIT 1")
+PENDING_FROM = ("SELECT created, id FROM stripe_sync.events WHERE status = 'pending' "
+                "AND (created, id) >= (%s, %s) ORDER BY created, id LIMIT 1")
 
 
 class PerfOnBackend:
@@ -652,9 +662,9 @@ class Bench:
         try:
             with self.conn() as watch, self.conn() as listen:
                 # The worker NOTIFYs each batch as it commits: the poll runs after each one (and at
-                # least every 250 ms), so the end, a commit too, is seen at once. Each poll still
-                # costs about 3 ms (the index's entries of the events already applied are stepped
-                # over until a vacuum removes them), so it does not run more often than that.
+                # least every 250 ms), so the end, a commit too, is seen at once. Each poll starts
+                # where the previous one found the first pending event (PENDING_FROM), so it only
+                # steps over the entries of the events applied since then.
                 listen.execute("LISTEN stripe_sync")
                 sampler.start()
                 if before_commit:
@@ -668,7 +678,8 @@ class Bench:
                 next_sample = started + 0.1
                 helpers_seen = 0
                 waits: dict[str, int] = {}
-                while watch.execute(PENDING_LEFT).fetchone() is not None:
+                first = watch.execute(PENDING_LEFT).fetchone()
+                while first is not None:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"the queue was not drained within {timeout:.0f}s")
                     if time.monotonic() >= next_sample:
@@ -688,6 +699,7 @@ class Bench:
                                 "WHERE backend_type = 'stripe_sync apply'").fetchone()[0])
                     for _ in listen.notifies(timeout=0.25, stop_after=1):
                         pass
+                    first = watch.execute(PENDING_FROM, first).fetchone()
                 elapsed = time.monotonic() - started
                 cpu_end, faults_end = cpu_seconds(pid), minor_faults(pid)
                 wal_bytes = float(watch.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)",

@@ -1,7 +1,8 @@
 //! Apply helpers: while a backlog lasts, the worker starts up to
 //! `stripe_sync.apply_workers - 1` extra processes (`backend_type
 //! 'stripe_sync apply'`) that drain the same queue beside it. The queue is cut
-//! into shares by a hash of the object id (claim_batch.sql): each helper
+//! into shares by ranges of a hash of the object id, which the pending index
+//! carries (claim_batch.sql, stripe_sync_core::shares): each helper
 //! claims batches of its own share only (FOR UPDATE SKIP LOCKED), the worker
 //! share 0, so two appliers never wait on each other's rows. Each applies
 //! with the worker's code ([`drain::run_own_batch`]), one transaction per batch,

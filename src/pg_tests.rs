@@ -472,6 +472,91 @@ mod tests {
         assert_eq!(process(), 0, "a failed event is not claimed again");
     }
 
+    /// Two appliers' shares split the queue by the object's share key, each
+    /// event in exactly one, every event of one object in the same; the claim
+    /// checks its range on the pending index's entries (Index Cond), not on
+    /// the table's rows, so it never reads another share's rows.
+    #[pg_test]
+    fn a_share_claims_its_own_objects_from_the_index() {
+        let key = |object: &str| {
+            Spi::get_one_with_args::<i32>("SELECT hashtext($1)", &[object.into()]).unwrap().unwrap()
+        };
+        let mut objects: Vec<String> = Vec::new();
+        let mut n = 0;
+        while objects.iter().filter(|o| key(o) < 0).count() < 3
+            || objects.iter().filter(|o| key(o) >= 0).count() < 3
+        {
+            objects.push(format!("cus_share{n}"));
+            n += 1;
+        }
+        for (i, object) in objects.iter().enumerate() {
+            for v in 0..2 {
+                let event = customer_event(
+                    &format!("evt_share{i}_{v}"),
+                    "customer.updated",
+                    now() - 100 + v,
+                    object,
+                    "a@example.com",
+                );
+                assert_eq!(ingest_signed(&event), "queued");
+            }
+        }
+        let objects_of = |claimed: &[crate::queue::Claimed]| {
+            let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+            Spi::get_one_with_args::<Vec<String>>(
+                "SELECT array_agg(DISTINCT object_id ORDER BY object_id) FROM stripe_sync.events WHERE id = ANY($1)",
+                &[ids.into()],
+            )
+            .unwrap()
+            .unwrap_or_default()
+        };
+        let mut expected: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        for o in &objects {
+            expected[usize::from(key(o) >= 0)].push(o.clone());
+        }
+        for share in &mut expected {
+            share.sort();
+        }
+        let mut total = 0;
+        for (slot, want) in expected.iter().enumerate() {
+            let claimed = crate::queue::claim(100, Some((slot as i32, 2)));
+            assert_eq!(
+                claimed.len(),
+                2 * want.len(),
+                "share {slot} of 2: both events of each of its objects"
+            );
+            assert_eq!(&objects_of(&claimed), want, "share {slot} of 2");
+            total += claimed.len();
+        }
+        assert_eq!(total, 2 * objects.len(), "the two shares together: every event");
+        // (A transaction's own row locks never make it skip a row.)
+        let everything = crate::queue::claim(100, None);
+        assert_eq!(everything.len(), 2 * objects.len(), "an applier alone: every event");
+
+        // The plan: the range is a condition of the index scan.
+        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+        Spi::run("SET LOCAL enable_bitmapscan = off").unwrap();
+        Spi::run("SET LOCAL plan_cache_mode = force_generic_plan").unwrap();
+        let claim = include_str!("../sql/queries/claim_batch.sql");
+        Spi::run(&format!("PREPARE share_claim(int8, int4, int4) AS {claim}")).unwrap();
+        let plan = Spi::connect(|client| {
+            client
+                .select("EXPLAIN (COSTS OFF) EXECUTE share_claim(10, 0, 2147483647)", None, &[])
+                .unwrap()
+                .map(|row| row.get::<String>(1).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        Spi::run("DEALLOCATE share_claim").unwrap();
+        assert!(plan.contains("events_pending_idx"), "{plan}");
+        let cond = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
+        assert!(cond.contains("hashtext"), "the share range is an Index Cond:\n{plan}");
+        assert!(
+            !plan.lines().any(|l| l.contains("Filter") && l.contains("hashtext")),
+            "and not a filter on the table's rows:\n{plan}"
+        );
+    }
+
     #[pg_test]
     fn process_pending_respects_max_events_and_batch_size() {
         Spi::run("SET stripe_sync.batch_size = 2").unwrap();

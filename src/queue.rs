@@ -6,6 +6,7 @@ use crate::plans::{self, types::*};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use stripe_sync_core::event::EventMeta;
+use stripe_sync_core::shares::share_bounds;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
 const CLAIM_BATCH: &str = include_str!("../sql/queries/claim_batch.sql");
@@ -43,15 +44,15 @@ pub fn insert(meta: &EventMeta, data: pg_sys::Datum) -> bool {
 }
 
 /// One applier's share of the queue when several drain it together: share
-/// `slot` of `of` (see claim_batch.sql).
+/// `slot` of `of` (see claim_batch.sql and stripe_sync_core::shares).
 pub type Share = Option<(i32, i32)>;
 
 /// Claims up to `limit` due pending events (of `share` only, if given),
 /// locking them until the transaction ends.
 pub fn claim(limit: usize, share: Share) -> Vec<Claimed> {
     let limit = limit as i64;
-    let (slot, of) = share.map_or((0, 1), |(slot, of)| (slot, of));
-    let args: [DatumWithOid; 3] = [limit.into(), of.into(), slot.into()];
+    let (lo, hi) = share.map_or((i32::MIN, i32::MAX), |(slot, of)| share_bounds(slot, of));
+    let args: [DatumWithOid; 3] = [limit.into(), lo.into(), hi.into()];
     Spi::connect_mut(|client| {
         plans::execute(client, CLAIM_BATCH, &[INT8, INT4, INT4], &args, |rows| {
             rows.map(|row| Claimed {

@@ -18,6 +18,7 @@ pub mod money;
 pub mod objects;
 pub mod pagination;
 pub mod ratelimit;
+pub mod shares;
 pub mod signature;
 pub mod slices;
 

@@ -14,8 +14,11 @@
 -- on it, which the index scan checks on its own entries: the claim reads
 -- only its own share's rows and keeps the oldest-first order.
 --
--- The index holds only the pending events (a few, or a backlog), so building
--- it again is quick; ingest waits for it meanwhile.
+-- The index holds only the pending events, but building it reads the whole
+-- events table, and ingest waits until the update commits (a delivery that
+-- times out meanwhile is not acknowledged, so Stripe sends it again). On a
+-- long event log, purge first (stripe_sync.purge_events) or update in a
+-- quiet hour.
 
 DROP INDEX IF EXISTS stripe_sync.events_pending_idx;
 -- Only claimable rows are indexed: the index stays small however long the log grows.

@@ -25,7 +25,9 @@ CREATE TABLE stripe_sync.events (
     account         text,
     api_version     text
 );
--- The index of claimable rows, events_pending_idx, is defined by the 0.5.0 upgrade script.
+-- Only claimable rows are indexed: the index stays small however long the log grows.
+-- (0.5.0 rebuilds it with the share key as a third column: sql/stripe_sync--0.4.0--0.5.0.sql.)
+CREATE INDEX events_pending_idx ON stripe_sync.events (created, id) WHERE status = 'pending';
 CREATE INDEX events_failed_idx ON stripe_sync.events (received_at) WHERE status = 'failed';
 -- Throughput in the status view, and the retention purge.
 CREATE INDEX events_processed_at_idx ON stripe_sync.events (processed_at) WHERE processed_at IS NOT NULL;

@@ -20,7 +20,7 @@
 -- long event log, purge first (stripe_sync.purge_events) or update in a
 -- quiet hour.
 
-DROP INDEX IF EXISTS stripe_sync.events_pending_idx;
+DROP INDEX stripe_sync.events_pending_idx;
 -- Only claimable rows are indexed: the index stays small however long the log grows.
 CREATE INDEX events_pending_idx ON stripe_sync.events (created, id, hashtext(coalesce(object_id, id)))
  WHERE status = 'pending';

@@ -1,10 +1,10 @@
 //! Cutting the event queue into shares, one per applier, while several drain
 //! it together (`stripe_sync.apply_workers`). An event's share comes from its
 //! object's *share key*, `hashtext(coalesce(object_id, id))`, which the
-//! pending index carries as its last column (sql/schema.sql): share `slot` of
-//! `of` is a range of that key, so a claim finds its rows in the index
-//! without reading the other shares' rows from the table. Every event of one
-//! object has the same key, so it always falls in the same share.
+//! pending index carries as its last column (sql/stripe_sync--0.4.0--0.5.0.sql):
+//! share `slot` of `of` is a range of that key, so a claim finds its rows in
+//! the index without reading the other shares' rows from the table. Every
+//! event of one object has the same key, so it always falls in the same share.
 
 /// The inclusive range of share keys (the whole `int4` range, cut into `of`
 /// nearly equal parts) that make share `slot` of `of`. `of` of 0 or 1, or a

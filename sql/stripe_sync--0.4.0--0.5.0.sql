@@ -16,13 +16,17 @@
 --
 -- The index holds only the pending events, but building it reads the whole
 -- events table, and ingest waits until the update commits (a delivery that
--- times out meanwhile is not acknowledged, so Stripe sends it again). On a
--- long event log, purge first (stripe_sync.purge_events) or update in a
--- quiet hour.
+-- times out meanwhile is not acknowledged, so Stripe sends it again). The new
+-- index is built beside the old one, which is dropped only once the build is
+-- done: the drop locks out readers too, but only for the moment before the
+-- commit, not for the build. On a long event log, purge first
+-- (stripe_sync.purge_events) or update in a quiet hour.
 
-DROP INDEX stripe_sync.events_pending_idx;
 -- Only claimable rows are indexed: the index stays small however long the log grows.
-CREATE INDEX events_pending_idx ON stripe_sync.events (created, id, hashtext(coalesce(object_id, id)))
+CREATE INDEX events_pending_share_idx
+    ON stripe_sync.events (created, id, hashtext(coalesce(object_id, id)))
  WHERE status = 'pending';
+DROP INDEX stripe_sync.events_pending_idx;
+ALTER INDEX stripe_sync.events_pending_share_idx RENAME TO events_pending_idx;
 COMMENT ON INDEX stripe_sync.events_pending_idx IS
   'The queue: pending events oldest first, with their share key (hashtext(coalesce(object_id, id))) last, so that an applier claims its share from the index alone.';

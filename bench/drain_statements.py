@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Time per SQL statement in each drain: one private cluster (bench/run.py's) with
 pg_stat_statements preloaded (track = all, so the statements the worker and its helpers run
-through SPI count), the 100,000-event queue, one drain not counted, then drains with the given
-`stripe_sync.apply_workers` (default 2), pg_stat_statements reset before each. Prints each drain's
-rate and its statements by execution time: calls, ms, shared buffers hit and read. bench/CHANGES.md
-quotes it for the claim and the bench's own poll.
+through SPI count), the 100,000-event queue, one drain by the worker alone not counted (lab.py's
+start), then drains with the given `stripe_sync.apply_workers` (default 2), pg_stat_statements
+reset before each. Prints each drain's rate and its statements by execution time: calls, ms,
+shared buffers hit and read. bench/CHANGES.md quotes it for the claim and the bench's own poll.
 
     ~/.cache/stripe_sync/venv/bin/python bench/drain_statements.py --rounds 4 --apply-workers 2
 """
@@ -33,16 +33,11 @@ def main() -> int:
                         + (["--package", str(a.package)] if a.package else []))
     bench = R.Bench(args)
     try:
-        bench.start_cluster()
-        bench.cluster.append_conf({"shared_preload_libraries": "stripe_sync, pg_stat_statements",
-                                   "pg_stat_statements.track": "all"})
-        stream = R.Stream(args.stream_events, 0.05, 0.1)
-        bench.load_tables(stream)
-        bench.prepare_queues(stream)
-        bench.point_worker_at(R.DB)  # restarts the cluster: pg_stat_statements is loaded from here on
+        # The restart that points the worker at the queue loads pg_stat_statements.
+        L.start_with_queue(bench, args, conf={"shared_preload_libraries": "stripe_sync, pg_stat_statements",
+                                              "pg_stat_statements.track": "all"})
         bench.cluster.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=R.DB)
         bench.set_apply_workers(a.apply_workers)
-        bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
         for r in range(a.rounds):
             bench.cluster.query("SELECT pg_stat_statements_reset()", dbname=R.DB)
             d = bench.drain("big", bench.worker_pid(), 600)

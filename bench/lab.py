@@ -27,6 +27,7 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Optional
 
 import run as R
 
@@ -40,12 +41,15 @@ def run_sql(bench: R.Bench, sql: str) -> None:
                 conn.execute(statement)
 
 
-def start_with_queue(bench: R.Bench, args) -> None:
-    """The cluster, the 100,000-event queue, the worker on it, and one drain not counted."""
+def start_with_queue(bench: R.Bench, args, conf: Optional[dict] = None) -> None:
+    """The cluster, the 100,000-event queue, the worker on it, and one drain not counted. `conf`:
+    settings added to postgresql.conf before the restart that points the worker at the queue."""
     stream = R.Stream(args.stream_events, 0.05, 0.1)
     bench.start_cluster()
     bench.load_tables(stream)
     bench.prepare_queues(stream)
+    if conf:
+        bench.cluster.append_conf(conf)
     bench.point_worker_at(R.DB)
     bench.set_apply_workers(1)
     bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted

@@ -778,7 +778,7 @@ class Bench:
                 baseline.append(b)
                 log(f"apply baseline run {rep + 1}/{self.runs}: {b['rate']:,.0f} events/s")
                 if appliers["value"] > 1:
-                    self.set_apply_workers(self.args.apply_workers)
+                    self.set_apply_workers(appliers["value"])
                     try:
                         p = self.drain("big", pid, timeout, count_helpers=True)
                     finally:

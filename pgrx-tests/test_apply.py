@@ -423,15 +423,16 @@ def test_duplicated_and_reordered_stream_ends_like_the_ordered_one():
 HELPER_DONE = re.compile(r"stripe_sync apply helper: done after (\d+) batches, (\d+) events")
 
 
-# Records, for every row written to stripe_sync.customers, who wrote it and the
-# synchronous_commit its transaction commits with: a deferred trigger runs just
-# before the commit, outside the subtransactions the apply runs in.
+# Records, for every row written to stripe_sync.customers, who wrote it, the
+# synchronous_commit its transaction commits with and its enable_seqscan: a
+# deferred trigger runs just before the commit, outside the subtransactions the
+# apply runs in.
 RECORD_COMMIT_SETTING = """
 CREATE TABLE public.commit_setting (backend_type text, setting text);
 CREATE FUNCTION public.record_commit_setting() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO public.commit_setting
-    SELECT backend_type, current_setting('synchronous_commit')
+    SELECT backend_type, current_setting('synchronous_commit') || ' ' || current_setting('enable_seqscan')
       FROM pg_stat_activity WHERE pid = pg_backend_pid();
     RETURN NULL;
 END $$;
@@ -447,9 +448,10 @@ def commit_settings(cluster: h.Cluster, dbname: str = "postgres") -> set[tuple[s
 def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
     """The worker's batches commit with synchronous_commit = off (the events are
     durable in the queue; a crash can only undo the newest batches, which are then
-    applied anew: test_worker_killed_mid_drain_applies_every_event_once).
-    process_pending() applies in the caller's transaction and leaves its setting
-    alone."""
+    applied anew: test_worker_killed_mid_drain_applies_every_event_once), and run
+    with enable_seqscan = off (drain.rs: a plan kept from when a table was empty
+    must not scan it whole once it has grown). process_pending() applies in the
+    caller's transaction and leaves its settings alone."""
     secret = h.new_webhook_secret()
     with h.stripe_sync_cluster(secret) as c:
         h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
@@ -463,15 +465,16 @@ def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
             assert h.ingest(conn, event, secret) == "queued"
         h.wait_until(lambda: status_counts(c) == {"processed": 1}, timeout=30,
                      what="the worker to apply the event")
-        assert commit_settings(c) == {("stripe_sync worker", "off")}
+        assert commit_settings(c) == {("stripe_sync worker", "off off")}
 
         with c.connect(dbname="caller", autocommit=False) as conn:
             assert h.ingest(conn, event, secret) == "queued"
             assert conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0] == 1
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+            assert conn.execute("SHOW enable_seqscan").fetchone()[0] == "on"
             conn.commit()
         assert status_counts(c, "caller") == {"processed": 1}
-        assert commit_settings(c, "caller") == {("client backend", "on")}
+        assert commit_settings(c, "caller") == {("client backend", "on on")}
 
 
 def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applier():
@@ -512,7 +515,7 @@ def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applie
         assert not waits, waits
         assert not HELPER_DONE.search(one.log_text(logs_from[one])), "apply_workers = 1 starts no helper"
         # The helpers' batches, like the worker's, commit without waiting for the disk.
-        assert commit_settings(many) == {("stripe_sync worker", "off"), ("stripe_sync apply", "off")}
+        assert commit_settings(many) == {("stripe_sync worker", "off off"), ("stripe_sync apply", "off off")}
 
 
 def drain_backlog(c: h.Cluster, deliveries: list[tuple[str, str]]) -> None:

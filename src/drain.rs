@@ -1,11 +1,14 @@
-//! One batch: claim due events, apply them set-based, mark them done. If the
-//! batch fails as a whole, each event is retried alone in its own
-//! subtransaction, so a poison event is marked failed and the rest still
-//! apply. The worker and its helpers call [`run_own_batch`], `process_pending()`
-//! calls [`run_batch`] in the caller's transaction.
+//! One batch: claim due events, apply them set-based, mark them done, all in
+//! one subtransaction. If the batch fails as a whole, its events are claimed
+//! again and each is retried alone in its own subtransaction, so a poison
+//! event is marked failed and the rest still apply. The worker and its
+//! helpers call [`run_own_batch`], `process_pending()` calls [`run_batch`] in
+//! the caller's transaction.
 
 use crate::{apply, config, notify, queue, subxact};
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use stripe_sync_core::backoff::Backoff;
 
 /// What one batch did.
@@ -28,27 +31,59 @@ pub struct BatchOutcome {
 /// handler's run (with its effects), and the claim of a Slack alert before it
 /// is posted. A `LISTEN`er may hear of a batch that a crash then undoes; it
 /// hears of its events again when they are applied anew.
+///
+/// Sequential scans are off for the batch too (`enable_seqscan`): each of its
+/// statements reaches at most a batch of rows by key, so a scan of a whole
+/// table is never the right plan, but the planner picks it while a table is
+/// empty or has never been analyzed (a fresh install, after a TRUNCATE), and
+/// the kept plan (plans.rs) would then go on scanning the table as it grows,
+/// until autovacuum analyzes it: several times the CPU per event while a busy
+/// ingest fills an emptied queue. A statement with no index to use still scans.
 pub fn run_own_batch(limit: usize, share: queue::Share) -> BatchOutcome {
     Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
+    Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
     run_batch(limit, share)
 }
 
+/// The claim is made in the subtransaction that marks the batch, not before
+/// it: a row locked by one (sub)transaction and then updated by another gets a
+/// MultiXact as its xmax, and an index scan can never tell that such a row
+/// version is dead. The claim's scan of the pending index would then visit
+/// every event applied since the last VACUUM, claim after claim (measured: a
+/// millisecond and more per claim once a few tens of thousands had been
+/// applied). Locked and updated by the same subtransaction, a dead entry is
+/// marked dead in the index the first time a scan meets it.
 pub fn run_batch(limit: usize, share: queue::Share) -> BatchOutcome {
-    let claimed = queue::claim(limit, share);
-    if claimed.is_empty() {
-        return BatchOutcome::default();
-    }
     let mirrored = apply::mirrored_objects();
     let alert_types = config::alert_events();
-    let all: Vec<&queue::Claimed> = claimed.iter().collect();
-    if let Ok(applied) = subxact::run(|| apply_and_mark(&all, &mirrored, &alert_types)) {
-        notify::batch_applied(&applied);
-        return BatchOutcome { claimed: claimed.len(), failed: 0 };
+    // The claim outlives the subtransaction's rollback, for the retries.
+    let claimed = RefCell::new(Vec::new());
+    let whole = subxact::run(AssertUnwindSafe(|| {
+        *claimed.borrow_mut() = queue::claim(limit, share);
+        let batch = claimed.borrow();
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let all: Vec<&queue::Claimed> = batch.iter().collect();
+        apply_and_mark(&all, &mirrored, &alert_types)
+    }));
+    let claimed = claimed.into_inner();
+    match whole {
+        Ok(applied) => {
+            notify::batch_applied(&applied);
+            return BatchOutcome { claimed: claimed.len(), failed: 0 };
+        }
+        // The claim itself failed: nothing to isolate, the caller sees the error.
+        Err(f) if claimed.is_empty() => {
+            ereport!(ERROR, subxact::sqlstate_from_text(&f.sqlstate), f.message);
+        }
+        Err(_) => {}
     }
     // Isolate: every event alone. Only the bad ones fail.
+    let ids: Vec<&str> = claimed.iter().map(|e| e.id.as_str()).collect();
     let mut failed = 0;
     let mut applied = Vec::with_capacity(claimed.len());
-    for event in &claimed {
+    for event in &queue::reclaim(&ids) {
         match subxact::run(|| apply_and_mark(&[event], &mirrored, &alert_types)) {
             Ok(done) => applied.extend(done),
             Err(f) => {

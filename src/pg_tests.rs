@@ -53,6 +53,20 @@ mod tests {
         .to_string()
     }
 
+    /// Queues `n` customer.created events, evt_{tag}0.. for cus_{tag}0.., one
+    /// second apart and the last one a second old.
+    fn ingest_customers(tag: &str, n: i64) {
+        for i in 0..n {
+            ingest_signed(&customer_event(
+                &format!("evt_{tag}{i}"),
+                "customer.created",
+                now() - n + i,
+                &format!("cus_{tag}{i}"),
+                &format!("{tag}@example.com"),
+            ));
+        }
+    }
+
     fn count(sql: &str) -> i64 {
         Spi::get_one::<i64>(sql).unwrap().unwrap()
     }
@@ -444,6 +458,25 @@ mod tests {
         assert_eq!(row.as_deref(), Some("failed|1|t"));
     }
 
+    /// A batch locks its events and marks them in the same subtransaction, so
+    /// the row versions it leaves behind carry a plain xid as their xmax, which
+    /// an index scan can later see is dead and mark so in the pending index. A
+    /// lock by one subtransaction and an update by another would give them a
+    /// MultiXact, and every later claim would visit them in the table again.
+    #[pg_test]
+    fn a_batch_leaves_no_multixact_on_the_events_it_marks() {
+        Spi::run("CREATE EXTENSION IF NOT EXISTS pageinspect").unwrap();
+        ingest_customers("mx", 5);
+        assert_eq!(process(), 5);
+        // The versions ingest inserted (in this test's transaction; the page
+        // also holds what earlier tests rolled back), replaced by the batch.
+        let ours = "SELECT count(*) FROM heap_page_items(get_raw_page('stripe_sync.events', 0)) \
+                    WHERE t_xmin = xid(pg_current_xact_id()) AND t_xmax <> '0'";
+        assert_eq!(count(ours), 5, "the batch updated every event once");
+        let multi = format!("{ours} AND t_infomask & x'1000'::int <> 0");
+        assert_eq!(count(&multi), 0, "HEAP_XMAX_IS_MULTI on a marked event");
+    }
+
     #[pg_test]
     fn a_failing_event_is_retried_later_until_max_attempts() {
         Spi::run("SET stripe_sync.max_attempts = 3").unwrap();
@@ -560,15 +593,7 @@ mod tests {
     #[pg_test]
     fn process_pending_respects_max_events_and_batch_size() {
         Spi::run("SET stripe_sync.batch_size = 2").unwrap();
-        for i in 0..5 {
-            ingest_signed(&customer_event(
-                &format!("evt_m{i}"),
-                "customer.created",
-                now() - 50 + i,
-                &format!("cus_m{i}"),
-                "m@example.com",
-            ));
-        }
+        ingest_customers("m", 5);
         assert_eq!(Spi::get_one::<i32>("SELECT stripe_sync.process_pending(3)").unwrap(), Some(3));
         assert_eq!(count("SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'"), 2);
         assert_eq!(process(), 2);

@@ -10,6 +10,7 @@ use stripe_sync_core::shares::share_bounds;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
 const CLAIM_BATCH: &str = include_str!("../sql/queries/claim_batch.sql");
+const RECLAIM: &str = include_str!("../sql/queries/reclaim.sql");
 const MARK_DONE: &str = include_str!("../sql/queries/mark_done.sql");
 const MARK_FAILED: &str = include_str!("../sql/queries/mark_failed.sql");
 const REQUEUE: &str = include_str!("../sql/queries/requeue.sql");
@@ -54,15 +55,24 @@ pub fn claim(limit: usize, share: Share) -> Vec<Claimed> {
     let (lo, hi) = share.map_or((i32::MIN, i32::MAX), |(slot, of)| share_bounds(slot, of));
     let args: [DatumWithOid; 3] = [limit.into(), lo.into(), hi.into()];
     Spi::connect_mut(|client| {
-        plans::execute(client, CLAIM_BATCH, &[INT8, INT4, INT4], &args, |rows| {
-            rows.map(|row| Claimed {
-                id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                object_type: row.get::<String>(2).ok().flatten(),
-                attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
-            })
-            .collect()
-        })
+        plans::execute(client, CLAIM_BATCH, &[INT8, INT4, INT4], &args, claimed_rows)
     })
+}
+
+/// Claims the events `ids` again (those still pending and not claimed by
+/// another drainer), locking them until the transaction ends.
+pub fn reclaim(ids: &[&str]) -> Vec<Claimed> {
+    let args: [DatumWithOid; 1] = [ids.to_vec().into()];
+    Spi::connect_mut(|client| plans::execute(client, RECLAIM, &[TEXT_ARRAY], &args, claimed_rows))
+}
+
+fn claimed_rows(rows: pgrx::spi::SpiTupleTable) -> Vec<Claimed> {
+    rows.map(|row| Claimed {
+        id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
+        object_type: row.get::<String>(2).ok().flatten(),
+        attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+    })
+    .collect()
 }
 
 /// Marks applied events: processed when their object type is in `mirrored`,

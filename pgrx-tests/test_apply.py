@@ -776,6 +776,39 @@ def test_notify_names_exactly_the_applied_events():
         assert status_counts(c) == {"processed": len(expected) - 1, "skipped": 1}
 
 
+def test_after_a_short_batch_new_events_gather_for_batch_wait():
+    """stripe_sync.batch_wait: after a batch that was not full, the worker claims
+    the next one no sooner than batch_wait after the short one started, so the
+    deliveries of that time are applied together, in one batch (one NOTIFY),
+    however many times they woke the worker. An event that arrives after a quiet
+    spell is applied at once."""
+    secret = h.new_webhook_secret()
+    wait_s = 1.5
+    with h.stripe_sync_cluster(secret, batch_wait=int(wait_s * 1000)) as c:
+        h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
+        t = int(time.time()) - 60
+        events = [h.customer_event("customer.created", created=t + i,
+                                   customer=h.customer_object(email=f"g{i}@example.com"))
+                  for i in range(11)]
+        with c.connect() as listener, c.connect() as conn:
+            listener.execute("LISTEN stripe_sync")
+            sent = time.monotonic()
+            assert h.ingest(conn, events[0], secret) == "queued"
+            first = json.loads(next(listener.notifies(timeout=10)).payload)
+            first_heard = time.monotonic() - sent
+            for e in events[1:]:
+                assert h.ingest(conn, e, secret) == "queued"
+            ingested = time.monotonic() - sent
+            second = json.loads(next(listener.notifies(timeout=10)).payload)
+            second_heard = time.monotonic() - sent
+        assert first["count"] == 1 and first_heard < wait_s, (first, first_heard)
+        # Not vacuous: the ten were all queued well inside the wait.
+        assert ingested < wait_s / 2, ingested
+        assert second["count"] == 10, second
+        assert second_heard >= wait_s, second_heard
+        assert status_counts(c) == {"processed": 11}
+
+
 # --------------------------------------------------------------------------
 # 5. kill -9 of the worker in the middle of a 10,000-event drain
 # --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static APPLY_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static BACKFILL_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static POLL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static BATCH_WAIT: GucSetting<i32> = GucSetting::<i32>::new(20);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static RETRY_BASE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static API_VERSION: GucSetting<Option<CString>> =
@@ -114,6 +115,14 @@ pub fn init() {
         c"How long the worker sleeps when nothing wakes it.",
         &POLL_INTERVAL,
         (10, 3_600_000),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int(
+        c"stripe_sync.batch_wait",
+        c"After a batch that was not full, how long from its start the worker lets new events gather before it claims the next.",
+        &BATCH_WAIT,
+        (0, 10_000),
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
@@ -262,6 +271,12 @@ pub fn backfill_workers() -> usize {
 
 pub fn poll_interval() -> Duration {
     Duration::from_millis(POLL_INTERVAL.get() as u64)
+}
+
+/// How long, from the start of a short batch, new events gather before the
+/// worker claims the next.
+pub fn batch_wait() -> Duration {
+    Duration::from_millis(BATCH_WAIT.get().max(0) as u64)
 }
 
 pub fn max_attempts() -> i32 {

@@ -1,12 +1,13 @@
 //! The background worker: sleeps on its latch, wakes on ingest (or after
 //! `stripe_sync.poll_interval`), drains due events in bounded rounds of
 //! batches, one transaction per batch, with apply helpers beside it while a
-//! backlog lasts (helpers.rs). Nothing else lives here.
+//! backlog lasts (helpers.rs). After a short batch it lets new events gather
+//! for `stripe_sync.batch_wait` before the next claim. Nothing else lives here.
 
 use crate::{config, drain, helpers, queue, shmem, subxact};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Name shown as `backend_type` in pg_stat_activity.
 pub const WORKER_TYPE: &str = "stripe_sync worker";
@@ -46,9 +47,11 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     let mut round = Round::Backlog;
     let mut failures: u32 = 0;
     let mut extension_seen = false;
-    let mut last_purge: Option<std::time::Instant> = None;
-    let mut last_refresh: Option<std::time::Instant> = None;
+    let mut last_purge: Option<Instant> = None;
+    let mut last_refresh: Option<Instant> = None;
     let mut helpers = helpers::Helpers::default();
+    // After a short batch: when the next one may be claimed.
+    let mut next_claim: Option<Instant> = None;
     loop {
         let sleep = match round {
             Round::Backlog => Duration::ZERO,
@@ -60,24 +63,33 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
         if !BackgroundWorker::wait_latch(Some(sleep)) {
             break; // SIGTERM or postmaster death
         }
+        if let Some(at) = next_claim.take()
+            && !sleep_until(at)
+        {
+            break;
+        }
         if BackgroundWorker::sighup_received() {
             reload_config();
         }
         shmem::heartbeat();
         if extension_seen && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-            last_purge = Some(std::time::Instant::now());
+            last_purge = Some(Instant::now());
             purge();
         }
         let provisioning_backlog = extension_seen && provision_round();
         if extension_seen && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
-            last_refresh = Some(std::time::Instant::now());
+            last_refresh = Some(Instant::now());
             refresh_round();
         }
         let known = extension_seen;
         let share = helpers.worker_share();
+        let started = Instant::now();
         round = match BackgroundWorker::transaction(|| subxact::run(|| drain_round(known, share))) {
-            Ok(r) => {
+            Ok((r, claimed)) => {
                 failures = 0;
+                if matches!(r, Round::Idle) && claimed > 0 {
+                    next_claim = Some(started + config::batch_wait());
+                }
                 // Its own share done while helpers run: Idle, until a helper's
                 // exit or new events wake it (see helpers.rs).
                 if matches!(r, Round::Backlog) && share.is_none() {
@@ -108,13 +120,32 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
 /// One round is one batch in its own transaction; the loop goes again at once
 /// while a backlog remains, looking at its signals between batches. Until the
 /// extension has been seen in the database (at this library's version) the
-/// worker only looks for it.
-fn drain_round(extension_seen: bool, share: queue::Share) -> Round {
+/// worker only looks for it. Returns the events claimed too.
+fn drain_round(extension_seen: bool, share: queue::Share) -> (Round, usize) {
     if !extension_seen && !extension_ready() {
-        return Round::Wait;
+        return (Round::Wait, 0);
     }
     let limit = config::batch_size();
-    if drain::run_own_batch(limit, share).claimed == limit { Round::Backlog } else { Round::Idle }
+    let claimed = drain::run_own_batch(limit, share).claimed;
+    (if claimed == limit { Round::Backlog } else { Round::Idle }, claimed)
+}
+
+/// Sleeps until `at` whatever sets the latch meanwhile: deliveries that wake
+/// the worker during a `stripe_sync.batch_wait` are left to gather into the
+/// next batch. A batch of 20 events costs far less than 20 batches of one
+/// (each claims, runs every object type's statement and commits), which
+/// leaves the CPUs to ingest while a steady stream arrives. False on SIGTERM
+/// or postmaster death.
+fn sleep_until(at: Instant) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        if !BackgroundWorker::wait_latch(Some(at - now)) {
+            return false;
+        }
+    }
 }
 
 /// Provisioning jobs handled per round, between event batches.

@@ -41,6 +41,13 @@ def run_sql(bench: R.Bench, sql: str) -> None:
                 conn.execute(statement)
 
 
+def load_variants(names: list[str]) -> dict[str, tuple[str, str]]:
+    """Each variant's (SQL run before, SQL run after): '-' runs nothing, a file runs what precedes
+    its line `-- undo:`, then what follows it."""
+    return {v: ("", "") if v == "-" else tuple(x.strip() for x in Path(v).read_text().partition("-- undo:")[::2])
+            for v in names}
+
+
 def start_with_queue(bench: R.Bench, args, conf: Optional[dict] = None) -> None:
     """The cluster, the 100,000-event queue, the worker on it, and one drain not counted. `conf`:
     settings added to postgresql.conf before the restart that points the worker at the queue."""
@@ -106,8 +113,7 @@ def main() -> int:
     ap.add_argument("--package", type=Path, help="a `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("variants", nargs="+", help="'-' or SQL files")
     a = ap.parse_args()
-    scripts = {v: ("", "") if v == "-" else tuple(x.strip() for x in Path(v).read_text().partition("-- undo:")[::2])
-               for v in a.variants}
+    scripts = load_variants(a.variants)
     args = R.parse_args(["--only", a.measure, "--runs", "1", "--quiet-wait", "0", "--apply-workers", "1",
                          "--backfill-workers", str(a.backfill_workers)]
                         + (["--package", str(a.package)] if a.package else []))

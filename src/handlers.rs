@@ -1,9 +1,13 @@
 //! Event handlers: the worker's side of `stripe_sync.handler_runs`. Runs are
 //! created with the apply (sql/queries/mark_done.sql); here, in a later
 //! transaction, each due run calls its handler in its own subtransaction, as
-//! the registration's `run_as` role, and marks itself succeeded in that same
-//! subtransaction, so a handler's effects and its success commit together
-//! (at most once) and an error rolls back only that call.
+//! the registration's `run_as` role, so an error rolls back only that call.
+//! A call that returns is marked succeeded at once, in the transaction that
+//! claimed the run, so a handler's effects and its success commit together
+//! (at most once). Not in the call's subtransaction: a row locked by a
+//! transaction and updated by its subtransaction gets a MultiXact as its
+//! xmax, and the claim's scans could then never tell that the old version is
+//! dead (src/drain.rs has the same rule for events).
 
 use crate::{config, subxact};
 use pgrx::prelude::*;
@@ -58,8 +62,13 @@ pub fn run_due(limit: i64) -> usize {
     let runs = claim(limit);
     for run in &runs {
         check_for_interrupts!();
-        if let Err(f) = subxact::run(|| call(run)) {
-            record_failure(run, &format!("{} (SQLSTATE {})", f.message, f.sqlstate));
+        match subxact::run(|| call(run)) {
+            Ok(()) => Spi::run_with_args(
+                SUCCEEDED,
+                &[run.event_id.as_str().into(), run.handler_id.into()],
+            )
+            .expect("mark the handler run succeeded"),
+            Err(f) => record_failure(run, &format!("{} (SQLSTATE {})", f.message, f.sqlstate)),
         }
     }
     runs.len()
@@ -95,12 +104,8 @@ fn call(run: &Run) {
     if !run.role_exists {
         error!("the role handler {} runs as (oid {}) no longer exists", run.handler, run.run_as)
     }
-    {
-        let _role = RunAs::switch(run.run_as);
-        Spi::run_with_args(sql, &[run.event.as_str().into()]).expect("call the handler");
-    }
-    Spi::run_with_args(SUCCEEDED, &[run.event_id.as_str().into(), run.handler_id.into()])
-        .expect("mark the handler run succeeded");
+    let _role = RunAs::switch(run.run_as);
+    Spi::run_with_args(sql, &[run.event.as_str().into()]).expect("call the handler");
 }
 
 fn record_failure(run: &Run, error: &str) {

@@ -465,18 +465,32 @@ mod tests {
     /// MultiXact, and every later claim would visit them in the table again.
     #[pg_test]
     fn a_batch_leaves_no_multixact_on_the_events_it_marks() {
-        Spi::run("CREATE EXTENSION IF NOT EXISTS pageinspect").unwrap();
         ingest_customers("mx", 5);
         assert_eq!(process(), 5);
-        // The versions ingest inserted (in this test's transaction; the table
-        // also holds what earlier tests rolled back), replaced by the batch.
-        let ours = "SELECT count(*) \
-                      FROM generate_series(0, pg_relation_size('stripe_sync.events') / current_setting('block_size')::int - 1) p, \
-                           heap_page_items(get_raw_page('stripe_sync.events', p::int)) \
-                     WHERE t_xmin = xid(pg_current_xact_id()) AND t_xmax <> '0'";
-        assert_eq!(count(ours), 5, "the batch updated every event once");
-        let multi = format!("{ours} AND t_infomask & x'1000'::int <> 0");
-        assert_eq!(count(&multi), 0, "HEAP_XMAX_IS_MULTI on a marked event");
+        assert_eq!(
+            replaced_versions("stripe_sync.events", "evt_mx"),
+            (5, 0),
+            "(replaced, with a MultiXact)"
+        );
+    }
+
+    /// Of the row versions of `table` that hold `marker` (an event id prefix
+    /// of one test) and were written by a transaction still running (this
+    /// test's: what earlier runs rolled back is still in the pages, and tests
+    /// run at once): how many were replaced (an xmax that is not a lock only),
+    /// and how many carry a MultiXact as their xmax (HEAP_XMAX_IS_MULTI). From
+    /// every page, with pageinspect.
+    fn replaced_versions(table: &str, marker: &str) -> (i64, i64) {
+        Spi::run("CREATE EXTENSION IF NOT EXISTS pageinspect").unwrap();
+        let ours = format!(
+            "SELECT count(*) \
+               FROM generate_series(0, pg_relation_size('{table}') / current_setting('block_size')::int - 1) p, \
+                    heap_page_items(get_raw_page('{table}', p::int)) \
+              WHERE position(convert_to('{marker}', 'UTF8') IN t_data) > 0 \
+                AND pg_xact_status(t_xmin::text::xid8) = 'in progress'"
+        );
+        let replaced = format!("{ours} AND t_xmax <> '0' AND t_infomask & x'0080'::int = 0");
+        (count(&replaced), count(&format!("{ours} AND t_infomask & x'1000'::int <> 0")))
     }
 
     #[pg_test]
@@ -830,7 +844,9 @@ mod tests {
                  INSERT INTO public.effects
                  SELECT event->>'id', email FROM stripe_sync.customers WHERE id = event#>>'{data,object,id}';
              END $$;
-             CREATE FUNCTION public.wrong(event text) RETURNS void LANGUAGE sql AS 'SELECT 1';",
+             CREATE FUNCTION public.wrong(event text) RETURNS void LANGUAGE sql AS 'SELECT 1';
+             CREATE FUNCTION public.noted(event jsonb) RETURNS void LANGUAGE sql AS
+                 $$ INSERT INTO public.effects VALUES (event->>'id', NULL) $$;",
         )
         .unwrap();
     }
@@ -880,6 +896,27 @@ mod tests {
         process();
         assert_eq!(count("SELECT last_value FROM public.calls"), 3);
         assert_eq!(count("SELECT count(*) FROM public.effects"), 1);
+    }
+
+    /// A run is marked succeeded in the transaction that claimed it, after
+    /// its call's subtransaction, so it leaves no MultiXact behind (see
+    /// a_batch_leaves_no_multixact_on_the_events_it_marks).
+    #[pg_test]
+    fn a_succeeded_handler_run_leaves_no_multixact() {
+        handler_setup();
+        Spi::run("SELECT stripe_sync.on_event('customer.*', 'public.noted(jsonb)')").unwrap();
+        ingest_customers("hmx", 3);
+        assert_eq!(process(), 3);
+        assert_eq!(count("SELECT count(*) FROM public.effects"), 3);
+        assert_eq!(
+            count("SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'succeeded'"),
+            3
+        );
+        assert_eq!(
+            replaced_versions("stripe_sync.handler_runs", "evt_hmx"),
+            (3, 0),
+            "(replaced, with a MultiXact)"
+        );
     }
 
     #[pg_test]

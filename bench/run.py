@@ -379,10 +379,11 @@ class Bench:
         c.query("CREATE SCHEMA bench", dbname=DB)
         self.results["server_version"] = c.scalar("SELECT version()")
         self.results["settings"] = {
-            k: c.scalar("SELECT current_setting(%s)", (k,))
+            # missing_ok: a --package build from before a setting existed reports it as None.
+            k: c.scalar("SELECT current_setting(%s, true)", (k,))
             for k in ("shared_buffers", "synchronous_commit", "fsync", "full_page_writes", "wal_level",
                       "max_wal_size", "checkpoint_timeout", "jit", "stripe_sync.batch_size",
-                      "stripe_sync.poll_interval", "stripe_sync.signature_tolerance")
+                      "stripe_sync.batch_wait", "stripe_sync.poll_interval", "stripe_sync.signature_tolerance")
         }
         log(f"cluster up on {base} ({self.results['settings']['shared_buffers']} shared_buffers, "
             f"synchronous_commit {self.results['settings']['synchronous_commit']}, fsync {self.results['settings']['fsync']})")
@@ -1943,7 +1944,7 @@ def write_report(b: Bench, path: Path, command: str, started: dt.datetime, wall:
       f"fsync {s.get('fsync')}, full_page_writes {s.get('full_page_writes')}, wal_level {s.get('wal_level')}, "
       f"max_wal_size {s.get('max_wal_size')}, checkpoint_timeout {s.get('checkpoint_timeout')} (CHECKPOINT before "
       f"every run), jit {s.get('jit')}, autovacuum on; stripe_sync.batch_size {s.get('stripe_sync.batch_size')}, "
-      f"poll_interval {s.get('stripe_sync.poll_interval')}, signature_tolerance {s.get('stripe_sync.signature_tolerance')} "
+      f"batch_wait {s.get('stripe_sync.batch_wait')}, poll_interval {s.get('stripe_sync.poll_interval')}, signature_tolerance {s.get('stripe_sync.signature_tolerance')} "
       f"(every delivery is signed afresh just before its run).")
     st = r.get("stream")
     if st:

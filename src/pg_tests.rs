@@ -1120,10 +1120,10 @@ mod tests {
         // 2026-01-01 00:00 UTC, then one event a day; the cancellation arrives first.
         let day = 1_767_225_600;
         for (id, ty, t, status, amount) in [
-            ("evt_s4", "customer.subscription.deleted", day + 3 * 86_400 + 60, "canceled", 2000),
-            ("evt_s1", "customer.subscription.created", day + 60, "active", 1000),
-            ("evt_s2", "customer.subscription.updated", day + 86_400 + 60, "active", 2000),
-            ("evt_s3", "customer.subscription.updated", day + 2 * 86_400 + 60, "past_due", 1500),
+            ("evt_mrr4", "customer.subscription.deleted", day + 3 * 86_400 + 60, "canceled", 2000),
+            ("evt_mrr1", "customer.subscription.created", day + 60, "active", 1000),
+            ("evt_mrr2", "customer.subscription.updated", day + 86_400 + 60, "active", 2000),
+            ("evt_mrr3", "customer.subscription.updated", day + 2 * 86_400 + 60, "past_due", 1500),
         ] {
             ingest_signed(&subscription_event(id, ty, t, status, price(amount)));
         }

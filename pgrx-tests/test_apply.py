@@ -440,6 +440,20 @@ CREATE CONSTRAINT TRIGGER record_commit_setting AFTER INSERT OR UPDATE ON stripe
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.record_commit_setting();
 """
 
+# The same, but when the row is written (inside the apply): its enable_seqscan.
+RECORD_APPLY_SETTING = """
+CREATE TABLE public.apply_setting (backend_type text, setting text);
+CREATE FUNCTION public.record_apply_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.apply_setting
+    SELECT backend_type, current_setting('enable_seqscan')
+      FROM pg_stat_activity WHERE pid = pg_backend_pid();
+    RETURN NULL;
+END $$;
+CREATE TRIGGER record_apply_setting AFTER INSERT OR UPDATE ON stripe_sync.customers
+    FOR EACH ROW EXECUTE FUNCTION public.record_apply_setting();
+"""
+
 
 def commit_settings(cluster: h.Cluster, dbname: str = "postgres") -> set[tuple[str, str]]:
     return set(cluster.query("SELECT backend_type, setting FROM public.commit_setting", dbname=dbname))
@@ -451,7 +465,8 @@ def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
     applied anew: test_worker_killed_mid_drain_applies_every_event_once), and run
     with enable_seqscan = off (drain.rs: a plan kept from when a table was empty
     must not scan it whole once it has grown). process_pending() applies in the
-    caller's transaction and leaves its settings alone."""
+    caller's transaction, also without sequential scans, and leaves the caller's
+    settings as they were."""
     secret = h.new_webhook_secret()
     with h.stripe_sync_cluster(secret) as c:
         h.wait_until(c.worker_pid, timeout=30, what="the worker to start")
@@ -459,6 +474,7 @@ def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
         for db in ("postgres", "caller"):
             with c.connect(dbname=db) as conn:
                 conn.execute(RECORD_COMMIT_SETTING)
+                conn.execute(RECORD_APPLY_SETTING)
         t = int(time.time()) - 60
         event = h.customer_event(customer=h.customer_object(email="durable@example.com"), created=t)
         with c.connect() as conn:
@@ -466,6 +482,7 @@ def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
         h.wait_until(lambda: status_counts(c) == {"processed": 1}, timeout=30,
                      what="the worker to apply the event")
         assert commit_settings(c) == {("stripe_sync worker", "off off")}
+        assert set(c.query("SELECT * FROM public.apply_setting")) == {("stripe_sync worker", "off")}
 
         with c.connect(dbname="caller", autocommit=False) as conn:
             assert h.ingest(conn, event, secret) == "queued"
@@ -475,6 +492,7 @@ def test_only_the_appliers_own_batches_commit_without_waiting_for_the_disk():
             conn.commit()
         assert status_counts(c, "caller") == {"processed": 1}
         assert commit_settings(c, "caller") == {("client backend", "on on")}
+        assert set(c.query("SELECT * FROM public.apply_setting", dbname="caller")) == {("client backend", "off")}
 
 
 def test_apply_helpers_drain_a_backlog_beside_the_worker_and_end_like_one_applier():

@@ -127,6 +127,22 @@ fn record_failure(event: &queue::Claimed, failure: &subxact::Failure, alert_dead
 /// Runs batches in the current transaction until none is due or `max_events`
 /// have been handled; returns how many were.
 pub fn run_in_session(max_events: Option<usize>) -> usize {
+    // Without sequential scans, as the worker's batches (see run_own_batch);
+    // the caller's setting is back for the rest of its transaction (an error
+    // aborts the transaction, which undoes the SET LOCAL too).
+    let before = Spi::get_one::<String>("SELECT pg_catalog.current_setting('enable_seqscan')")
+        .expect("read enable_seqscan");
+    Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
+    let handled = batches_in_session(max_events);
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config('enable_seqscan', $1, true)",
+        &[before.as_deref().unwrap_or("on").into()],
+    )
+    .expect("restore enable_seqscan");
+    handled
+}
+
+fn batches_in_session(max_events: Option<usize>) -> usize {
     let mut handled = 0;
     loop {
         let room = max_events.map_or(usize::MAX, |m| m - handled);

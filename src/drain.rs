@@ -31,18 +31,22 @@ pub struct BatchOutcome {
 /// handler's run (with its effects), and the claim of a Slack alert before it
 /// is posted. A `LISTEN`er may hear of a batch that a crash then undoes; it
 /// hears of its events again when they are applied anew.
-///
-/// Sequential scans are off for the batch too (`enable_seqscan`): each of its
-/// statements reaches at most a batch of rows by key, so a scan of a whole
-/// table is never the right plan, but the planner picks it while a table is
-/// empty or has never been analyzed (a fresh install, after a TRUNCATE), and
-/// the kept plan (plans.rs) would then go on scanning the table as it grows,
-/// until autovacuum analyzes it: several times the CPU per event while a busy
-/// ingest fills an emptied queue. A statement with no index to use still scans.
 pub fn run_own_batch(limit: usize, share: queue::Share) -> BatchOutcome {
     Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
-    Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
+    no_seqscans();
     run_batch(limit, share)
+}
+
+/// Turns sequential scans off until the transaction ends (`enable_seqscan`):
+/// each statement of a batch reaches at most a batch of rows by key, so a
+/// scan of a whole table is never the right plan, but the planner picks it
+/// while a table is empty or has never been analyzed (a fresh install, after
+/// a TRUNCATE), and the kept plan (plans.rs) would then go on scanning the
+/// table as it grows, until autovacuum analyzes it: several times the CPU per
+/// event while a busy ingest fills an emptied queue. A statement with no
+/// index to use still scans.
+fn no_seqscans() {
+    Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
 }
 
 /// The claim is made in the subtransaction that marks the batch, not before
@@ -127,12 +131,12 @@ fn record_failure(event: &queue::Claimed, failure: &subxact::Failure, alert_dead
 /// Runs batches in the current transaction until none is due or `max_events`
 /// have been handled; returns how many were.
 pub fn run_in_session(max_events: Option<usize>) -> usize {
-    // Without sequential scans, as the worker's batches (see run_own_batch);
-    // the caller's setting is back for the rest of its transaction (an error
-    // aborts the transaction, which undoes the SET LOCAL too).
+    // Without sequential scans, as the worker's batches; the caller's setting
+    // is back for the rest of its transaction (an error aborts the
+    // transaction, which undoes the SET LOCAL too).
     let before = Spi::get_one::<String>("SELECT pg_catalog.current_setting('enable_seqscan')")
         .expect("read enable_seqscan");
-    Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
+    no_seqscans();
     let handled = batches_in_session(max_events);
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('enable_seqscan', $1, true)",

@@ -2,12 +2,15 @@
 //
 //   node drive.mjs migrate --dsn URL --spec SPEC.json
 //       runs the peer's migrations (stripe-experiment-sync) with the OpenAPI spec we give it.
-//   node drive.mjs run --target peer|ours --dsn URL --deliveries FILE.jsonl --secret S
+//   node drive.mjs run --target peer|ours|floor --dsn URL --deliveries FILE.jsonl --secret S
 //                      --concurrency N [--api-port P] [--timeout SECONDS]
 //       delivers every payload of FILE (JSON Lines, {"payload": ...}; signatures are made here,
 //       fresh) to the peer's processWebhook() or to stripe_sync.ingest_event(), with N callers,
 //       and prints one JSON line: how long from the first delivery until every row is written
 //       (peer: every processWebhook() resolved; ours: every ingest returned and the queue is empty).
+//       floor: each payload plainly INSERTed into bench.node_floor (id text primary key, data jsonb),
+//       the id given (taken from the payload before the clock starts): the least any receiver that
+//       commits each delivery durably can do per delivery, through this same driver.
 //
 // Both targets use the same runtime, driver, socket and concurrency model, so what differs is
 // only what happens behind the call. Nothing here talks to the internet: the peer's Stripe client
@@ -115,28 +118,36 @@ async function runPeer(args, payloads, concurrency) {
   return { target: 'peer', deliveries: payloads.length, concurrency, seconds, errors, first_errors: firstErrors, stale_skips: staleSkips };
 }
 
-async function runOurs(args, payloads, concurrency, timeoutS) {
-  const pool = new pg.Pool({ connectionString: args.dsn, max: concurrency });
-  const watcher = new pg.Client({ connectionString: args.dsn });
-  await watcher.connect();
-  const t = Math.floor(Date.now() / 1000);
-  const signatures = payloads.map((p) => sign(p, args.secret, t));
+// Delivers payload i through `call(i)` with N callers from a pool connected before the clock
+// starts; counts what `call` resolves to and what it throws.
+async function deliverAll(pool, n, concurrency, call) {
   const outcomes = {};
   let errors = 0;
   const firstErrors = [];
   await Promise.all(Array.from({ length: concurrency }, () => pool.query('SELECT 1')));
   const started = performance.now();
-  await fanOut(payloads.length, concurrency, async (i) => {
+  await fanOut(n, concurrency, async (i) => {
     try {
-      const r = await pool.query('SELECT stripe_sync.ingest_event($1, $2) AS r', [payloads[i], signatures[i]]);
-      const o = r.rows[0].r;
+      const o = await call(i);
       outcomes[o] = (outcomes[o] || 0) + 1;
     } catch (err) {
       errors++;
       if (firstErrors.length < 3) firstErrors.push(String(err && err.message || err).slice(0, 300));
     }
   });
-  const ingested = (performance.now() - started) / 1000;
+  return { started, seconds: (performance.now() - started) / 1000, outcomes, errors, first_errors: firstErrors };
+}
+
+async function runOurs(args, payloads, concurrency, timeoutS) {
+  const pool = new pg.Pool({ connectionString: args.dsn, max: concurrency });
+  const watcher = new pg.Client({ connectionString: args.dsn });
+  await watcher.connect();
+  const t = Math.floor(Date.now() / 1000);
+  const signatures = payloads.map((p) => sign(p, args.secret, t));
+  const d = await deliverAll(pool, payloads.length, concurrency, async (i) => {
+    const r = await pool.query('SELECT stripe_sync.ingest_event($1, $2) AS r', [payloads[i], signatures[i]]);
+    return r.rows[0].r;
+  });
   const deadline = performance.now() + timeoutS * 1000;
   let pending = -1;
   for (;;) {
@@ -146,10 +157,25 @@ async function runOurs(args, payloads, concurrency, timeoutS) {
     if (pending === 0 || performance.now() > deadline) break;
     await new Promise((res) => setTimeout(res, 10));
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - d.started) / 1000;
   await watcher.end();
   await pool.end();
-  return { target: 'ours', deliveries: payloads.length, concurrency, seconds, ingest_seconds: ingested, pending_left: pending, outcomes, errors, first_errors: firstErrors };
+  return { target: 'ours', deliveries: payloads.length, concurrency, seconds, ingest_seconds: d.seconds, pending_left: pending,
+    outcomes: d.outcomes, errors: d.errors, first_errors: d.first_errors };
+}
+
+async function runFloor(args, payloads, concurrency) {
+  const pool = new pg.Pool({ connectionString: args.dsn, max: concurrency });
+  const ids = payloads.map((p) => JSON.parse(p).id);
+  const d = await deliverAll(pool, payloads.length, concurrency, async (i) => {
+    const r = await pool.query(
+      'INSERT INTO bench.node_floor (id, data) VALUES ($1, $2::jsonb) ON CONFLICT (id) DO NOTHING',
+      [ids[i], payloads[i]]);
+    return r.rowCount === 1 ? 'inserted' : 'duplicate';
+  });
+  await pool.end();
+  return { target: 'floor', deliveries: payloads.length, concurrency, seconds: d.seconds,
+    outcomes: d.outcomes, errors: d.errors, first_errors: d.first_errors };
 }
 
 async function main() {
@@ -164,6 +190,7 @@ async function main() {
     const timeoutS = Number(args.timeout || 300);
     if (args.target === 'peer') result = await runPeer(args, payloads, concurrency);
     else if (args.target === 'ours') result = await runOurs(args, payloads, concurrency, timeoutS);
+    else if (args.target === 'floor') result = await runFloor(args, payloads, concurrency);
     else throw new Error(`unknown --target ${args.target}`);
   } else {
     throw new Error('usage: drive.mjs migrate|run ...');

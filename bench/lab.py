@@ -62,7 +62,45 @@ def start_with_queue(bench: R.Bench, args, conf: Optional[dict] = None) -> None:
     bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
 
 
-def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, list[dict]]:
+# A WAL range's records by the relation of their first block (a TOAST table under its owner's
+# name) or, without a block, by resource manager: records, bytes, and the bytes of full-page
+# images (a page's first change after a checkpoint logs the whole page).
+WAL_BY_RELATION = """
+WITH r AS (
+    SELECT substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)')::oid AS filenode,
+           resource_manager || '/' || record_type AS kind,
+           count(*) AS records, sum(record_length) AS bytes, sum(fpi_length) AS fpi_bytes
+    FROM pg_get_wal_records_info(%s::pg_lsn, least(%s::pg_lsn, pg_current_wal_flush_lsn()))
+    GROUP BY 1, 2),
+named AS (
+    SELECT r.*, coalesce((SELECT o.relname || ' (TOAST)' FROM pg_class o
+                          WHERE o.reltoastrelid IN (c.oid, (SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.oid))),
+                         c.relname, '(no relation)') AS what
+    FROM r LEFT JOIN pg_class c ON c.relfilenode = r.filenode AND r.filenode <> 0)
+SELECT what, string_agg(kind || ' ' || records, ', ' ORDER BY records DESC) AS kinds,
+       sum(records)::bigint AS records, sum(bytes) AS bytes, sum(fpi_bytes) AS fpi_bytes
+FROM named GROUP BY 1 ORDER BY bytes DESC
+"""
+
+
+def wal_breakdown(bench: R.Bench, d: dict) -> list[tuple]:
+    """`WAL_BY_RELATION` over one drain's WAL (pg_walinspect, created on first use)."""
+    with bench.conn() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        return conn.execute(WAL_BY_RELATION, d["wal_range"]).fetchall()
+
+
+def print_wal(rows: list[tuple], events: int) -> None:
+    total = sum(float(r[3]) for r in rows) or 1.0
+    print(f"  {'WAL by relation':44} {'records/event':>13} {'bytes/event':>11} {'of which FPI':>12} {'share':>6}")
+    for what, kinds, records, nbytes, fpi in rows[:14]:
+        print(f"  {what[:44]:44} {records / events:13.2f} {float(nbytes) / events:11.0f} "
+              f"{float(fpi) / events:12.0f} {float(nbytes) / total:6.1%}  {kinds[:120]}")
+    print(f"  {'all':44} {sum(r[2] for r in rows) / events:13.2f} {total / events:11.0f} "
+          f"{sum(float(r[4]) for r in rows) / events:12.0f}", flush=True)
+
+
+def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict, wal: bool = False) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {v: [] for v in scripts}
     start_with_queue(bench, args)
     for r in range(rounds):
@@ -73,6 +111,8 @@ def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, lis
             results[v].append(d)
             print(f"round {r + 1} {v}: {R.cpu_per_event_us(d)} µs/event, {d['rate']:,.0f} events/s, "
                   f"WAL {d['wal_bytes'] / 1e6:,.0f} MB, wait samples {d['waits']}", flush=True)
+            if wal:
+                print_wal(wal_breakdown(bench, d), d["queued"])
     return results
 
 
@@ -110,6 +150,8 @@ def main() -> int:
     ap.add_argument("--measure", choices=("apply", "backfill"), default="apply", help="what to measure (default apply)")
     ap.add_argument("--rounds", type=int, default=2, help="drains or backfills per variant (default 2)")
     ap.add_argument("--backfill-workers", type=int, default=1, help="stripe_sync.backfill_workers (default 1)")
+    ap.add_argument("--wal", action="store_true",
+                    help="apply: after each drain, its WAL by relation and the share of full-page images (pg_walinspect)")
     ap.add_argument("--package", type=Path, help="a `cargo pgrx package` tree instead of the installed extension")
     ap.add_argument("variants", nargs="+", help="'-' or SQL files")
     a = ap.parse_args()
@@ -120,7 +162,7 @@ def main() -> int:
     bench = R.Bench(args)
     try:
         if a.measure == "apply":
-            results = lab_apply(bench, args, a.rounds, scripts)
+            results = lab_apply(bench, args, a.rounds, scripts, a.wal)
         else:
             results = lab_backfill(bench, args, a.rounds, scripts)
     finally:

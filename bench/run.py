@@ -704,8 +704,8 @@ class Bench:
                     first = watch.execute(PENDING_FROM, first).fetchone()
                 elapsed = time.monotonic() - started
                 cpu_end, faults_end = cpu_seconds(pid), minor_faults(pid)
-                wal_bytes = float(watch.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)",
-                                                (wal_start,)).fetchone()[0])
+                wal_end = watch.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+                wal_bytes = float(watch.execute("SELECT pg_wal_lsn_diff(%s, %s)", (wal_end, wal_start)).fetchone()[0])
                 time.sleep(0.3)
                 sampler.stop()
                 pending = watch.execute("SELECT pending FROM stripe_sync.status").fetchone()[0]
@@ -715,7 +715,7 @@ class Bench:
             fill.close()
         return {"queued": queued, "seconds": elapsed, "rate": queued / elapsed, "status_pending": pending,
                 "counts": counts, "memory": sampler.summary(), "helpers_seen": helpers_seen,
-                "wal_bytes": wal_bytes, "waits": waits,
+                "wal_bytes": wal_bytes, "wal_range": (str(wal_start), str(wal_end)), "waits": waits,
                 # The worker's own CPU (utime + stime; not its helpers'): unlike the drain time,
                 # it leaves out what other processes and CPU steal cost, so it compares builds.
                 "worker_cpu_s": (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None,

@@ -8,7 +8,7 @@
 //       fresh) to the peer's processWebhook() or to stripe_sync.ingest_event(), with N callers,
 //       and prints one JSON line: how long from the first delivery until every row is written
 //       (peer: every processWebhook() resolved; ours: every ingest returned and the queue is empty).
-//       floor: each payload plainly INSERTed into bench.node_floor (id text primary key, data jsonb),
+//       floor: each payload plainly INSERTed, as text, into bench.node_floor (id text primary key, body text),
 //       the id given (taken from the payload before the clock starts): the least any receiver that
 //       commits each delivery durably can do per delivery, through this same driver.
 //
@@ -169,7 +169,7 @@ async function runFloor(args, payloads, concurrency) {
   const ids = payloads.map((p) => JSON.parse(p).id);
   const d = await deliverAll(pool, payloads.length, concurrency, async (i) => {
     const r = await pool.query(
-      'INSERT INTO bench.node_floor (id, data) VALUES ($1, $2::jsonb) ON CONFLICT (id) DO NOTHING',
+      'INSERT INTO bench.node_floor (id, body) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING',
       [ids[i], payloads[i]]);
     return r.rowCount === 1 ? 'inserted' : 'duplicate';
   });

@@ -51,6 +51,20 @@ def test_ingest_without_secret_is_refused_and_stores_nothing():
         assert c.scalar("SELECT count(*) FROM stripe_sync.events") == 0
 
 
+def test_without_api_key_backfill_and_catch_up_fail_at_once_and_record_nothing(secret):
+    # A missing key is refused before a run is recorded or a job worker starts, with 55000 for
+    # one type, for 'all' (which used to turn every failure into 38000) and for catch_up.
+    with h.stripe_sync_cluster(secret) as c:
+        for call in ("backfill('customer')", "backfill('all')", "catch_up()"):
+            with c.connect() as conn:
+                with pytest.raises(psycopg.Error) as err:
+                    conn.execute(f"SELECT stripe_sync.{call}")
+            assert err.value.sqlstate == "55000", (call, err.value)
+            assert "no Stripe API key is configured" in str(err.value), (call, err.value)
+        for table in ("customers", "sync_runs", "sync_cursors", "sync_slices", "events"):
+            assert c.scalar(f"SELECT count(*) FROM stripe_sync.{table}") == 0, table
+
+
 @pytest.mark.parametrize("with_extension", [True, False], ids=["extension", "no-extension"])
 def test_fast_shutdown_is_prompt_with_worker_running(secret, with_extension):
     with h.stripe_sync_cluster(secret, create_extension=with_extension) as c:

@@ -122,8 +122,9 @@ fn backfill(
                 Err(f) if f.message.contains("stripe API error 404") => {
                     warning!("stripe_sync: backfill of {name} skipped: {}", f.message)
                 }
+                // Raised again with its own SQLSTATE: 'all' fails as the object type would.
                 Err(f) => {
-                    ereport!(ERROR, PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, f.message);
+                    ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
                 }
             }
         }

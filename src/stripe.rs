@@ -39,6 +39,26 @@ pub fn request(
     })
 }
 
+/// The configured API key, or the error every API-facing function gives without one.
+fn configured_key() -> Result<String, ApiError> {
+    let key = config::api_key();
+    if key.is_empty() {
+        return Err(ApiError::local(
+            "configuration",
+            "no Stripe API key is configured (set stripe_sync.api_key)",
+        ));
+    }
+    Ok(key)
+}
+
+/// Raises that error (55000) now when no key is configured: for a caller that
+/// would otherwise record a run and start a job worker before its first request.
+pub fn require_key() {
+    if let Err(e) = configured_key() {
+        raise(e)
+    }
+}
+
 /// [`request`], with the 2xx body read by `parse` (a body it refuses is a
 /// garbled answer, retried like a transport fault).
 pub fn request_with<T>(
@@ -48,13 +68,7 @@ pub fn request_with<T>(
     account: Option<&str>,
     parse: impl Fn(String) -> Result<T, String>,
 ) -> Result<T, ApiError> {
-    let key = config::api_key();
-    if key.is_empty() {
-        return Err(ApiError::local(
-            "configuration",
-            "no Stripe API key is configured (set stripe_sync.api_key)",
-        ));
-    }
+    let key = configured_key()?;
     let mut url = format!("{}{path}", config::api_base());
     if !query.is_empty() {
         url.push('?');

@@ -106,6 +106,26 @@ def test_wrong_key_and_unreachable_api_fail_fast_and_clearly(cluster):
         assert h.TEST_API_KEY not in str(err.value)
 
 
+def test_api_settings_set_in_the_session_are_refused_by_backfill_and_catch_up(cluster):
+    # Their job worker uses the server's configuration: a session's own key or base would be
+    # silently ignored (another account, another server), so the call is refused up front.
+    runs = cluster.scalar("SELECT count(*) FROM stripe_sync.sync_runs")
+    with cluster.connect() as conn:
+        for setting, value in (("api_key", "sk_test_only_in_this_session"),
+                               ("api_base", f"http://127.0.0.1:{h.free_port()}")):
+            conn.execute(f"SET stripe_sync.{setting} = '{value}'")
+            for call in ("backfill('customer')", "catch_up()"):
+                with pytest.raises(psycopg.Error) as err:
+                    conn.execute(f"SELECT stripe_sync.{call}")
+                assert err.value.sqlstate == "55000", (setting, call, err.value)
+                assert f"stripe_sync.{setting} is set in this session" in str(err.value)
+                assert "sk_test_only_in_this_session" not in str(err.value)
+            conn.execute(f"RESET stripe_sync.{setting}")
+        # Reset, the same call runs (a full run: localstripe knows no created filter).
+        assert conn.execute("SELECT stripe_sync.backfill('customer', 'epoch')").fetchone()[0] >= 0
+    assert cluster.scalar("SELECT count(*) FROM stripe_sync.sync_runs") == runs + 1
+
+
 def test_catch_up_recovers_events_never_delivered(cluster, api):
     # No webhook endpoint is registered: localstripe's events reach us only through catch_up.
     new = api.v1.customers.create(params={"email": "missed@example.com", "name": "Missed"})

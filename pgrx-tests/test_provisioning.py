@@ -105,6 +105,49 @@ def test_create_customer_twice_creates_one(cluster, api):
     assert err.value.sqlstate == "P0002"
 
 
+def clerk_refused(cluster) -> str:
+    """The message of create_customer's refusal (42501) to the role clerk."""
+    with cluster.connect(autocommit=False) as conn:
+        conn.execute("SET ROLE clerk")
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')")
+    assert err.value.sqlstate == "42501", err.value
+    return str(err.value)
+
+
+def test_create_customer_that_could_not_write_back_creates_none_in_stripe(cluster, api):
+    # Checked before the POST: a read-only transaction, and a role without UPDATE on the users
+    # table, get a clear error, and Stripe gets no customer that nothing would link.
+    cluster.query("CREATE TABLE clerks_users (id int PRIMARY KEY, email text, stripe_customer_id text)")
+    cluster.query("SELECT stripe_sync.enable_provisioning('clerks_users', 'id', 'email')")
+    cluster.query("ALTER TABLE clerks_users DISABLE TRIGGER USER")  # only the calls below create
+    cluster.query("INSERT INTO clerks_users VALUES (1, 'ro@example.com', NULL)")
+    cluster.query("CREATE ROLE clerk")
+    cluster.query("GRANT USAGE ON SCHEMA stripe_sync TO clerk; GRANT SELECT ON clerks_users TO clerk; "
+                  "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA stripe_sync TO clerk; "
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA stripe_sync TO clerk")
+    with cluster.connect(autocommit=False) as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')")
+        assert err.value.sqlstate == "25006", err.value
+    assert "UPDATE on clerks_users" in clerk_refused(cluster)
+    # UPDATE on the customer id column alone is not all the write-back needs: the call's own
+    # record in provisioning_jobs takes the id sequence too.
+    cluster.query("GRANT UPDATE (stripe_customer_id) ON clerks_users TO clerk")
+    assert "USAGE on the latter's id sequence" in clerk_refused(cluster)
+    assert customers_of(api, "clerks_users") == {}
+    assert cluster.scalar("SELECT stripe_customer_id FROM clerks_users") is None
+    # With all of it, the same call creates and links the customer.
+    cluster.query("GRANT USAGE ON ALL SEQUENCES IN SCHEMA stripe_sync TO clerk")
+    with cluster.connect(autocommit=False) as conn:
+        conn.execute("SET ROLE clerk")
+        made = conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')").fetchone()[0]
+        conn.commit()
+    assert customers_of(api, "clerks_users") == {"1": [made]}
+    assert cluster.scalar("SELECT stripe_customer_id FROM clerks_users") == made
+
+
 def test_email_changes_follow_when_asked(cluster, api):
     cluster.query("CREATE TABLE subscribers (id text PRIMARY KEY, email text, stripe_customer_id text)")
     cluster.query("SELECT stripe_sync.enable_provisioning('subscribers', 'id', 'email', sync_updates => true)")

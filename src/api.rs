@@ -92,7 +92,19 @@ fn replay_event(id: &str) -> &'static str {
 /// handled longer ago than `older_than` (default stripe_sync.event_retention).
 #[pg_extern(volatile, parallel_unsafe)]
 fn purge_events(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
-    queue::purge(older_than.unwrap_or_else(config::event_retention))
+    let older_than = older_than.unwrap_or_else(config::event_retention);
+    // A negative age would purge events handled a moment ago: surely a typo.
+    if Spi::get_one_with_args::<bool>("SELECT $1 < interval '0'", &[older_than.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "stripe_sync: purge_events needs an age of zero or more, e.g. '30 days'".to_owned(),
+        );
+    }
+    queue::purge(older_than)
 }
 
 /// `stripe_sync.sync_object(id)`: refetches one object by id and applies it;
@@ -159,7 +171,16 @@ fn catch_up(account: default!(Option<&str>, "NULL")) -> i64 {
     crate::jobs::run_and_wait(crate::jobs::Kind::CatchUp, "event", None, account)
 }
 
+/// `created_after` in Unix seconds; 'infinity' and '-infinity' are refused
+/// ('epoch' asks for a full run).
 fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {
+    if t.is_infinity() || t.is_neg_infinity() {
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "stripe_sync: created_after must be a finite time".to_owned(),
+            "Pass 'epoch' to list everything.".to_owned(),
+        );
+    }
     let pg_us: i64 = t.into_inner();
     (pg_us + 946_684_800_000_000).div_euclid(1_000_000)
 }

@@ -52,8 +52,10 @@ pub fn run_and_wait(
             format!("\"{a}\" is not a Stripe account id (acct_...)"),
         );
     }
-    // Both kinds list from the API: without a key, fail before a run is recorded.
+    // Both kinds list from the API: without a key, or with API settings the
+    // job would not see, fail before a run is recorded.
     crate::stripe::require_key();
+    crate::stripe::require_server_settings();
     if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
         error!(
             "stripe_sync: backfill and catch_up must be called at READ COMMITTED isolation to follow their job"

@@ -354,6 +354,57 @@ mod tests {
         );
     }
 
+    /// Applies a customer as fetched from the API at Unix time `at` (fractional).
+    fn fetch_customer(id: &str, email: &str, at: f64) {
+        let at = Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
+            "SELECT to_timestamp($1)",
+            &[at.into()],
+        )
+        .unwrap()
+        .unwrap();
+        let object = serde_json::json!({"id": id, "object": "customer", "email": email});
+        crate::apply::apply_objects(&[object], at, None);
+    }
+
+    fn customer_email(id: &str) -> Option<String> {
+        Spi::get_one_with_args(
+            "SELECT email FROM stripe_sync.customers WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn an_event_of_the_same_second_wins_over_a_fetch_in_either_order() {
+        // Stripe's event times are whole seconds; a fetch 0.4 s into the same second must not
+        // count as newer than the event (docs/ordering.md).
+        let t = now() - 50;
+        fetch_customer("cus_fs1", "fetched@example.com", t as f64 + 0.4);
+        ingest_signed(&customer_event(
+            "evt_fs1",
+            "customer.updated",
+            t,
+            "cus_fs1",
+            "event@example.com",
+        ));
+        process();
+        assert_eq!(customer_email("cus_fs1").as_deref(), Some("event@example.com"));
+        // The other order: the event first, then a fetch of the same second.
+        ingest_signed(&customer_event(
+            "evt_fs2",
+            "customer.updated",
+            t,
+            "cus_fs2",
+            "event@example.com",
+        ));
+        process();
+        fetch_customer("cus_fs2", "fetched@example.com", t as f64 + 0.9);
+        assert_eq!(customer_email("cus_fs2").as_deref(), Some("event@example.com"));
+        // A fetch of a later second is newer than the event.
+        fetch_customer("cus_fs2", "later@example.com", t as f64 + 1.0);
+        assert_eq!(customer_email("cus_fs2").as_deref(), Some("later@example.com"));
+    }
+
     #[pg_test]
     fn a_deletion_is_a_tombstone_that_no_late_event_revives() {
         let t = now() - 100;
@@ -763,6 +814,24 @@ mod tests {
             Spi::get_one::<i64>("SELECT stripe_sync.purge_events('1 second')").unwrap(),
             Some(0)
         );
+        // A negative age (a typo for '1 day') would purge evt_pg3 once applied: refused.
+        process();
+        let f = error_of("SELECT stripe_sync.purge_events('-1 day')", vec![]);
+        assert_eq!(f.sqlstate, "22023", "{}", f.message);
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.events"), 2);
+    }
+
+    #[pg_test]
+    fn backfill_refuses_an_infinite_created_after_before_it_starts() {
+        for t in ["infinity", "-infinity"] {
+            let f = error_of(
+                "SELECT stripe_sync.backfill('customer', $1::timestamptz)",
+                vec![t.into()],
+            );
+            assert_eq!(f.sqlstate, "22023", "{t}: {}", f.message);
+            assert!(f.message.contains("finite"), "{}", f.message);
+        }
+        assert_eq!(count("SELECT count(*) FROM stripe_sync.sync_runs"), 0);
     }
 
     #[pg_test]

@@ -211,6 +211,38 @@ fn settle(users: &str, user_id: &str, customer: &Value) {
     apply::apply_objects(std::slice::from_ref(customer), stripe::now(), None);
 }
 
+/// What [`settle`] needs, checked before the customer is created in Stripe,
+/// so that a call that could not record it creates none: a read-write
+/// transaction on a primary, and the caller's privileges for the write-back.
+fn require_writable(users: &str) {
+    if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "stripe_sync: create_customer needs a read-write transaction (it writes the customer id back)"
+                .to_owned(),
+        );
+    }
+    let allowed = Spi::get_one_with_args::<bool>(
+        "SELECT has_any_column_privilege($1::regclass, 'UPDATE')
+            AND has_table_privilege('stripe_sync.customers', 'INSERT, UPDATE')
+            AND has_table_privilege('stripe_sync.provisioning_jobs', 'INSERT, UPDATE')
+            AND has_sequence_privilege(pg_get_serial_sequence('stripe_sync.provisioning_jobs', 'id'), 'USAGE')
+            AND has_function_privilege('stripe_sync._write_back(regclass, text, text)', 'EXECUTE')",
+        &[users.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !allowed {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "stripe_sync: create_customer needs UPDATE on {users}, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, USAGE on the latter's id sequence, and EXECUTE on stripe_sync._write_back"
+            ),
+        );
+    }
+}
+
 /// `create_customer(user_id, users)`: the same, synchronously, in the session.
 pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, ApiError> {
     let users = match users {
@@ -236,6 +268,7 @@ pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, Api
     if let Some(id) = customer_id {
         return Ok(id); // already provisioned: create nothing
     }
+    require_writable(&users);
     let customer = find_or_create(&users, user_id, email.as_deref(), name.as_deref())?;
     settle(&users, user_id, &customer);
     let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();

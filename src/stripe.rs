@@ -59,6 +59,44 @@ pub fn require_key() {
     }
 }
 
+/// Refuses a call whose job worker would use other API settings than this
+/// session. A job worker reads the server's configuration (postgresql.conf,
+/// ALTER SYSTEM, ALTER DATABASE); a value SET in this session would be
+/// silently ignored, and the job would list another account or server.
+pub fn require_server_settings() {
+    // Only a superuser can SET them, and read the key's configured value.
+    if !unsafe { pg_sys::superuser() } {
+        return;
+    }
+    let text = |p: *const std::ffi::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    for name in [c"stripe_sync.api_key", c"stripe_sync.api_base", c"stripe_sync.api_version"] {
+        let (current, configured) = unsafe {
+            (
+                text(pg_sys::GetConfigOption(name.as_ptr(), false, false)),
+                text(pg_sys::GetConfigOptionResetString(name.as_ptr())),
+            )
+        };
+        if current != configured {
+            let name = name.to_string_lossy();
+            crate::errors::raise_with_hint(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "stripe_sync: {name} is set in this session, but backfill and catch_up run in a job worker, which uses the server's setting"
+                ),
+                format!(
+                    "RESET {name}, or set it in postgresql.conf or with ALTER SYSTEM and reload."
+                ),
+            );
+        }
+    }
+}
+
 /// [`request`], with the 2xx body read by `parse` (a body it refuses is a
 /// garbled answer, retried like a transport fault).
 pub fn request_with<T>(

@@ -176,8 +176,9 @@ pub enum Source {
     Events,
     /// Objects fetched from the API: `$1` a jsonb array of objects, `$2` the
     /// time of the fetch (timestamptz), `$3` the connected account (text or
-    /// NULL). A fetched object ranks as an update made at fetch time, so an
-    /// event created later, or in the same second, still wins over it.
+    /// NULL). A fetched object ranks as an update made at fetch time, cut to
+    /// the whole second as Stripe's event times are, so an event created
+    /// later, or in the same second, still wins over it.
     Objects,
 }
 
@@ -203,7 +204,8 @@ fn batch_sql(object: &str, source: Source) -> String {
         ),
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')
-           ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
+           ''::text AS event_id, '{FETCHED}'::text AS event_type,
+           date_trunc('second', $2::timestamptz) AS event_created,
            $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
      WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL

@@ -732,9 +732,8 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
 
 /// The start of the run in progress for account `$2` (`''` for the platform)
 /// and object `$3`, `$1` being the current call's run: the call's own start
-/// when the cursor has none (a run begun before 0.4.0). In whole seconds, as
-/// the fetch times recorded on the rows (mapping::Source::Objects).
-const RUN_START: &str = "SELECT date_trunc('second', coalesce(c.run_started_at, r.started_at))
+/// when the cursor has none (a run begun before 0.4.0).
+const RUN_START: &str = "SELECT coalesce(c.run_started_at, r.started_at)
                            FROM stripe_sync.sync_runs r
                            LEFT JOIN stripe_sync.sync_cursors c ON c.account = $2 AND c.object = $3
                           WHERE r.id = $1";

@@ -176,9 +176,9 @@ pub enum Source {
     Events,
     /// Objects fetched from the API: `$1` a jsonb array of objects, `$2` the
     /// time of the fetch (timestamptz), `$3` the connected account (text or
-    /// NULL). A fetched object ranks as an update made at fetch time, cut to
-    /// the whole second as Stripe's event times are, so an event created
-    /// later, or in the same second, still wins over it.
+    /// NULL). A fetched object ranks as an update made at fetch time, compared
+    /// in whole seconds as Stripe's event times are (see [`NEWER`]), so an
+    /// event created later, or in the same second, still wins over it.
     Objects,
 }
 
@@ -204,8 +204,7 @@ fn batch_sql(object: &str, source: Source) -> String {
         ),
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')
-           ''::text AS event_id, '{FETCHED}'::text AS event_type,
-           date_trunc('second', $2::timestamptz) AS event_created,
+           ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
            $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
      WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL
@@ -327,9 +326,13 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
 }
 
 /// The ordering rule as a condition over the existing row `t` and the incoming `excluded`.
-const NEWER: &str = "(excluded._last_event_at, stripe_sync._event_rank(excluded._last_event_type), excluded._last_event_id)
-        >= (coalesce(t._last_event_at, '-infinity'), stripe_sync._event_rank(t._last_event_type),
-            coalesce(t._last_event_id, ''))";
+/// Times compare in whole seconds, as Stripe's event times are: a fetch (stamped with
+/// microseconds, event id '') made in the second of an event loses to it in either
+/// order, and only two fetches of the same second are told apart by their exact times.
+const NEWER: &str = "(date_trunc('second', excluded._last_event_at), stripe_sync._event_rank(excluded._last_event_type),
+            excluded._last_event_id, excluded._last_event_at)
+        >= (date_trunc('second', coalesce(t._last_event_at, '-infinity')), stripe_sync._event_rank(t._last_event_type),
+            coalesce(t._last_event_id, ''), coalesce(t._last_event_at, '-infinity'))";
 
 #[cfg(test)]
 mod tests {

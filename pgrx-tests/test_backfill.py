@@ -118,7 +118,7 @@ def test_api_settings_set_in_the_session_are_refused_by_backfill_and_catch_up(cl
                 with pytest.raises(psycopg.Error) as err:
                     conn.execute(f"SELECT stripe_sync.{call}")
                 assert err.value.sqlstate == "55000", (setting, call, err.value)
-                assert f"stripe_sync.{setting} is set in this session" in str(err.value)
+                assert f"stripe_sync.{setting} is set for this session (session)" in str(err.value)
                 assert "sk_test_only_in_this_session" not in str(err.value)
             conn.execute(f"RESET stripe_sync.{setting}")
         # Reset, the same call runs (a full run: localstripe knows no created filter).

@@ -105,14 +105,14 @@ def test_create_customer_twice_creates_one(cluster, api):
     assert err.value.sqlstate == "P0002"
 
 
-def clerk_refused(cluster) -> str:
-    """The message of create_customer's refusal (42501) to the role clerk."""
+def clerk_refused(cluster) -> None:
+    """create_customer is refused (42501) to the role clerk, before any request."""
     with cluster.connect(autocommit=False) as conn:
         conn.execute("SET ROLE clerk")
         with pytest.raises(psycopg.Error) as err:
             conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')")
     assert err.value.sqlstate == "42501", err.value
-    return str(err.value)
+    assert "create_customer needs UPDATE on the customer id column of clerks_users" in str(err.value)
 
 
 def test_create_customer_that_could_not_write_back_creates_none_in_stripe(cluster, api):
@@ -131,15 +131,22 @@ def test_create_customer_that_could_not_write_back_creates_none_in_stripe(cluste
         with pytest.raises(psycopg.Error) as err:
             conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')")
         assert err.value.sqlstate == "25006", err.value
-    assert "UPDATE on clerks_users" in clerk_refused(cluster)
-    # UPDATE on the customer id column alone is not all the write-back needs: the call's own
-    # record in provisioning_jobs takes the id sequence too.
+    clerk_refused(cluster)
+    # UPDATE on another column is not UPDATE on the customer id column.
+    cluster.query("GRANT UPDATE (email) ON clerks_users TO clerk")
+    clerk_refused(cluster)
+    # That column is not all the write-back needs: the call's own record in provisioning_jobs
+    # takes the id sequence too (which grants only USAGE or UPDATE).
     cluster.query("GRANT UPDATE (stripe_customer_id) ON clerks_users TO clerk")
-    assert "USAGE on the latter's id sequence" in clerk_refused(cluster)
+    clerk_refused(cluster)
+    # INSERT alone on the mirror is not enough either.
+    cluster.query("GRANT UPDATE ON ALL SEQUENCES IN SCHEMA stripe_sync TO clerk")
+    cluster.query("REVOKE UPDATE ON stripe_sync.customers FROM clerk")
+    clerk_refused(cluster)
+    cluster.query("GRANT UPDATE ON stripe_sync.customers TO clerk")
     assert customers_of(api, "clerks_users") == {}
     assert cluster.scalar("SELECT stripe_customer_id FROM clerks_users") is None
-    # With all of it, the same call creates and links the customer.
-    cluster.query("GRANT USAGE ON ALL SEQUENCES IN SCHEMA stripe_sync TO clerk")
+    # With all of it (the sequence's UPDATE standing for USAGE), the call creates and links it.
     with cluster.connect(autocommit=False) as conn:
         conn.execute("SET ROLE clerk")
         made = conn.execute("SELECT stripe_sync.create_customer('1', 'clerks_users')").fetchone()[0]

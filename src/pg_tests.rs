@@ -354,16 +354,28 @@ mod tests {
         );
     }
 
-    /// Applies a customer as fetched from the API at Unix time `at` (fractional).
-    fn fetch_customer(id: &str, email: &str, at: f64) {
+    /// Applies a customer as fetched from the API at Unix time `at` (fractional);
+    /// no email: the deleted stub the API answers for a deleted customer.
+    fn fetch_customer(id: &str, email: Option<&str>, at: f64) {
         let at = Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
             "SELECT to_timestamp($1)",
             &[at.into()],
         )
         .unwrap()
         .unwrap();
-        let object = serde_json::json!({"id": id, "object": "customer", "email": email});
+        let object = match email {
+            Some(email) => serde_json::json!({"id": id, "object": "customer", "email": email}),
+            None => serde_json::json!({"id": id, "object": "customer", "deleted": true}),
+        };
         crate::apply::apply_objects(&[object], at, None);
+    }
+
+    fn customer_deleted(id: &str) -> Option<bool> {
+        Spi::get_one_with_args(
+            "SELECT _deleted FROM stripe_sync.customers WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap()
     }
 
     fn customer_email(id: &str) -> Option<String> {
@@ -379,7 +391,7 @@ mod tests {
         // Stripe's event times are whole seconds; a fetch 0.4 s into the same second must not
         // count as newer than the event (docs/ordering.md).
         let t = now() - 50;
-        fetch_customer("cus_fs1", "fetched@example.com", t as f64 + 0.4);
+        fetch_customer("cus_fs1", Some("fetched@example.com"), t as f64 + 0.4);
         ingest_signed(&customer_event(
             "evt_fs1",
             "customer.updated",
@@ -398,11 +410,33 @@ mod tests {
             "event@example.com",
         ));
         process();
-        fetch_customer("cus_fs2", "fetched@example.com", t as f64 + 0.9);
+        fetch_customer("cus_fs2", Some("fetched@example.com"), t as f64 + 0.9);
         assert_eq!(customer_email("cus_fs2").as_deref(), Some("event@example.com"));
         // A fetch of a later second is newer than the event.
-        fetch_customer("cus_fs2", "later@example.com", t as f64 + 1.0);
+        fetch_customer("cus_fs2", Some("later@example.com"), t as f64 + 1.0);
         assert_eq!(customer_email("cus_fs2").as_deref(), Some("later@example.com"));
+        // A fetch that finds the object deleted is a deletion: no update of its second
+        // revives the row, whichever comes first.
+        fetch_customer("cus_fs3", None, t as f64 + 0.5);
+        ingest_signed(&customer_event(
+            "evt_fs3",
+            "customer.updated",
+            t,
+            "cus_fs3",
+            "event@example.com",
+        ));
+        process();
+        assert_eq!(customer_deleted("cus_fs3"), Some(true));
+        ingest_signed(&customer_event(
+            "evt_fs4",
+            "customer.updated",
+            t,
+            "cus_fs4",
+            "event@example.com",
+        ));
+        process();
+        fetch_customer("cus_fs4", None, t as f64 + 0.5);
+        assert_eq!(customer_deleted("cus_fs4"), Some(true));
     }
 
     #[pg_test]

@@ -222,12 +222,19 @@ fn require_writable(users: &str) {
                 .to_owned(),
         );
     }
+    // Each privilege apart (a list in has_table_privilege means any of them);
+    // the sequence takes USAGE or UPDATE, as nextval does.
     let allowed = Spi::get_one_with_args::<bool>(
-        "SELECT has_any_column_privilege($1::regclass, 'UPDATE')
-            AND has_table_privilege('stripe_sync.customers', 'INSERT, UPDATE')
-            AND has_table_privilege('stripe_sync.provisioning_jobs', 'INSERT, UPDATE')
-            AND has_sequence_privilege(pg_get_serial_sequence('stripe_sync.provisioning_jobs', 'id'), 'USAGE')
-            AND has_function_privilege('stripe_sync._write_back(regclass, text, text)', 'EXECUTE')",
+        "SELECT has_column_privilege(t.users, t.customer_id_column, 'UPDATE')
+            AND has_table_privilege('stripe_sync.customers', 'SELECT')
+            AND has_table_privilege('stripe_sync.customers', 'INSERT')
+            AND has_table_privilege('stripe_sync.customers', 'UPDATE')
+            AND has_table_privilege('stripe_sync.provisioning_jobs', 'SELECT')
+            AND has_table_privilege('stripe_sync.provisioning_jobs', 'INSERT')
+            AND has_table_privilege('stripe_sync.provisioning_jobs', 'UPDATE')
+            AND has_sequence_privilege(pg_get_serial_sequence('stripe_sync.provisioning_jobs', 'id'), 'USAGE, UPDATE')
+            AND has_function_privilege('stripe_sync._write_back(regclass, text, text)', 'EXECUTE')
+           FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass",
         &[users.into()],
     )
     .ok()
@@ -237,7 +244,7 @@ fn require_writable(users: &str) {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
-                "stripe_sync: create_customer needs UPDATE on {users}, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, USAGE on the latter's id sequence, and EXECUTE on stripe_sync._write_back"
+                "stripe_sync: create_customer needs UPDATE on the customer id column of {users}, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, USAGE on the latter's id sequence, and EXECUTE on stripe_sync._write_back"
             ),
         );
     }

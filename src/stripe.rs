@@ -60,13 +60,50 @@ pub fn require_key() {
 }
 
 /// Refuses a call whose job worker would use other API settings than this
-/// session. A job worker reads the server's configuration (postgresql.conf,
-/// ALTER SYSTEM, ALTER DATABASE); a value SET in this session would be
-/// silently ignored, and the job would list another account or server.
+/// session. A job worker sees the server's configuration (postgresql.conf,
+/// ALTER SYSTEM, the command line) and ALTER DATABASE; a value from any other
+/// source (SET, ALTER ROLE, connection options) it would silently ignore, and
+/// list another account or server. The key is hidden from pg_settings: for it,
+/// a superuser's value is compared with what RESET would give (a SET is caught;
+/// only a superuser can SET it).
 pub fn require_server_settings() {
-    // Only a superuser can SET them, and read the key's configured value.
+    let unseen: Option<(String, String)> = Spi::connect(|c| {
+        c.select(
+            "SELECT name, source FROM pg_catalog.pg_settings
+              WHERE name IN ('stripe_sync.api_base', 'stripe_sync.api_version')
+                AND source NOT IN ('default', 'environment variable', 'configuration file',
+                                   'command line', 'global', 'database')
+              ORDER BY name LIMIT 1",
+            None,
+            &[],
+        )
+        .expect("read the API settings' sources")
+        .next()
+        .map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+            )
+        })
+    })
+    .or_else(|| key_set_in_session().then(|| ("stripe_sync.api_key".into(), "session".into())));
+    if let Some((name, source)) = unseen {
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "stripe_sync: {name} is set for this session ({source}), but backfill and catch_up run in a job worker, which only sees the server's configuration"
+            ),
+            format!(
+                "RESET {name}, or set it in postgresql.conf, with ALTER SYSTEM or ALTER DATABASE, and reload."
+            ),
+        );
+    }
+}
+
+/// Whether a superuser's session has an API key other than the one RESET gives.
+fn key_set_in_session() -> bool {
     if !unsafe { pg_sys::superuser() } {
-        return;
+        return false;
     }
     let text = |p: *const std::ffi::c_char| {
         if p.is_null() {
@@ -75,25 +112,10 @@ pub fn require_server_settings() {
             unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
         }
     };
-    for name in [c"stripe_sync.api_key", c"stripe_sync.api_base", c"stripe_sync.api_version"] {
-        let (current, configured) = unsafe {
-            (
-                text(pg_sys::GetConfigOption(name.as_ptr(), false, false)),
-                text(pg_sys::GetConfigOptionResetString(name.as_ptr())),
-            )
-        };
-        if current != configured {
-            let name = name.to_string_lossy();
-            crate::errors::raise_with_hint(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!(
-                    "stripe_sync: {name} is set in this session, but backfill and catch_up run in a job worker, which uses the server's setting"
-                ),
-                format!(
-                    "RESET {name}, or set it in postgresql.conf or with ALTER SYSTEM and reload."
-                ),
-            );
-        }
+    let name = c"stripe_sync.api_key";
+    unsafe {
+        text(pg_sys::GetConfigOption(name.as_ptr(), false, false))
+            != text(pg_sys::GetConfigOptionResetString(name.as_ptr()))
     }
 }
 

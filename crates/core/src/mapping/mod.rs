@@ -329,9 +329,15 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
 /// Times compare in whole seconds, as Stripe's event times are: a fetch (stamped with
 /// microseconds, event id '') made in the second of an event loses to it in either
 /// order, and only two fetches of the same second are told apart by their exact times.
-const NEWER: &str = "(date_trunc('second', excluded._last_event_at), stripe_sync._event_rank(excluded._last_event_type),
+/// A fetch that found the object deleted ranks as a deletion (2), as a `*.deleted`
+/// event does, so no update of its second revives the row.
+const NEWER: &str = "(date_trunc('second', excluded._last_event_at),
+            CASE WHEN excluded._deleted AND excluded._last_event_type = 'stripe_sync.fetched' THEN 2
+                 ELSE stripe_sync._event_rank(excluded._last_event_type) END,
             excluded._last_event_id, excluded._last_event_at)
-        >= (date_trunc('second', coalesce(t._last_event_at, '-infinity')), stripe_sync._event_rank(t._last_event_type),
+        >= (date_trunc('second', coalesce(t._last_event_at, '-infinity')),
+            CASE WHEN t._deleted AND t._last_event_type = 'stripe_sync.fetched' THEN 2
+                 ELSE stripe_sync._event_rank(t._last_event_type) END,
             coalesce(t._last_event_id, ''), coalesce(t._last_event_at, '-infinity'))";
 
 #[cfg(test)]
@@ -420,6 +426,11 @@ mod tests {
             );
         }
         assert!(!sql.contains("$2"));
+    }
+
+    #[test]
+    fn the_ordering_rule_names_the_fetched_type_as_written() {
+        assert_eq!(NEWER.matches(&format!("'{FETCHED}'")).count(), 2);
     }
 
     #[test]

@@ -105,18 +105,13 @@ fn key_set_in_session() -> bool {
     if !unsafe { pg_sys::superuser() } {
         return false;
     }
-    let text = |p: *const std::ffi::c_char| {
-        if p.is_null() {
-            String::new()
-        } else {
-            unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
-        }
+    let reset = unsafe { pg_sys::GetConfigOptionResetString(c"stripe_sync.api_key".as_ptr()) };
+    let reset = if reset.is_null() {
+        String::new()
+    } else {
+        unsafe { std::ffi::CStr::from_ptr(reset) }.to_string_lossy().into_owned()
     };
-    let name = c"stripe_sync.api_key";
-    unsafe {
-        text(pg_sys::GetConfigOption(name.as_ptr(), false, false))
-            != text(pg_sys::GetConfigOptionResetString(name.as_ptr()))
-    }
+    config::api_key() != reset
 }
 
 /// [`request`], with the 2xx body read by `parse` (a body it refuses is a

@@ -177,7 +177,7 @@ pub enum Source {
     /// Objects fetched from the API: `$1` a jsonb array of objects, `$2` the
     /// time of the fetch (timestamptz), `$3` the connected account (text or
     /// NULL). A fetched object ranks as an update made at fetch time, compared
-    /// in whole seconds as Stripe's event times are (see [`NEWER`]), so an
+    /// in whole seconds as Stripe's event times are (see [`order_key`]), so an
     /// event created later, or in the same second, still wins over it.
     Objects,
 }
@@ -262,7 +262,7 @@ SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
         cols = names.join(", "),
         reads = reads.join(", "),
         sets = sets.join(", "),
-        newer = NEWER,
+        newer = newer(),
     )
 }
 
@@ -325,20 +325,26 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
     )
 }
 
+/// The ordering key of a row (`t`, the existing one, or `excluded`, the incoming
+/// one). Times compare in whole seconds, as Stripe's event times are: a fetch
+/// (stamped with microseconds, event id '') made in the second of an event
+/// loses to it in either order, and only two fetches of the same second are
+/// told apart by their exact times. A fetch that found the object deleted ranks
+/// as a deletion (2), as a `*.deleted` event does, so no update of its second
+/// revives the row.
+fn order_key(row: &str) -> String {
+    format!(
+        "(date_trunc('second', coalesce({row}._last_event_at, '-infinity')),
+            CASE WHEN {row}._deleted AND {row}._last_event_type = '{FETCHED}' THEN 2
+                 ELSE stripe_sync._event_rank({row}._last_event_type) END,
+            coalesce({row}._last_event_id, ''), coalesce({row}._last_event_at, '-infinity'))"
+    )
+}
+
 /// The ordering rule as a condition over the existing row `t` and the incoming `excluded`.
-/// Times compare in whole seconds, as Stripe's event times are: a fetch (stamped with
-/// microseconds, event id '') made in the second of an event loses to it in either
-/// order, and only two fetches of the same second are told apart by their exact times.
-/// A fetch that found the object deleted ranks as a deletion (2), as a `*.deleted`
-/// event does, so no update of its second revives the row.
-const NEWER: &str = "(date_trunc('second', excluded._last_event_at),
-            CASE WHEN excluded._deleted AND excluded._last_event_type = 'stripe_sync.fetched' THEN 2
-                 ELSE stripe_sync._event_rank(excluded._last_event_type) END,
-            excluded._last_event_id, excluded._last_event_at)
-        >= (date_trunc('second', coalesce(t._last_event_at, '-infinity')),
-            CASE WHEN t._deleted AND t._last_event_type = 'stripe_sync.fetched' THEN 2
-                 ELSE stripe_sync._event_rank(t._last_event_type) END,
-            coalesce(t._last_event_id, ''), coalesce(t._last_event_at, '-infinity'))";
+fn newer() -> String {
+    format!("{} >= {}", order_key("excluded"), order_key("t"))
+}
 
 #[cfg(test)]
 mod tests {
@@ -430,7 +436,7 @@ mod tests {
 
     #[test]
     fn the_ordering_rule_names_the_fetched_type_as_written() {
-        assert_eq!(NEWER.matches(&format!("'{FETCHED}'")).count(), 2);
+        assert_eq!(newer().matches(&format!("'{FETCHED}'")).count(), 2);
     }
 
     #[test]

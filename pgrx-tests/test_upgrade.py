@@ -16,8 +16,8 @@ import pytest
 
 import harness as h
 
-OLD, NEW = "0.1.0", "0.5.0"
-PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0"  # every release between, one upgrade script each
+OLD, NEW = "0.1.0", "0.6.0"
+PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0"  # every release between, one upgrade script each
 
 # Everything in schema stripe_sync and everything the extension owns, as sorted
 # text, free of OIDs and of anything that depends on the rows.

@@ -82,29 +82,8 @@ END $$;
 COMMENT ON FUNCTION stripe_sync._write_back(regclass, text, text) IS
   'Sets the users row''s customer id column if it is still NULL; true when it did.';
 
--- The trigger: one outbox row in the signup's transaction, nothing else.
-CREATE FUNCTION stripe_sync._enqueue_provisioning() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    row_json jsonb := to_jsonb(NEW);
-    kind text := CASE TG_OP WHEN 'INSERT' THEN 'create' ELSE 'update' END;
-BEGIN
-    -- TG_ARGV: id column, customer id column
-    IF kind = 'create' AND row_json->>TG_ARGV[1] IS NOT NULL THEN
-        RETURN NULL; -- already has a customer
-    END IF;
-    IF kind = 'update' AND row_json->>TG_ARGV[1] IS NULL THEN
-        RETURN NULL; -- not provisioned yet: the create job carries the new values
-    END IF;
-    INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
-    VALUES (TG_RELID::regclass, row_json->>TG_ARGV[0], kind)
-    ON CONFLICT DO NOTHING;
-    PERFORM stripe_sync._wake_worker();
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION stripe_sync._enqueue_provisioning() IS
-  'Trigger function installed by enable_provisioning: queues a provisioning job for the new (or changed) users row and wakes the worker at commit. SECURITY DEFINER: the application role needs no privilege on stripe_sync.';
+-- The trigger function, stripe_sync._enqueue_provisioning(), is defined in
+-- stripe_sync--0.5.0--0.6.0.sql (written in Rust since 0.6.0).
 
 CREATE FUNCTION stripe_sync.enable_provisioning(
     users regclass, id_column name, email_column name,
@@ -194,25 +173,4 @@ REVOKE ALL ON FUNCTION stripe_sync.disable_provisioning(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync._user_profile(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync._write_back(regclass, text, text) FROM PUBLIC;
 
-CREATE FUNCTION stripe_sync.provision_existing_users() RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE t stripe_sync.provisioning_targets; n bigint; total bigint := 0;
-BEGIN
-    FOR t IN SELECT * FROM stripe_sync.provisioning_targets LOOP
-        EXECUTE format('INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
-                        SELECT $1, %I::text, ''create'' FROM %s WHERE %I IS NULL AND %I IS NOT NULL
-                        ON CONFLICT DO NOTHING',
-                       t.id_column, t.users, t.customer_id_column, t.id_column)
-           USING t.users;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        total := total + n;
-    END LOOP;
-    IF total > 0 THEN
-        PERFORM stripe_sync._wake_worker();
-    END IF;
-    RETURN total;
-END $$;
-COMMENT ON FUNCTION stripe_sync.provision_existing_users() IS
-  'Queues a provisioning job for every user of every provisioning target that has no customer id yet; returns how many were queued.';
-REVOKE ALL ON FUNCTION stripe_sync.provision_existing_users() FROM PUBLIC;
+-- stripe_sync.provision_existing_users() is defined in stripe_sync--0.5.0--0.6.0.sql.

@@ -189,14 +189,14 @@ fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {
 /// created (or found) now, written back to the users row; see sql/finalize.sql.
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_customer(user_id: &str, users: default!(Option<pgrx::PgRelation>, "NULL")) -> String {
-    let users = users.map(|rel| {
-        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.oid().into()])
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    });
-    crate::provision::create_customer(user_id, users.as_deref())
+    crate::provision::create_customer(user_id, users.map(|rel| rel.oid()))
         .unwrap_or_else(|e| crate::stripe::raise(e))
+}
+
+/// `stripe_sync.provision_existing_users()`: see sql/stripe_sync--0.5.0--0.6.0.sql.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn provision_existing_users() -> i64 {
+    crate::provision::queue_existing_users()
 }
 
 /// `stripe_sync._wake_worker()`: wakes the worker when this transaction commits

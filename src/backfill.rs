@@ -542,7 +542,7 @@ fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
     Spi::connect_mut(|c| {
         let args: [DatumWithOid; 2] = [account.into(), object.into()];
         c.update(
-            "INSERT INTO stripe_sync.sync_cursors (account, object) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO stripe_sync.sync_cursors (account, object) VALUES ($1, $2) ON CONFLICT (account, object) DO NOTHING",
             None,
             &args,
         )

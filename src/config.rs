@@ -7,7 +7,7 @@
 //! and the secrets are also hidden from SHOW and pg_settings for non-superusers.
 //! Members of `pg_read_all_settings` can still read them: see README, Security.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, pg_guard};
 use std::ffi::{CStr, CString};
 use std::time::Duration;
 
@@ -42,14 +42,14 @@ static ALERT_BURST: GucSetting<i32> = GucSetting::<i32>::new(10);
 const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
 
 pub fn init() {
-    string(
+    secret(
         c"stripe_sync.api_key",
         c"Stripe secret (sk_) or restricted (rk_) API key.",
         &API_KEY,
         GucContext::Suset,
         SECRET,
     );
-    string(
+    secret(
         c"stripe_sync.webhook_secret",
         c"Webhook signing secret(s) (whsec_...); comma-separated while a secret is rotated.",
         &WEBHOOK_SECRET,
@@ -189,7 +189,7 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MIN,
     );
-    string(
+    secret(
         c"stripe_sync.slack_webhook_url",
         c"Slack incoming webhook the worker posts alerts to; alerts are queued only while it is set.",
         &SLACK_WEBHOOK_URL,
@@ -211,6 +211,60 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+}
+
+/// A secret: superuser-only, hidden from SHOW ALL and pg_settings, and refused
+/// wherever PostgreSQL would store it in a catalog every role can read (see
+/// [`refuse_catalog_sources`]).
+fn secret(
+    name: &'static CStr,
+    description: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    context: GucContext,
+    flags: GucFlags,
+) {
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            name,
+            description,
+            description,
+            setting,
+            context,
+            flags,
+            Some(refuse_catalog_sources),
+            None,
+            None,
+        );
+    }
+}
+
+/// Check hook of the secrets. `ALTER DATABASE/ROLE ... SET` stores a value in
+/// pg_db_role_setting and `CREATE FUNCTION ... SET` in pg_proc.proconfig, and
+/// every role can read both: those commands are refused (they validate with
+/// source "test"), and a value stored there before 0.6.0 is ignored when a
+/// session starts, with a WARNING that names the setting but never its value.
+#[pg_guard]
+unsafe extern "C-unwind" fn refuse_catalog_sources(
+    _newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    use pgrx::pg_sys::GucSource::*;
+    if !matches!(source, PGC_S_TEST | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER) {
+        return true;
+    }
+    unsafe {
+        pgrx::pg_sys::GUC_check_errcode(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32,
+        );
+        pgrx::pg_sys::GUC_check_errmsg_string = pgrx::pg_sys::pstrdup(
+            c"stripe_sync: a secret cannot be set with ALTER DATABASE, ALTER ROLE or a function's SET clause: every role can read those values".as_ptr(),
+        );
+        pgrx::pg_sys::GUC_check_errhint_string = pgrx::pg_sys::pstrdup(
+            c"Set it in postgresql.conf or with ALTER SYSTEM, and reload; remove a stored value with ALTER DATABASE ... RESET or ALTER ROLE ... RESET.".as_ptr(),
+        );
+    }
+    false
 }
 
 fn string(

@@ -33,7 +33,7 @@ pub struct BatchOutcome {
 /// hears of its events again when they are applied anew.
 pub fn run_own_batch(limit: usize, share: queue::Share) -> BatchOutcome {
     Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
-    no_seqscans();
+    batch_settings();
     run_batch(limit, share)
 }
 
@@ -45,8 +45,18 @@ pub fn run_own_batch(limit: usize, share: queue::Share) -> BatchOutcome {
 /// table as it grows, until autovacuum analyzes it: several times the CPU per
 /// event while a busy ingest fills an emptied queue. A statement with no
 /// index to use still scans.
-fn no_seqscans() {
+///
+/// JIT is off for the batch too (`jit`, default on): with sequential scans
+/// off, a plan that can only scan (the handlers join of mark_done, a small
+/// table with no index to use) is costed at 10^10, far above
+/// `jit_above_cost`, and every batch then compiled and optimised JIT code for
+/// statements that touch a few thousand rows by key: at PostgreSQL's
+/// defaults the apply ran at a third of its speed and a lone event took
+/// 170 ms. JIT pays off only for long analytical queries, never for these.
+/// pgrx-tests/test_defaults.py fails if a batch JIT-compiles anything.
+fn batch_settings() {
     Spi::run("SET LOCAL enable_seqscan = off").expect("set enable_seqscan");
+    Spi::run("SET LOCAL jit = off").expect("set jit");
 }
 
 /// The claim is made in the subtransaction that marks the batch, not before
@@ -131,18 +141,20 @@ fn record_failure(event: &queue::Claimed, failure: &subxact::Failure, alert_dead
 /// Runs batches in the current transaction until none is due or `max_events`
 /// have been handled; returns how many were.
 pub fn run_in_session(max_events: Option<usize>) -> usize {
-    // Without sequential scans, as the worker's batches; the caller's setting
-    // is back for the rest of its transaction (an error aborts the
-    // transaction, which undoes the SET LOCAL too).
-    let before = Spi::get_one::<String>("SELECT pg_catalog.current_setting('enable_seqscan')")
-        .expect("read enable_seqscan");
-    no_seqscans();
+    // With the worker's batch settings; the caller's are back for the rest
+    // of its transaction (an error aborts the transaction, which undoes the
+    // SET LOCALs too).
+    let (seqscan, jit) = Spi::get_two::<String, String>(
+        "SELECT pg_catalog.current_setting('enable_seqscan'), pg_catalog.current_setting('jit')",
+    )
+    .expect("read enable_seqscan and jit");
+    batch_settings();
     let handled = batches_in_session(max_events);
     Spi::run_with_args(
-        "SELECT pg_catalog.set_config('enable_seqscan', $1, true)",
-        &[before.as_deref().unwrap_or("on").into()],
+        "SELECT pg_catalog.set_config('enable_seqscan', $1, true), pg_catalog.set_config('jit', $2, true)",
+        &[seqscan.as_deref().unwrap_or("on").into(), jit.as_deref().unwrap_or("on").into()],
     )
-    .expect("restore enable_seqscan");
+    .expect("restore enable_seqscan and jit");
     handled
 }
 

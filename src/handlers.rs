@@ -1,7 +1,10 @@
 //! Event handlers: the worker's side of `stripe_sync.handler_runs`. Runs are
 //! created with the apply (sql/queries/mark_done.sql); here, in a later
 //! transaction, each due run calls its handler in its own subtransaction, as
-//! the registration's `run_as` role, so an error rolls back only that call.
+//! the registration's `run_as` role inside a security-restricted operation
+//! (security::Restricted: no SET ROLE, no temporary objects, search_path
+//! `pg_catalog, pg_temp`, every setting it changes undone after the call), so
+//! an error rolls back only that call and nothing it does outlives it.
 //! A call that returns is marked succeeded at once, in the transaction that
 //! claimed the run, so a handler's effects and its success commit together
 //! (at most once). Not in the call's subtransaction: a row locked by a
@@ -104,7 +107,7 @@ fn call(run: &Run) {
     if !run.role_exists {
         error!("the role handler {} runs as (oid {}) no longer exists", run.handler, run.run_as)
     }
-    let _role = RunAs::switch(run.run_as);
+    let _role = crate::security::Restricted::enter(run.run_as);
     Spi::run_with_args(sql, &[run.event.as_str().into()]).expect("call the handler");
 }
 
@@ -131,34 +134,4 @@ fn record_failure(run: &Run, error: &str) {
         run.event_id,
         run.attempt
     );
-}
-
-/// The current user switched to a handler's role for as long as it lives, the
-/// way a SECURITY DEFINER function does it: within it SET ROLE and SET SESSION
-/// AUTHORIZATION are refused. An ERROR's subtransaction abort also restores
-/// the user; dropping restores it on the way out either way.
-struct RunAs {
-    user: pg_sys::Oid,
-    context: i32,
-}
-
-impl RunAs {
-    fn switch(role: pg_sys::Oid) -> RunAs {
-        let mut user = pg_sys::InvalidOid;
-        let mut context = 0;
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-            pg_sys::SetUserIdAndSecContext(
-                role,
-                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-            );
-        }
-        RunAs { user, context }
-    }
-}
-
-impl Drop for RunAs {
-    fn drop(&mut self) {
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-    }
 }

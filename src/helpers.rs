@@ -108,6 +108,7 @@ pub extern "C-unwind" fn stripe_sync_apply_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    crate::security::pin_session();
     unsafe { pg_sys::pgstat_report_appname(c"stripe_sync apply".as_ptr()) };
     let extra = BackgroundWorker::get_extra().to_owned();
     let share = extra.split_once('\t').and_then(|(s, o)| Some((s.parse().ok()?, o.parse().ok()?)));

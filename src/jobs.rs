@@ -223,6 +223,7 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     }
     let db = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    crate::security::pin_session();
     let extra = BackgroundWorker::get_extra().to_owned();
     let mut parts = extra.split('\t');
     let (Some(kind), Some(object), Some(created), Some(token), settings, account) =

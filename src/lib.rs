@@ -20,10 +20,13 @@ mod notify;
 mod plans;
 mod provision;
 mod queue;
+mod security;
 mod shmem;
+mod signup;
 mod slack;
 mod stripe;
 mod subxact;
+mod users;
 mod version;
 mod worker;
 
@@ -63,7 +66,8 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/stripe_sync--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 extension_sql_file!("../sql/stripe_sync--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
-extension_sql_file!("../sql/stripe_sync--0.4.0--0.5.0.sql", name = "v0_5_0", finalize);
+extension_sql_file!("../sql/stripe_sync--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
+extension_sql_file!("../sql/stripe_sync--0.5.0--0.6.0.sql", name = "v0_6_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -1320,9 +1320,15 @@ mod tests {
         Spi::run("INSERT INTO app_users (id, email, stripe_customer_id) VALUES (gen_random_uuid(), 'x@example.com', 'cus_x')")
             .unwrap();
         assert_eq!(jobs(), 5);
-        let row = text("SELECT concat_ws('|', present, email, name, customer_id) FROM stripe_sync._user_profile('app_users',
-                          (SELECT id::text FROM app_users WHERE email = 'u3@example.com'))");
-        assert_eq!(row.as_deref(), Some("t|u3@example.com|User 3"));
+        let relid =
+            Spi::get_one::<pg_sys::Oid>("SELECT 'app_users'::regclass::oid").unwrap().unwrap();
+        let id = text("SELECT id::text FROM app_users WHERE email = 'u3@example.com'").unwrap();
+        let profile = crate::users::target(relid).unwrap().profile(&id);
+        assert!(profile.present);
+        assert_eq!(profile.email.as_deref(), Some("u3@example.com"));
+        assert_eq!(profile.name.as_deref(), Some("User 3"));
+        assert_eq!(profile.customer_id, None);
+        assert!(!crate::users::target(relid).unwrap().profile("no such id").present);
         // Existing users without a customer: queued once, not twice.
         assert_eq!(
             Spi::get_one::<i64>("SELECT stripe_sync.provision_existing_users()").unwrap(),
@@ -1333,6 +1339,63 @@ mod tests {
             Spi::get_one::<i64>("SELECT stripe_sync.provision_existing_users()").unwrap(),
             Some(5)
         );
+    }
+
+    #[pg_test]
+    fn the_users_table_is_read_and_written_as_its_owner_restricted() {
+        Spi::run("CREATE ROLE stripe_sync_owner").unwrap();
+        Spi::run("GRANT CREATE ON SCHEMA public TO stripe_sync_owner").unwrap();
+        Spi::run("SET ROLE stripe_sync_owner").unwrap();
+        Spi::run(
+            "CREATE TABLE public.owned_users (id int PRIMARY KEY, email text, stripe_customer_id text);
+             CREATE TABLE public.trace (who name, super boolean, path text, temp_ok boolean);
+             CREATE FUNCTION public.trace() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+             DECLARE ok boolean := true;
+             BEGIN
+                 BEGIN EXECUTE 'CREATE TEMP TABLE t_owned (x int)'; EXCEPTION WHEN OTHERS THEN ok := false; END;
+                 INSERT INTO public.trace SELECT current_user, r.rolsuper, current_setting('search_path'), ok
+                   FROM pg_roles r WHERE r.rolname = current_user;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER trace BEFORE UPDATE ON public.owned_users FOR EACH ROW EXECUTE FUNCTION public.trace();",
+        )
+        .unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        Spi::run("SELECT stripe_sync.enable_provisioning('public.owned_users', 'id', 'email')")
+            .unwrap();
+        Spi::run("INSERT INTO public.owned_users (id, email) VALUES (1, 'o@example.com')").unwrap();
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'public.owned_users'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        let target = crate::users::target(relid).unwrap();
+        // As the worker does it, from a superuser's session.
+        assert!(target.write_back("1", "cus_owned"));
+        assert!(!target.write_back("1", "cus_other"), "a customer id is never overwritten");
+        assert_eq!(
+            text("SELECT concat_ws('|', who, super, temp_ok) FROM public.trace").as_deref(),
+            Some("stripe_sync_owner|f|f"),
+            "the owner's trigger ran as the owner, and could not create a temporary table"
+        );
+        assert_eq!(
+            text("SELECT stripe_customer_id FROM public.owned_users").as_deref(),
+            Some("cus_owned")
+        );
+        assert_eq!(text("SELECT current_user::text").as_deref(), Some("postgres"));
+        // The signup trigger works for a role with no privilege on stripe_sync.
+        Spi::run("SET ROLE stripe_sync_owner").unwrap();
+        Spi::run("INSERT INTO public.owned_users (id, email) VALUES (2, 'p@example.com')").unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM stripe_sync.provisioning_jobs WHERE users = 'public.owned_users'::regclass"
+            ),
+            2
+        );
+        // Attached by hand to a table provisioning does not know: refused.
+        Spi::run("CREATE TABLE public.other_users (id int, stripe_customer_id text)").unwrap();
+        Spi::run("CREATE TRIGGER manual AFTER INSERT ON public.other_users FOR EACH ROW EXECUTE FUNCTION stripe_sync._enqueue_provisioning('id', 'stripe_customer_id')").unwrap();
+        let f = error_of("INSERT INTO public.other_users VALUES (1, NULL)", vec![]);
+        assert_eq!(f.sqlstate, "55000", "{}", f.message);
     }
 
     #[pg_test]
@@ -1432,6 +1495,143 @@ mod tests {
         assert_eq!(f.sqlstate, "42501");
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(count("SELECT count(*) FROM stripe_sync.events WHERE id = 'evt_role'"), 1);
+    }
+
+    /// Every function PUBLIC may execute, by signature: what any role of the
+    /// database can call. A new function is private until it is added here
+    /// with a reason (docs/security.md lists the same).
+    const PUBLIC_FUNCTIONS: &[&str] = &[
+        // Pure functions of their arguments, for queries and views.
+        "stripe_sync.amount_decimal(bigint,text)",
+        "stripe_sync.subscription_mrr(jsonb,timestamp with time zone)",
+        // The internals of the above (inlined into the callers' queries).
+        "stripe_sync._discount_factor(jsonb,numeric,timestamp with time zone)",
+        "stripe_sync._earns_mrr(jsonb)",
+        "stripe_sync._event_rank(text)",
+        "stripe_sync._has_discount(jsonb)",
+        "stripe_sync._is_deletion(text,jsonb)",
+        "stripe_sync._is_stub(jsonb)",
+        "stripe_sync._item_mrr(jsonb)",
+        "stripe_sync._monthly_amount(numeric,text,integer)",
+        "stripe_sync._status_severity(text)",
+        "stripe_sync._undiscounted_mrr(jsonb)",
+    ];
+
+    #[pg_test]
+    fn public_executes_only_the_allowlisted_functions() {
+        let public: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT p.oid::regprocedure::text
+                   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                  WHERE p.pronamespace = 'stripe_sync'::regnamespace
+                    AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
+                  ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .filter_map(|r| r.get::<String>(1).unwrap())
+            .map(|s| s.replace(", ", ","))
+            .collect()
+        });
+        let mut allowed: Vec<String> = PUBLIC_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+        allowed.sort();
+        assert_eq!(public, allowed, "functions PUBLIC can execute");
+    }
+
+    #[pg_test]
+    fn every_function_resolves_names_in_pg_catalog_only() {
+        // Bodies parsed at call time get a pinned search_path; SQL-standard
+        // bodies (RETURN, BEGIN ATOMIC) were bound when they were created.
+        let loose: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p
+                  WHERE p.pronamespace = 'stripe_sync'::regnamespace AND p.prosqlbody IS NULL
+                    AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+                  ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .filter_map(|r| r.get::<String>(1).unwrap())
+            .collect()
+        });
+        assert!(loose.is_empty(), "functions without search_path = pg_catalog, pg_temp: {loose:?}");
+        assert!(
+            count("SELECT count(*) FROM pg_proc WHERE pronamespace = 'stripe_sync'::regnamespace")
+                > 20
+        );
+        // No function of ours runs as its owner but the one ingest needs.
+        let definers: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT proname::text FROM pg_proc
+                  WHERE pronamespace = 'stripe_sync'::regnamespace AND prosecdef ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .filter_map(|r| r.get::<String>(1).unwrap())
+            .collect()
+        });
+        assert_eq!(definers, ["ingest_event"]);
+    }
+
+    #[pg_test]
+    fn every_sequence_and_stateful_table_is_kept_by_pg_dump() {
+        let missing: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT c.oid::regclass::text FROM pg_class c
+                  WHERE c.relnamespace = 'stripe_sync'::regnamespace AND c.relkind IN ('r', 'p', 'S')
+                    AND c.oid <> ALL (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'stripe_sync')
+                  ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .filter_map(|r| r.get::<String>(1).unwrap())
+            .collect()
+        });
+        assert!(missing.is_empty(), "not registered with pg_extension_config_dump: {missing:?}");
+        assert!(
+            count(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'stripe_sync'::regnamespace AND relkind = 'S'"
+            ) >= 4
+        );
+    }
+
+    #[pg_test]
+    fn a_secret_cannot_be_stored_where_every_role_reads_it() {
+        Spi::run("CREATE ROLE stripe_sync_app").unwrap();
+        for sql in [
+            "ALTER DATABASE postgres SET stripe_sync.api_key = 'sk_test_catalog'",
+            "ALTER ROLE stripe_sync_app SET stripe_sync.webhook_secret = 'whsec_catalog'",
+            "ALTER ROLE stripe_sync_app IN DATABASE postgres SET stripe_sync.slack_webhook_url = 'https://hooks.example/catalog'",
+            "CREATE FUNCTION public.keyed() RETURNS int LANGUAGE sql SET stripe_sync.api_key = 'sk_test_catalog' AS 'SELECT 1'",
+        ] {
+            let f = error_of(sql, vec![]);
+            assert_eq!(f.sqlstate, "42501", "{sql}: {}", f.message);
+            assert!(f.message.contains("every role can read"), "{}", f.message);
+            assert!(!f.message.contains("catalog'"), "the value is not quoted: {}", f.message);
+        }
+        // Settings that are not secrets still can be.
+        Spi::run("ALTER ROLE stripe_sync_app SET stripe_sync.batch_size = 100").unwrap();
+        // Nothing a plain role can read shows a configured secret.
+        Spi::run("SET ROLE stripe_sync_app").unwrap();
+        for sql in [
+            "SELECT string_agg(s::text, ' ') FROM pg_settings s",
+            "SELECT string_agg(s::text, ' ') FROM pg_db_role_setting s",
+            "SELECT string_agg(p.proconfig::text, ' ') FROM pg_proc p",
+            "SELECT string_agg(a.query, ' ') FROM pg_stat_activity a",
+            "SELECT string_agg(d.description, ' ') FROM pg_description d",
+            "SELECT string_agg(e::text, ' ') FROM pg_extension e",
+            "SELECT string_agg(c.reloptions::text, ' ') FROM pg_class c",
+        ] {
+            let seen = text(sql).unwrap_or_default();
+            assert!(!seen.contains("whsec_pgtest"), "{sql} shows the webhook secret");
+        }
+        let f = error_of("SELECT count(*) FROM pg_file_settings", vec![]);
+        assert_eq!(f.sqlstate, "42501", "{}", f.message);
+        Spi::run("RESET ROLE").unwrap();
     }
 
     // ----------------------------------------------------------------- jsonb

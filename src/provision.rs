@@ -7,7 +7,7 @@
 //! metadata), and the POST carries an Idempotency-Key derived from table and
 //! user, so a crash between Stripe's answer and our commit creates nothing twice.
 
-use crate::{apply, config, stripe};
+use crate::{apply, config, stripe, users};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -22,7 +22,9 @@ const LEASE: &str = "10 minutes";
 /// One job with what the users row says now.
 struct Job {
     id: i64,
+    /// The users table, as users::Target names it.
     users: String,
+    relid: pg_sys::Oid,
     user_id: String,
     kind: String,
     attempts: i32,
@@ -66,30 +68,33 @@ fn claim(limit: i64) -> Vec<Job> {
         if ids.is_empty() {
             return Vec::new();
         }
-        c.update(
-            "SELECT j.id, j.users::text, j.user_id, j.kind, j.attempts, p.present, p.email, p.name, p.customer_id
-               FROM stripe_sync.provisioning_jobs j
-              -- A job of a table no longer provisioned (or dropped) reads no profile and fails alone.
-               LEFT JOIN LATERAL (
-                     SELECT * FROM stripe_sync._user_profile(j.users, j.user_id)
-                      WHERE EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t
-                                      JOIN pg_catalog.pg_class c ON c.oid = t.users
-                                     WHERE t.users = j.users)) p ON true
-              WHERE j.id = ANY($1) ORDER BY j.id",
+        c.select(
+            "SELECT j.id, j.users::oid, j.user_id, j.kind, j.attempts
+               FROM stripe_sync.provisioning_jobs j WHERE j.id = ANY($1) ORDER BY j.id",
             None,
             &[ids.into()],
         )
-        .expect("read users rows")
-        .map(|r| Job {
-            id: r.get(1).ok().flatten().unwrap_or_default(),
-            users: r.get(2).ok().flatten().unwrap_or_default(),
-            user_id: r.get(3).ok().flatten().unwrap_or_default(),
-            kind: r.get(4).ok().flatten().unwrap_or_default(),
-            attempts: r.get(5).ok().flatten().unwrap_or(1),
-            found: r.get(6).ok().flatten().unwrap_or(false),
-            email: r.get(7).ok().flatten(),
-            name: r.get(8).ok().flatten(),
-            customer_id: r.get(9).ok().flatten(),
+        .expect("read the claimed jobs")
+        .map(|r| {
+            let relid = r.get::<pg_sys::Oid>(2).ok().flatten().unwrap_or(pg_sys::InvalidOid);
+            let user_id: String = r.get(3).ok().flatten().unwrap_or_default();
+            // A job of a table no longer provisioned (or dropped) reads no profile and fails alone.
+            let (users, profile) = match users::target(relid) {
+                Some(t) => (t.name.clone(), t.profile(&user_id)),
+                None => (format!("table with oid {}", relid.to_u32()), users::Profile::default()),
+            };
+            Job {
+                id: r.get(1).ok().flatten().unwrap_or_default(),
+                users,
+                relid,
+                user_id,
+                kind: r.get(4).ok().flatten().unwrap_or_default(),
+                attempts: r.get(5).ok().flatten().unwrap_or(1),
+                found: profile.present,
+                email: profile.email,
+                name: profile.name,
+                customer_id: profile.customer_id,
+            }
         })
         .collect()
     })
@@ -164,7 +169,7 @@ fn record(job: &Job, outcome: Result<Value, ApiError>) {
         Ok(customer) => {
             let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
             if customer.get("already").is_none() {
-                settle(&job.users, &job.user_id, &customer);
+                settle(job.relid, &job.user_id, &customer);
             }
             let args: [DatumWithOid; 2] = [job.id.into(), id.as_str().into()];
             Spi::run_with_args(
@@ -203,11 +208,11 @@ fn record(job: &Job, outcome: Result<Value, ApiError>) {
 }
 
 /// The customer exists in Stripe: write its id back and mirror it.
-fn settle(users: &str, user_id: &str, customer: &Value) {
+fn settle(relid: pg_sys::Oid, user_id: &str, customer: &Value) {
     let id = customer.get("id").and_then(Value::as_str).unwrap_or_default();
-    let args: [DatumWithOid; 3] = [users.into(), user_id.into(), id.into()];
-    Spi::run_with_args("SELECT stripe_sync._write_back($1::regclass, $2, $3)", &args)
-        .expect("write back");
+    if let Some(target) = users::target(relid) {
+        target.write_back(user_id, id);
+    }
     apply::apply_objects(std::slice::from_ref(customer), stripe::now(), None);
 }
 
@@ -233,7 +238,6 @@ fn require_writable(users: &str) {
             AND has_table_privilege('stripe_sync.provisioning_jobs', 'INSERT')
             AND has_table_privilege('stripe_sync.provisioning_jobs', 'UPDATE')
             AND has_sequence_privilege(pg_get_serial_sequence('stripe_sync.provisioning_jobs', 'id'), 'USAGE, UPDATE')
-            AND has_function_privilege('stripe_sync._write_back(regclass, text, text)', 'EXECUTE')
            FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass",
         &[users.into()],
     )
@@ -244,45 +248,46 @@ fn require_writable(users: &str) {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
-                "stripe_sync: create_customer needs UPDATE on the customer id column of {users}, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, USAGE on the latter's id sequence, and EXECUTE on stripe_sync._write_back"
+                "stripe_sync: create_customer needs UPDATE on the customer id column of {users}, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, and USAGE on the latter's id sequence"
             ),
         );
     }
 }
 
 /// `create_customer(user_id, users)`: the same, synchronously, in the session.
-pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, ApiError> {
-    let users = match users {
-        Some(u) => u.to_owned(),
+pub fn create_customer(user_id: &str, users: Option<pg_sys::Oid>) -> Result<String, ApiError> {
+    let relid = match users {
+        Some(u) => u,
         None => only_target()?,
     };
-    let args: [DatumWithOid; 2] = [users.as_str().into(), user_id.into()];
-    let (found, email, name, customer_id) = Spi::connect(|c| {
-        let row = c
-            .select("SELECT present, email, name, customer_id FROM stripe_sync._user_profile($1::regclass, $2)", None, &args)
-            .expect("read the user")
-            .first();
-        (
-            row.get::<bool>(1).ok().flatten().unwrap_or(false),
-            row.get::<String>(2).ok().flatten(),
-            row.get::<String>(3).ok().flatten(),
-            row.get::<String>(4).ok().flatten(),
+    let Some(target) = users::target(relid) else {
+        let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("provisioning is not enabled for table {name}"),
+            "Call stripe_sync.enable_provisioning() for it first.".into(),
         )
-    });
-    if !found {
-        return Err(no_user(&users, user_id));
+    };
+    let profile = target.profile(user_id);
+    if !profile.present {
+        return Err(no_user(&target.name, user_id));
     }
-    if let Some(id) = customer_id {
+    if let Some(id) = profile.customer_id {
         return Ok(id); // already provisioned: create nothing
     }
+    let (email, name) = (profile.email, profile.name);
+    let users = target.name.clone();
     require_writable(&users);
     let customer = find_or_create(&users, user_id, email.as_deref(), name.as_deref())?;
-    settle(&users, user_id, &customer);
+    settle(relid, user_id, &customer);
     let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let args: [DatumWithOid; 3] = [users.as_str().into(), user_id.into(), id.as_str().into()];
+    let args: [DatumWithOid; 3] = [relid.into(), user_id.into(), id.as_str().into()];
     Spi::run_with_args(
         "INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind, status, attempts, customer_id, done_at)
-         VALUES ($1::regclass, $2, 'create', 'done', 1, $3, now())
+         VALUES ($1::oid::regclass, $2, 'create', 'done', 1, $3, now())
          ON CONFLICT (users, user_id) WHERE kind = 'create'
          DO UPDATE SET status = 'done', customer_id = $3, done_at = now(), last_error = NULL",
         &args,
@@ -291,20 +296,40 @@ pub fn create_customer(user_id: &str, users: Option<&str>) -> Result<String, Api
     Ok(id)
 }
 
+/// `provision_existing_users()`: a create job for every user of every target
+/// that has no customer id yet; returns how many were queued.
+pub fn queue_existing_users() -> i64 {
+    let mut total = 0;
+    for target in users::targets() {
+        let ids = target.unprovisioned();
+        let args: [DatumWithOid; 2] = [target.relid.into(), ids.into()];
+        total += Spi::get_one_with_args::<i64>(
+            "WITH queued AS (
+                 INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
+                 SELECT $1::oid::regclass, u, 'create' FROM pg_catalog.unnest($2::text[]) AS u
+                 ON CONFLICT (users, user_id) WHERE kind = 'create' DO NOTHING
+                 RETURNING 1)
+             SELECT pg_catalog.count(*) FROM queued",
+            &args,
+        )
+        .expect("queue provisioning jobs")
+        .unwrap_or(0);
+    }
+    if total > 0 {
+        crate::shmem::wake_worker_after_commit();
+    }
+    total
+}
+
 fn no_user(users: &str, user_id: &str) -> ApiError {
     ApiError::local("no_user", format!("no row with id \"{user_id}\" in {users}"))
 }
 
 /// The one provisioning target, when `users` was not named.
-fn only_target() -> Result<String, ApiError> {
-    let targets: Vec<String> = Spi::connect(|c| {
-        c.select("SELECT users::text FROM stripe_sync.provisioning_targets ORDER BY 1", None, &[])
-            .expect("targets")
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect()
-    });
+fn only_target() -> Result<pg_sys::Oid, ApiError> {
+    let targets = users::targets();
     match targets.as_slice() {
-        [one] => Ok(one.clone()),
+        [one] => Ok(one.relid),
         [] => Err(ApiError::local(
             "configuration",
             "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)",
@@ -313,7 +338,7 @@ fn only_target() -> Result<String, ApiError> {
             "ambiguous",
             format!(
                 "several users tables are provisioned ({}): name one as the second argument",
-                many.join(", ")
+                many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
         )),
     }

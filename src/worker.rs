@@ -38,6 +38,7 @@ enum Round {
 pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some(&config::worker_database()), None);
+    crate::security::pin_session();
     unsafe { pg_sys::pgstat_report_appname(c"stripe_sync worker".as_ptr()) };
     // A SIGHUP sent before the handler existed was lost: read the files once now.
     reload_config();

@@ -14,10 +14,10 @@ WITH done AS (
 ), runs AS (
     INSERT INTO stripe_sync.handler_runs (event_id, handler_id)
     SELECT done.id, h.id FROM done JOIN stripe_sync.handlers h ON done.type LIKE h.type_like
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (event_id, handler_id) DO NOTHING
 ), alerts AS (
     INSERT INTO stripe_sync.alerts (event_id, event_type, kind)
     SELECT done.id, done.type, 'event' FROM done WHERE done.type = ANY($3)
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (event_id, kind) DO NOTHING
 )
 SELECT id, type, status FROM done

@@ -13,4 +13,4 @@ WITH failed AS (
 )
 INSERT INTO stripe_sync.alerts (event_id, event_type, kind)
 SELECT id, type, 'dead_letter' FROM failed WHERE status = 'failed' AND $5
-ON CONFLICT DO NOTHING
+ON CONFLICT (event_id, kind) DO NOTHING

@@ -19,4 +19,4 @@ SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
   FROM stripe_sync.events e
  CROSS JOIN LATERAL (SELECT e.data #> '{data,object}' AS o OFFSET 0) AS x
  WHERE e.id = ANY($1) AND e.object_type = 'subscription' AND NOT stripe_sync._is_stub(o)
-ON CONFLICT DO NOTHING
+ON CONFLICT (subscription, at, rank, source) DO NOTHING

@@ -6,4 +6,4 @@ SELECT o->>'id', $3, $2, 1, 'api', o->>'status', o->>'currency', o->>'customer',
        stripe_sync.subscription_mrr(o, $2)
   FROM jsonb_array_elements($1) AS o
  WHERE o->>'object' = 'subscription' AND NOT stripe_sync._is_stub(o)
-ON CONFLICT DO NOTHING
+ON CONFLICT (subscription, at, rank, source) DO NOTHING

@@ -27,13 +27,16 @@ HOSTILE_PATH = "evil, public, pg_catalog"
 # Everything the attacker creates. note() records who ran it, and escalates when that was a
 # superuser: a row with was_super = true, or the role being superuser, is a successful attack.
 ATTACK = r"""
-CREATE TABLE public.seen (route text, as_user name, was_super boolean, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE public.seen (route text, as_user name, was_super boolean, at timestamptz DEFAULT clock_timestamp(),
+                          backend text);
 GRANT INSERT, SELECT ON public.seen TO PUBLIC;
 CREATE FUNCTION public.note(route text) RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, public AS $$
 DECLARE su boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user);
 BEGIN
-    INSERT INTO public.seen (route, as_user, was_super) VALUES (route, current_user, su);
+    INSERT INTO public.seen (route, as_user, was_super, backend)
+    VALUES (route, current_user, su, (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
+                                       WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()));
     IF su THEN EXECUTE 'ALTER ROLE app_attacker SUPERUSER'; END IF;
     RETURN true;
 END $$;
@@ -136,7 +139,7 @@ def attacker_is_superuser(cluster) -> bool:
 
 
 def seen(cluster) -> list[tuple]:
-    return q(cluster, "SELECT route, as_user::text, was_super FROM public.seen ORDER BY at")
+    return q(cluster, "SELECT route, as_user::text, was_super, backend FROM public.seen ORDER BY at")
 
 
 def safe(cluster) -> psycopg.Connection:
@@ -170,7 +173,7 @@ def test_signups_and_write_backs_run_the_owners_code_as_the_owner(cluster, api):
                  timeout=60, what="the worker to provision both signups")
     rows = seen(cluster)
     # The write-back fired the owner's trigger: as the owner, for each row.
-    assert [r for r in rows if r[0] == "trigger BEFORE UPDATE"] == [("trigger BEFORE UPDATE", ATTACKER, False)] * 2
+    assert [r[:3] for r in rows if r[0] == "trigger BEFORE UPDATE"] == [("trigger BEFORE UPDATE", ATTACKER, False)] * 2
     # The signup trigger read two text columns; the type's casts never ran.
     assert not [r for r in rows if r[0].startswith("cast")], rows
     assert_no_escalation(cluster)
@@ -200,15 +203,15 @@ def test_a_superusers_calls_under_a_hostile_search_path_run_none_of_its_objects(
             payload = h.customer_event(email="hostile@example.com", name="Hostile")
             assert h.ingest(conn, payload, cluster.webhook_secret) == "queued"
             assert conn.execute("SELECT stripe_sync.process_pending()").fetchone()[0] >= 1
-        object_id = json.loads(payload)["data"]["object"]["id"]
-        assert conn.execute("SELECT email FROM stripe_sync.customers WHERE id = %s", (object_id,)).fetchone()[0] \
-            == "hostile@example.com"
         conn.execute("SELECT stripe_sync.sync_object(%s)", (cus,))
         conn.execute("SELECT stripe_sync.retry_failed()")
         conn.execute("SELECT stripe_sync.purge_events('30 days')")
         conn.execute("SELECT * FROM stripe_sync.status")
     new = seen(cluster)[before:]
     assert [r[0] for r in new] == ["trigger BEFORE UPDATE"], f"only the owner's trigger ran: {new}"
+    # (This file's own queries in that session would run evil's "=": they are made elsewhere.)
+    object_id = json.loads(payload)["data"]["object"]["id"]
+    assert one(cluster, "SELECT email FROM stripe_sync.customers WHERE id = %s", (object_id,)) == "hostile@example.com"
     assert_no_escalation(cluster)
 
 
@@ -218,7 +221,9 @@ def test_the_worker_ignores_a_hostile_database_search_path(cluster):
     q(cluster, f"ALTER DATABASE postgres SET search_path = {HOSTILE_PATH}")
     try:
         cluster.restart()
-        h.wait_until(cluster.worker_pid, timeout=30, what="the worker to come back")
+        # (harness.Cluster.worker_pid would query with the hostile path: its "=" would be evil's.)
+        h.wait_until(lambda: one(cluster, "SELECT pid FROM pg_stat_activity WHERE backend_type = %s",
+                                 (h.WORKER_TYPE,)), timeout=30, what="the worker to come back")
         before = len(seen(cluster))
         with safe(cluster) as conn:
             for _ in range(3):
@@ -264,13 +269,39 @@ def test_a_security_definer_call_under_a_hostile_search_path(cluster):
 
 
 def test_secrets_are_refused_where_every_role_could_read_them(cluster):
+    log_from = cluster.log_size()
     with safe(cluster) as conn:
-        for sql in ("ALTER DATABASE postgres SET stripe_sync.api_key = 'sk_test_stored'",
-                    f"ALTER ROLE {ATTACKER} SET stripe_sync.webhook_secret = 'whsec_stored'"):
+        for sql in ("ALTER DATABASE postgres SET stripe_sync.api_key = 'sk_test_Val0eKept'",
+                    f"ALTER ROLE {ATTACKER} SET stripe_sync.webhook_secret = 'whsec_Val0eKept'"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
                 conn.execute(sql)
-            assert "every role can read" in str(err.value) and "stored" not in str(err.value)
+            assert "every role can read" in str(err.value) and "Val0eKept" not in str(err.value)
+    # Our messages never quote the value. (PostgreSQL itself logs a failed statement's text,
+    # log_min_error_statement = error: docs/security.md says so.)
+    ours = [line for line in cluster.log_text(log_from).splitlines() if "STATEMENT:" not in line]
+    assert not [line for line in ours if "Val0eKept" in line]
+    assert one(cluster, "SELECT count(*) FROM pg_db_role_setting WHERE setconfig::text LIKE '%stripe_sync%'") == 0
     with cluster.connect(user=ATTACKER) as a:
         dump = json.dumps([a.execute("SELECT s::text FROM pg_db_role_setting s").fetchall(),
-                           a.execute("SELECT s::text FROM pg_settings s").fetchall()])
+                           a.execute("SELECT s::text FROM pg_settings s").fetchall(),
+                           a.execute("SELECT p.proconfig::text FROM pg_proc p").fetchall()])
     assert cluster.webhook_secret not in dump and h.TEST_API_KEY not in dump
+
+
+def test_a_secret_stored_before_0_6_0_is_ignored_with_a_warning_that_hides_it(cluster):
+    # As an older version let ALTER DATABASE store it (written straight into the catalog here,
+    # since 0.6.0 refuses the command).
+    q(cluster, "INSERT INTO pg_db_role_setting (setdatabase, setrole, setconfig)"
+               " SELECT oid, 0, '{stripe_sync.api_key=sk_test_Old0Stored}' FROM pg_database WHERE datname = 'postgres'")
+    try:
+        log_from = cluster.log_size()
+        notices: list[str] = []
+        with cluster.connect() as conn:
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            conn.execute("SELECT 1")
+            assert conn.execute("SHOW stripe_sync.api_key").fetchone()[0] == h.TEST_API_KEY
+        log = cluster.log_text(log_from)
+        assert "a secret cannot be set with ALTER DATABASE" in log
+        assert "Old0Stored" not in log and not [n for n in notices if "Old0Stored" in n]
+    finally:
+        q(cluster, "DELETE FROM pg_db_role_setting WHERE setconfig::text LIKE '%Old0Stored%'")

@@ -219,7 +219,7 @@ fn settle(relid: pg_sys::Oid, user_id: &str, customer: &Value) {
 /// What [`settle`] needs, checked before the customer is created in Stripe,
 /// so that a call that could not record it creates none: a read-write
 /// transaction on a primary, and the caller's privileges for the write-back.
-fn require_writable(users: &str) {
+fn require_writable(relid: pg_sys::Oid, users: &str) {
     if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
@@ -238,8 +238,8 @@ fn require_writable(users: &str) {
             AND has_table_privilege('stripe_sync.provisioning_jobs', 'INSERT')
             AND has_table_privilege('stripe_sync.provisioning_jobs', 'UPDATE')
             AND has_sequence_privilege(pg_get_serial_sequence('stripe_sync.provisioning_jobs', 'id'), 'USAGE, UPDATE')
-           FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass",
-        &[users.into()],
+           FROM stripe_sync.provisioning_targets t WHERE t.users = $1::oid::regclass",
+        &[relid.into()],
     )
     .ok()
     .flatten()
@@ -280,7 +280,7 @@ pub fn create_customer(user_id: &str, users: Option<pg_sys::Oid>) -> Result<Stri
     }
     let (email, name) = (profile.email, profile.name);
     let users = target.name.clone();
-    require_writable(&users);
+    require_writable(relid, &users);
     let customer = find_or_create(&users, user_id, email.as_deref(), name.as_deref())?;
     settle(relid, user_id, &customer);
     let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();

@@ -11,6 +11,8 @@
 --   );
 --
 -- Run as a superuser (or the owner of extension stripe_sync). The handler runs
+-- with search_path = pg_catalog, pg_temp (docs/security.md): it names its tables
+-- with their schema.
 -- as the role that registers it unless on_event() is given run_as.
 
 CREATE OR REPLACE FUNCTION public.stripe_dunning(event jsonb) RETURNS void
@@ -19,7 +21,7 @@ DECLARE
     invoice jsonb := event #> '{data,object}';
 BEGIN
     IF event->>'type' = 'invoice.payment_failed' THEN
-        UPDATE app_accounts
+        UPDATE public.app_accounts
            SET payment_failing = true,
                -- Keep the time of the first failure of a run of failures.
                payment_failing_since = coalesce(payment_failing_since, to_timestamp((event->>'created')::bigint))
@@ -27,7 +29,7 @@ BEGIN
     ELSIF event->>'type' = 'invoice.paid' THEN
         -- A paid invoice clears the flag unless the customer still has an open,
         -- failed one (stripe_sync's tables are already up to date here).
-        UPDATE app_accounts a
+        UPDATE public.app_accounts a
            SET payment_failing = still.failing,
                payment_failing_since = CASE WHEN still.failing THEN a.payment_failing_since END
           FROM (SELECT EXISTS (SELECT 1 FROM stripe_sync.invoices i

@@ -7,6 +7,7 @@ Stripe POSTs events here; the raw body and the Stripe-Signature header go
 unchanged to stripe_sync.ingest_event(), which checks the signature and
 queues the event. 200 = stored (or already stored), 400/413 = rejected for good,
 500 = try again later (Stripe retries). Bodies and signatures are never logged.
+Safe behind PgBouncer in transaction pooling mode (it prepares no statement).
 """
 import argparse
 import queue
@@ -34,7 +35,12 @@ class Handler(BaseHTTPRequestHandler):
         conn = self.pool.get()  # blocks while POOL_SIZE requests are in flight
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(self.dsn, autocommit=True)
+                # No server-side prepared statements: behind PgBouncer in
+                # transaction pooling, the next statement may reach another
+                # server connection, where a prepared one does not exist
+                # (26000) or exists already (42P05). One parameterized call
+                # per delivery gains nothing from preparing anyway.
+                conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
             result = conn.execute(
                 "SELECT stripe_sync.ingest_event(%s, %s)", (payload, signature)
             ).fetchone()[0]
@@ -60,6 +66,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class Server(ThreadingHTTPServer):
+    # Stripe delivers concurrently; socketserver's default backlog of 5 resets
+    # connections beyond it while the pool is busy (Stripe would retry them).
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dsn", required=True, help="libpq connection string")
@@ -70,8 +83,7 @@ def main():
     Handler.pool = queue.LifoQueue()
     for _ in range(POOL_SIZE):
         Handler.pool.put(None)  # connections are opened on first use
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
+    server = Server((args.host, args.port), Handler)
     print(f"webhook relay listening on http://{args.host}:{args.port}/", flush=True)
     try:
         server.serve_forever()

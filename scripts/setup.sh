@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PGRX_VERSION=0.18.1
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 VENV=${STRIPE_SYNC_VENV:-$HOME/.cache/stripe_sync/venv}
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib libclang-dev clang pkg-config sudo python3-venv)
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib pgbouncer libclang-dev clang pkg-config sudo python3-venv)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '==> %s\n' "$*"; }

@@ -35,7 +35,12 @@ pub fn ingest(payload: Option<&str>, header: Option<&str>) -> Result<Outcome, Er
         chrono::Utc::now().timestamp(),
     )?;
     let meta = event::parse_event(payload, config::max_payload_bytes())?;
-    let data = jsonb::from_text(payload).map_err(Error::NotJson)?;
+    let data = jsonb::from_text(payload).map_err(|e| match e.as_str() {
+        stripe_sync_core::jsonb::NUMBER_OUT_OF_RANGE => {
+            Error::NotAnEvent(stripe_sync_core::jsonb::NUMBER_OUT_OF_RANGE)
+        }
+        _ => Error::NotJson(e),
+    })?;
     if queue::insert(&meta, data) {
         shmem::wake_worker_after_commit();
         Ok(Outcome::Queued)

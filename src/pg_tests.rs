@@ -126,7 +126,26 @@ mod tests {
         let good = header(&p, SECRET, now());
         // Valid JSON that jsonb cannot hold: PostgreSQL text has no NUL.
         let nul = p.replace("b@example.com", "b\\u0000@example.com");
+        // Valid JSON with a number PostgreSQL's numeric cannot hold, or a created
+        // beyond any timestamp.
+        let huge = p.replace("\"balance\":-500", "\"balance\":1e1000000");
+        let long = p.replace("\"balance\":-500", &format!("\"balance\":{}", "7".repeat(140_000)));
+        let far = p.replacen("\"created\":", "\"created\":99999999999999,\"x\":", 1);
+        assert!(huge != p && long != p && far != p, "the replacements changed the event");
         let cases: Vec<(String, String, &str, &str)> = vec![
+            (
+                huge.clone(),
+                header(&huge, SECRET, now()),
+                "22023",
+                "beyond the range of PostgreSQL's numeric",
+            ),
+            (
+                long.clone(),
+                header(&long, SECRET, now()),
+                "22023",
+                "beyond the range of PostgreSQL's numeric",
+            ),
+            (far.clone(), header(&far, SECRET, now()), "22023", "not a Unix time"),
             (p.clone(), String::new(), "22P02", "missing Stripe-Signature header"),
             (p.clone(), "garbage".into(), "22P02", "malformed Stripe-Signature header"),
             (p.clone(), header(&p, "whsec_forger", now()), "28000", "no signature"),

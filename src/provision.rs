@@ -216,10 +216,9 @@ fn settle(relid: pg_sys::Oid, user_id: &str, customer: &Value) {
     apply::apply_objects(std::slice::from_ref(customer), stripe::now(), None);
 }
 
-/// What [`settle`] needs, checked before the customer is created in Stripe,
-/// so that a call that could not record it creates none: a read-write
-/// transaction on a primary, and the caller's privileges for the write-back.
-fn require_writable(relid: pg_sys::Oid, users: &str) {
+/// A read-write transaction on a primary, checked before the customer is
+/// created in Stripe, so that a call that could not record it creates none.
+fn require_writable() {
     if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
@@ -227,10 +226,20 @@ fn require_writable(relid: pg_sys::Oid, users: &str) {
                 .to_owned(),
         );
     }
+}
+
+/// The caller's privileges for what create_customer reads and writes, checked
+/// before anything is read: the users table is read and written as its owner
+/// (users.rs), so the caller must hold the rights it exercises through it.
+fn require_privileges(relid: pg_sys::Oid, users: &str) {
     // Each privilege apart (a list in has_table_privilege means any of them);
     // the sequence takes USAGE or UPDATE, as nextval does.
     let allowed = Spi::get_one_with_args::<bool>(
-        "SELECT has_column_privilege(t.users, t.customer_id_column, 'UPDATE')
+        "SELECT has_column_privilege(t.users, t.id_column, 'SELECT')
+            AND has_column_privilege(t.users, t.email_column, 'SELECT')
+            AND (t.name_column IS NULL OR has_column_privilege(t.users, t.name_column, 'SELECT'))
+            AND has_column_privilege(t.users, t.customer_id_column, 'SELECT')
+            AND has_column_privilege(t.users, t.customer_id_column, 'UPDATE')
             AND has_table_privilege('stripe_sync.customers', 'SELECT')
             AND has_table_privilege('stripe_sync.customers', 'INSERT')
             AND has_table_privilege('stripe_sync.customers', 'UPDATE')
@@ -248,7 +257,7 @@ fn require_writable(relid: pg_sys::Oid, users: &str) {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
-                "stripe_sync: create_customer needs UPDATE on the customer id column of {users}, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, and USAGE on the latter's id sequence"
+                "stripe_sync: create_customer needs SELECT on the id, email and name columns of {users}, SELECT and UPDATE on its customer id column, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, and USAGE on the latter's id sequence"
             ),
         );
     }
@@ -271,6 +280,7 @@ pub fn create_customer(user_id: &str, users: Option<pg_sys::Oid>) -> Result<Stri
             "Call stripe_sync.enable_provisioning() for it first.".into(),
         )
     };
+    require_privileges(relid, &target.name);
     let profile = target.profile(user_id);
     if !profile.present {
         return Err(no_user(&target.name, user_id));
@@ -280,7 +290,7 @@ pub fn create_customer(user_id: &str, users: Option<pg_sys::Oid>) -> Result<Stri
     }
     let (email, name) = (profile.email, profile.name);
     let users = target.name.clone();
-    require_writable(relid, &users);
+    require_writable();
     let customer = find_or_create(&users, user_id, email.as_deref(), name.as_deref())?;
     settle(relid, user_id, &customer);
     let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();

@@ -53,6 +53,10 @@ struct ObjectHead<'a> {
     object: Option<Cow<'a, str>>,
 }
 
+/// The last second of year 9999: a `created` beyond it is no Stripe event's
+/// (and PostgreSQL's timestamps end in 294276).
+const MAX_CREATED: i64 = 253_402_300_799;
+
 /// Checks the size, then that `payload` is JSON shaped like a Stripe event.
 /// Only the envelope and the object's `id`/`object` are decoded; the object's
 /// other fields are skipped without building a tree.
@@ -62,7 +66,12 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
         Ok(env) => env,
         // A JSON value of the wrong shape (a string where the envelope has an
         // object, say) is valid JSON but not an event.
+        // A field of the wrong type stops serde before the rest is read: a
+        // body that is not JSON at all is told as such all the same.
         Err(e) if e.is_data() => {
+            if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(payload) {
+                return Err(Error::NotJson(describe(&syntax)));
+            }
             return Err(Error::NotAnEvent("it is not a JSON object with event fields"));
         }
         Err(e) => return Err(Error::NotJson(describe(&e))),
@@ -78,6 +87,9 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
         env.event_type.filter(|t| !t.is_empty()).ok_or(Error::NotAnEvent("no \"type\""))?;
     let created =
         env.created.and_then(|n| n.as_i64()).ok_or(Error::NotAnEvent("no integer \"created\""))?;
+    if !(0..=MAX_CREATED).contains(&created) {
+        return Err(Error::NotAnEvent("\"created\" is not a Unix time between 1970 and 9999"));
+    }
     let raw = env.data.and_then(|d| d.object).ok_or(Error::NotAnEvent("no \"data.object\""))?;
     let head: ObjectHead = serde_json::from_str(raw.get())
         .map_err(|_| Error::NotAnEvent("\"data.object\" is not an object"))?;
@@ -111,6 +123,28 @@ fn describe(e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_created_beyond_any_date_is_not_an_event() {
+        for created in ["-1", "253402300800", "99999999999999999"] {
+            let body = format!(
+                r#"{{"id":"evt_1","type":"a.b","created":{created},"data":{{"object":{{}}}}}}"#
+            );
+            assert_eq!(
+                parse_event(&body, 1 << 20),
+                Err(Error::NotAnEvent("\"created\" is not a Unix time between 1970 and 9999")),
+                "{created}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_not_json_whatever_comes_first() {
+        let body = r#"{"id":5,"type":"a.b","created":1,"data":{"object":{}} trailing"#;
+        assert!(matches!(parse_event(body, 1 << 20), Err(Error::NotJson(_))));
+        let body = r#"{"id":"evt_1","created":"soon","data":{"object":{"#;
+        assert!(matches!(parse_event(body, 1 << 20), Err(Error::NotJson(_))));
+    }
+
     use super::*;
 
     const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/stripe/events/");

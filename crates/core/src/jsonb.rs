@@ -64,6 +64,32 @@ enum Node<'a> {
     },
 }
 
+/// What [`Writer::finish`] says of a number PostgreSQL's numeric cannot hold.
+pub const NUMBER_OUT_OF_RANGE: &str =
+    "it holds a number beyond the range of PostgreSQL's numeric, which jsonb stores numbers as";
+
+/// Whether PostgreSQL's numeric holds the JSON number `text` (which the reader
+/// has checked against JSON's grammar): at most 131,072 digits before the
+/// decimal point and 16,383 after it (NUMERIC_WEIGHT_MAX, NUMERIC_DSCALE_MAX in
+/// numeric.c); beyond them numeric_in raises 22003.
+pub fn numeric_fits(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => match unsigned[i + 1..].parse::<i64>() {
+            Ok(e) if e.abs() <= i64::from(i32::MAX / 2) => (&unsigned[..i], e),
+            _ => return false,
+        },
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let scale = (frac.len() as i64 - exponent).max(0);
+    if scale > 16_383 {
+        return false;
+    }
+    let zero = int.bytes().chain(frac.bytes()).all(|b| b == b'0');
+    zero || int.trim_start_matches('0').len() as i64 + exponent <= 131_072
+}
+
 /// A container being read: where its members start on the stacks.
 struct Open {
     values: usize,
@@ -287,6 +313,9 @@ impl<'a> Sink<'a> for Writer<'a> {
         self.values.push(Node::Str(value));
     }
     fn number(&mut self, text: &'a str) {
+        if self.error.is_none() && !numeric_fits(text) {
+            self.error = Some(NUMBER_OUT_OF_RANGE.into());
+        }
         self.values.push(Node::Num(text));
     }
     fn boolean(&mut self, value: bool) {
@@ -299,6 +328,21 @@ impl<'a> Sink<'a> for Writer<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_beyond_numeric_are_refused() {
+        use super::numeric_fits;
+        for ok in ["0", "-12", "0.5", "1e400", "1E+1000", "123456.789e-3", "0e1000000", "1e131071"]
+        {
+            assert!(numeric_fits(ok), "{ok}");
+        }
+        let long = "9".repeat(140_000);
+        let tiny = format!("0.{}1", "0".repeat(16_383));
+        for bad in ["1e1000000", long.as_str(), tiny.as_str(), "1e-20000", "1e99999999999999999999"]
+        {
+            assert!(!numeric_fits(bad), "{}", &bad[..bad.len().min(20)]);
+        }
+    }
+
     use super::*;
 
     /// A stand-in for PostgreSQL's numerics: a 4-byte header, then the text.

@@ -22,15 +22,15 @@ const RETRY_CAP: Duration = Duration::from_secs(600);
 
 const CLAIM: &str = "
     SELECT a.id, a.kind, coalesce(a.event_id, ''), coalesce(a.event_type, ''), a.message, a.attempts,
-           e.data #> '{data,object}', coalesce((e.data ->> 'livemode')::boolean, false),
+           e.data #> '{data,object}'::text[], coalesce((e.data ->> 'livemode')::boolean, false),
            e.account, e.attempts, e.last_error,
            cu.id, cu.email, cu.name, ch.amount, ch.currency
       FROM stripe_sync.alerts a
       LEFT JOIN stripe_sync.events e ON e.id = a.event_id
-      LEFT JOIN stripe_sync.charges ch ON ch.id = e.data #>> '{data,object,charge}'
+      LEFT JOIN stripe_sync.charges ch ON ch.id = e.data #>> '{data,object,charge}'::text[]
       LEFT JOIN stripe_sync.customers cu
              ON cu.id = CASE WHEN e.object_type = 'customer' THEN e.object_id
-                             ELSE coalesce(e.data #>> '{data,object,customer}', ch.customer) END
+                             ELSE coalesce(e.data #>> '{data,object,customer}'::text[], ch.customer) END
      WHERE a.status = 'pending' AND a.next_attempt_at <= now()
      ORDER BY a.id
      LIMIT $1

@@ -14,9 +14,9 @@ SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
             WHEN stripe_sync._has_discount(o) THEN stripe_sync.subscription_mrr(o, e.created)
             -- stripe_sync._undiscounted_mrr(o), whose subquery keeps it from being inlined:
             ELSE (SELECT coalesce(sum(stripe_sync._item_mrr(i)), 0)
-                    FROM jsonb_array_elements(coalesce(o #> '{items,data}', '[]')) AS i)
+                    FROM jsonb_array_elements(coalesce(o #> '{items,data}'::text[], '[]')) AS i)
        END
   FROM stripe_sync.events e
- CROSS JOIN LATERAL (SELECT e.data #> '{data,object}' AS o OFFSET 0) AS x
+ CROSS JOIN LATERAL (SELECT e.data #> '{data,object}'::text[] AS o OFFSET 0) AS x
  WHERE e.id = ANY($1) AND e.object_type = 'subscription' AND NOT stripe_sync._is_stub(o)
 ON CONFLICT (subscription, at, rank, source) DO NOTHING

@@ -156,7 +156,7 @@ fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
         (format!("{src}->'{}'", path[0]), format!("{src}->>'{}'", path[0]))
     } else {
         let p = path.join(",");
-        (format!("{src}#>'{{{p}}}'"), format!("{src}#>>'{{{p}}}'"))
+        (format!("{src}#>'{{{p}}}'::text[]"), format!("{src}#>>'{{{p}}}'::text[]"))
     };
     match kind {
         Kind::Text => text,
@@ -200,7 +200,7 @@ fn batch_sql(object: &str, source: Source) -> String {
               FROM stripe_sync.events e
              WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
              ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC) b
-     CROSS JOIN LATERAL (SELECT b.data #> '{{data,object}}' AS o OFFSET 0) x"
+     CROSS JOIN LATERAL (SELECT b.data #> '{{data,object}}'::text[] AS o OFFSET 0) x"
         ),
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')
@@ -395,8 +395,8 @@ mod tests {
         );
         assert_eq!(
             read_expr(&moved, "o"),
-            "coalesce(coalesce(o#>'{parent,subscription_details,subscription}'->>'id', \
-             o#>>'{parent,subscription_details,subscription}'), coalesce(o->'subscription'->>'id', o->>'subscription'))"
+            "coalesce(coalesce(o#>'{parent,subscription_details,subscription}'::text[]->>'id', \
+             o#>>'{parent,subscription_details,subscription}'::text[]), coalesce(o->'subscription'->>'id', o->>'subscription'))"
         );
     }
 

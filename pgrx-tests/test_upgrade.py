@@ -279,3 +279,36 @@ def test_update_from_0_1_0_keeps_rows_works_and_matches_a_fresh_install():
                 "extconfig", "sequence"} <= kinds, kinds
         assert upgraded == fresh, ("the upgraded catalog differs from a fresh install:\n"
                                    + catalog_diff(upgraded, fresh, (f"upgraded {OLD} -> {NEW}", f"fresh {NEW}")))
+
+
+def test_update_from_0_5_0_fixes_a_provisioned_database_in_place():
+    """The previous release straight to this one, on a database that uses provisioning: the users
+    table's trigger (made by 0.5.0's enable_provisioning) keeps its name and now runs the new
+    function, as the inserting role; the ids go on; the catalog is a fresh install's."""
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, create_extension=False) as c:
+        c.query("CREATE EXTENSION stripe_sync VERSION '0.5.0'")
+        c.query("CREATE ROLE upgrade_app LOGIN")
+        c.query("CREATE TABLE public.members (id int PRIMARY KEY, email text, stripe_customer_id text)")
+        c.query("GRANT INSERT, SELECT ON public.members TO upgrade_app")
+        c.query("SELECT stripe_sync.enable_provisioning('public.members', 'id', 'email')")
+        c.query("INSERT INTO public.members (id, email) VALUES (1, 'one@example.com')")
+        assert c.scalar("SELECT prosecdef FROM pg_proc WHERE oid = 'stripe_sync._enqueue_provisioning'::regproc")
+        c.query("ALTER EXTENSION stripe_sync UPDATE")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
+        assert not c.scalar("SELECT prosecdef FROM pg_proc WHERE oid = 'stripe_sync._enqueue_provisioning'::regproc")
+        assert c.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.members'::regclass"
+                        " AND tgname = 'stripe_sync_provision'") == 1
+        # The sequences are dumped now.
+        assert c.scalar("SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS u(cfg)"
+                        " WHERE e.extname = 'stripe_sync' AND u.cfg::regclass::text IN"
+                        " ('stripe_sync.sync_runs_id_seq', 'stripe_sync.provisioning_jobs_id_seq')") == 2
+        # A role with no privilege on stripe_sync signs up through the same trigger.
+        with c.connect(user="upgrade_app") as app:
+            app.execute("INSERT INTO public.members (id, email) VALUES (2, 'two@example.com')")
+        assert c.query("SELECT user_id, kind FROM stripe_sync.provisioning_jobs ORDER BY id") == \
+            [("1", "create"), ("2", "create")]
+        c.query("CREATE DATABASE fresh")
+        c.query("CREATE EXTENSION stripe_sync", dbname="fresh")
+        upgraded, fresh = catalog(c, "postgres"), catalog(c, "fresh")
+        assert upgraded == fresh, catalog_diff(upgraded, fresh, ("0.5.0 updated", "fresh"))

@@ -68,6 +68,7 @@ fn claim(limit: i64) -> Vec<Job> {
         if ids.is_empty() {
             return Vec::new();
         }
+        let mut targets = std::collections::HashMap::new();
         c.select(
             "SELECT j.id, j.users::oid, j.user_id, j.kind, j.attempts
                FROM stripe_sync.provisioning_jobs j WHERE j.id = ANY($1) ORDER BY j.id",
@@ -79,7 +80,8 @@ fn claim(limit: i64) -> Vec<Job> {
             let relid = r.get::<pg_sys::Oid>(2).ok().flatten().unwrap_or(pg_sys::InvalidOid);
             let user_id: String = r.get(3).ok().flatten().unwrap_or_default();
             // A job of a table no longer provisioned (or dropped) reads no profile and fails alone.
-            let (users, profile) = match users::target(relid) {
+            let target = targets.entry(relid).or_insert_with(|| users::target(relid));
+            let (users, profile) = match target {
                 Some(t) => (t.name.clone(), t.profile(&user_id)),
                 None => (format!("table with oid {}", relid.to_u32()), users::Profile::default()),
             };

@@ -85,22 +85,10 @@ impl Drop for Restricted {
     }
 }
 
-/// Runs `f` with the rights of the owner of relation `relid`, restricted (see
-/// [`Restricted`]): how we read and write a table that is not ours.
-pub fn as_owner<T>(relid: pg_sys::Oid, f: impl FnOnce() -> T) -> T {
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[relid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| {
-        crate::errors::raise_with_code(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("stripe_sync: relation with oid {} does not exist", relid.to_u32()),
-        )
-    });
-    let _owner = Restricted::enter(owner);
+/// Runs `f` with the rights of `role`, restricted (see [`Restricted`]): how
+/// we read and write a table that is not ours, as its owner (users.rs).
+pub fn as_role<T>(role: pg_sys::Oid, f: impl FnOnce() -> T) -> T {
+    let _role = Restricted::enter(role);
     f()
 }
 
@@ -114,6 +102,5 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
     .ok()
     .flatten()
     .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
-    let _owner = Restricted::enter(owner);
-    f()
+    as_role(owner, f)
 }

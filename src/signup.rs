@@ -12,13 +12,16 @@ use crate::{security, shmem};
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
-const IS_TARGET: &str =
-    "SELECT EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass)";
-
+/// Queues the job if the table is a provisioning target; says whether it is.
 const QUEUE: &str = "
-    INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
-    VALUES ($1::regclass, $2, $3)
-    ON CONFLICT (users, user_id) WHERE kind = 'create' DO NOTHING";
+    WITH target AS (
+        SELECT EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass) AS known
+    ), queued AS (
+        INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
+        SELECT $1::regclass, $2, $3 FROM target WHERE target.known
+        ON CONFLICT (users, user_id) WHERE kind = 'create' DO NOTHING
+    )
+    SELECT known FROM target";
 
 #[pg_trigger(sql = false)]
 fn _enqueue_provisioning<'a>(
@@ -54,11 +57,13 @@ fn _enqueue_provisioning<'a>(
     };
     let relid = trigger.relid()?;
     security::as_extension_owner(|| {
-        let is_target = Spi::get_one_with_args::<bool>(IS_TARGET, &[relid.into()])
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-        if !is_target {
+        let known = Spi::get_one_with_args::<bool>(
+            QUEUE,
+            &[relid.into(), user_id.as_str().into(), kind.into()],
+        )
+        .expect("queue the provisioning job")
+        .unwrap_or(false);
+        if !known {
             crate::errors::raise_with_hint(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!(
@@ -69,8 +74,6 @@ fn _enqueue_provisioning<'a>(
                     .into(),
             );
         }
-        Spi::run_with_args(QUEUE, &[relid.into(), user_id.as_str().into(), kind.into()])
-            .expect("queue the provisioning job");
     });
     shmem::wake_worker_after_commit();
     Ok(None)

@@ -1,7 +1,7 @@
 //! The application's users tables (`stripe_sync.provisioning_targets`): every
 //! read and write of a table that is not ours happens here, with the rights
 //! of that table's owner inside a security-restricted operation
-//! (security::as_owner). The owner's triggers, casts, defaults and policies
+//! (security::as_role with the table's owner). The owner's triggers, casts, defaults and policies
 //! still run, as they must, but only ever as the owner: whoever calls us (the
 //! worker, a superuser's create_customer) lends them nothing.
 //!
@@ -17,6 +17,8 @@ use pgrx::spi::{quote_identifier, quote_qualified_identifier};
 /// One provisioning target, as enable_provisioning registered it.
 pub struct Target {
     pub relid: pg_sys::Oid,
+    /// The table's owner: whose rights its reads and writes run with.
+    owner: pg_sys::Oid,
     /// The table as users name it (and as Stripe metadata and idempotency
     /// keys have carried it since 0.1.0): quoted, qualified unless in public.
     pub name: String,
@@ -39,7 +41,7 @@ pub struct Profile {
 
 const TARGETS: &str = "
     SELECT t.users::oid, n.nspname::text, c.relname::text, t.id_column::text, t.email_column::text,
-           t.name_column::text, t.customer_id_column::text
+           t.name_column::text, t.customer_id_column::text, c.relowner
       FROM stripe_sync.provisioning_targets t
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.users::oid
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace";
@@ -66,6 +68,7 @@ fn read_targets(sql: &str, args: &[DatumWithOid]) -> Vec<Target> {
                 let text = |i: usize| r.get::<String>(i).ok().flatten().unwrap_or_default();
                 Target {
                     relid: r.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(pg_sys::InvalidOid),
+                    owner: r.get::<pg_sys::Oid>(8).ok().flatten().unwrap_or(pg_sys::InvalidOid),
                     name: if text(2) == "public" {
                         quote_identifier(text(3))
                     } else {
@@ -90,7 +93,7 @@ impl Target {
             "SELECT {}::text, {name}, {}::text FROM {} WHERE {}::text OPERATOR(pg_catalog.=) $1",
             self.email_column, self.customer_id_column, self.qualified, self.id_column
         );
-        security::as_owner(self.relid, || {
+        security::as_role(self.owner, || {
             Spi::connect(|c| {
                 let rows = c.select(&sql, Some(1), &[user_id.into()]).expect("read the users row");
                 if rows.is_empty() {
@@ -115,7 +118,7 @@ impl Target {
             self.id_column,
             cust = self.customer_id_column
         );
-        security::as_owner(self.relid, || {
+        security::as_role(self.owner, || {
             Spi::connect_mut(|c| {
                 !c.update(&sql, None, &[customer_id.into(), user_id.into()])
                     .expect("write the customer id back")
@@ -132,7 +135,7 @@ impl Target {
             self.customer_id_column,
             id = self.id_column
         );
-        security::as_owner(self.relid, || {
+        security::as_role(self.owner, || {
             Spi::connect(|c| {
                 c.select(&sql, None, &[])
                     .expect("list users without a customer")

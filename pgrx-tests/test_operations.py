@@ -92,7 +92,7 @@ def test_pg_dump_and_restore_keep_synced_rows_and_events(filled):
     assert sum(1 for n, _ in before.values() if n > 0) >= 10
 
     dump = c.base / "stripe_sync.dump"
-    bin_dir = Path("/usr/lib/postgresql/15/bin")
+    bin_dir = h.PG_BIN  # the server's own version of pg_dump
     conn_args = ["-h", str(c.base), "-p", str(c.port), "-U", "postgres"]
     proc = subprocess.run(as_postgres(str(bin_dir / "pg_dump"), *conn_args, "-Fc", "-f", str(dump), "postgres"),
                           capture_output=True, text=True, timeout=120)

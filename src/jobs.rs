@@ -218,7 +218,11 @@ fn read_run(token: &str) -> Option<RunRow> {
 pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     // SIGTERM (the caller cancelled) ends the job at the next interrupt check.
     unsafe {
+        // pqsignal() is a macro for pqsignal_be() in a backend since 17.
+        #[cfg(not(feature = "pg18"))]
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(on_sigterm));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let db = pg_sys::Oid::from(arg.value() as u32);

@@ -38,11 +38,20 @@ fn state() -> Option<&'static WorkerState> {
 /// Called by the worker once connected: makes it wakeable.
 pub fn worker_started() {
     if let Some(s) = state() {
-        // SAFETY: MyProc is set for every connected backend, workers included.
-        let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+        let procno = my_procno();
         s.pid.store(unsafe { pg_sys::MyProcPid }, Ordering::Relaxed);
         s.procno.store(procno + 1, Ordering::Release);
     }
+}
+
+/// This process's index into `ProcGlobal->allProcs`.
+fn my_procno() -> i32 {
+    // SAFETY: MyProc is set for every connected backend, workers included.
+    #[cfg(not(feature = "pg18"))]
+    return unsafe { (*pg_sys::MyProc).pgprocno };
+    // 17 and later keep it in MyProcNumber (PGPROC.pgprocno is gone).
+    #[cfg(feature = "pg18")]
+    return unsafe { pg_sys::MyProcNumber };
 }
 
 pub fn worker_stopped() {

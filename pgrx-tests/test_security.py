@@ -230,6 +230,9 @@ def test_the_worker_ignores_a_hostile_database_search_path(cluster):
                 h.ingest(conn, h.customer_event(email="dbpath@example.com"), cluster.webhook_secret)
         h.wait_until(lambda: one(cluster, "SELECT count(*) FROM stripe_sync.events WHERE status = 'pending'") == 0,
                      timeout=30, what="the worker to apply the events")
+        # A job worker (catch_up lists /v1/events and applies them) starts under the same setting.
+        with safe(cluster) as conn:
+            conn.execute("SELECT stripe_sync.catch_up()")
         assert seen(cluster)[before:] == []
         assert_no_escalation(cluster)
     finally:
@@ -305,3 +308,37 @@ def test_a_secret_stored_before_0_6_0_is_ignored_with_a_warning_that_hides_it(cl
         assert "Old0Stored" not in log and not [n for n in notices if "Old0Stored" in n]
     finally:
         q(cluster, "DELETE FROM pg_db_role_setting WHERE setconfig::text LIKE '%Old0Stored%'")
+
+
+def test_a_handler_owned_by_the_role_never_runs_as_the_superuser_who_registered_it(cluster):
+    # The role owns the function, so it can change its body at any time: registered by a
+    # superuser without run_as, it would run the role's code as that superuser.
+    with cluster.connect(user=ATTACKER) as a:
+        a.execute("CREATE FUNCTION public.sneaky(event jsonb) RETURNS void LANGUAGE sql"
+                  " AS $$ SELECT public.note('sneaky') $$")
+    q(cluster, "SELECT stripe_sync.on_event('customer.deleted', 'public.sneaky(jsonb)'::regprocedure)")
+    with safe(cluster) as conn:
+        h.ingest(conn, h.customer_event("customer.deleted", email="gone@example.com"), cluster.webhook_secret)
+    h.wait_until(lambda: one(cluster, "SELECT last_error FROM stripe_sync.handler_runs r"
+                                      " JOIN stripe_sync.handlers h ON h.id = r.handler_id"
+                                      " WHERE h.handler = 'public.sneaky(jsonb)'::regprocedure"),
+                 timeout=30, what="the handler run to fail")
+    error = one(cluster, "SELECT last_error FROM stripe_sync.handler_runs r JOIN stripe_sync.handlers h"
+                         " ON h.id = r.handler_id WHERE h.handler = 'public.sneaky(jsonb)'::regprocedure")
+    assert "is owned by app_attacker" in error and "42501" in error, error
+    assert [r for r in seen(cluster) if r[0] == "sneaky"] == []
+    assert_no_escalation(cluster)
+
+
+def test_a_schema_made_by_the_role_is_not_taken_for_the_extensions(cluster):
+    q(cluster, "CREATE DATABASE precreated")
+    q(cluster, f"GRANT CREATE ON DATABASE precreated TO {ATTACKER}")
+    with cluster.connect(user=ATTACKER, dbname="precreated") as a:
+        a.execute("CREATE SCHEMA stripe_sync")
+        a.execute("CREATE FUNCTION stripe_sync.trap(oid, regnamespace) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+        a.execute("CREATE OPERATOR stripe_sync.= (LEFTARG = oid, RIGHTARG = regnamespace, FUNCTION = stripe_sync.trap)")
+    with cluster.connect(dbname="precreated") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            conn.execute("CREATE EXTENSION stripe_sync")
+    assert "schema stripe_sync is not the extension's own" in str(err.value)
+    assert one(cluster, "SELECT count(*) FROM pg_database WHERE datname = 'precreated'") == 1

@@ -5,6 +5,43 @@
 -- Words: an *event* is one Stripe webhook Event; its *object* is `data.object`
 -- (a customer, an invoice, ...). Bookkeeping columns start with `_`.
 
+-- The schema must be the extension's own: a role that created schema stripe_sync
+-- before CREATE EXTENSION (or left objects of its own in it) would own what every
+-- rule of docs/security.md trusts, and its operators would be chosen inside this
+-- script. Written with pg_catalog's operators only.
+DO $guard$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                WHERE n.nspname OPERATOR(pg_catalog.=) 'stripe_sync'::pg_catalog.name
+                  AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) n.nspowner))
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                   WHERE c.relnamespace OPERATOR(pg_catalog.=) 'stripe_sync'::pg_catalog.regnamespace
+                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                        AND d.objid OPERATOR(pg_catalog.=) c.oid
+                                        AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['e', 'i', 'a']::pg_catalog."char"[])))
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                   WHERE p.pronamespace OPERATOR(pg_catalog.=) 'stripe_sync'::pg_catalog.regnamespace
+                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                        AND d.objid OPERATOR(pg_catalog.=) p.oid
+                                        AND d.deptype OPERATOR(pg_catalog.=) 'e'::pg_catalog."char"))
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                   WHERE o.oprnamespace OPERATOR(pg_catalog.=) 'stripe_sync'::pg_catalog.regnamespace)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                   WHERE t.typnamespace OPERATOR(pg_catalog.=) 'stripe_sync'::pg_catalog.regnamespace
+                     AND t.typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+                                        AND d.objid OPERATOR(pg_catalog.=) t.oid
+                                        AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['e', 'i']::pg_catalog."char"[])))
+    THEN
+        RAISE EXCEPTION 'schema stripe_sync is not the extension''s own: it belongs to a role that is not a superuser, or holds objects the extension did not create'
+              USING ERRCODE = '42501',
+                    HINT = 'Drop that schema (after checking what it holds), then run CREATE EXTENSION stripe_sync again.';
+    END IF;
+END $guard$;
+
 ------------------------------------------------------------------------------
 -- The queue and log of events
 ------------------------------------------------------------------------------

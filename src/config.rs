@@ -250,7 +250,11 @@ unsafe extern "C-unwind" fn refuse_catalog_sources(
     source: pgrx::pg_sys::GucSource::Type,
 ) -> bool {
     use pgrx::pg_sys::GucSource::*;
-    if !matches!(source, PGC_S_TEST | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER) {
+    // GLOBAL: ALTER ROLE ALL ... SET, stored in pg_db_role_setting too.
+    if !matches!(
+        source,
+        PGC_S_TEST | PGC_S_GLOBAL | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER
+    ) {
         return true;
     }
     unsafe {

@@ -20,6 +20,10 @@ use stripe_sync_core::backoff::{Backoff, random_unit};
 const CLAIM: &str = "
     SELECT r.event_id, r.handler_id, r.attempts + 1, h.run_as::oid,
            EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = h.run_as),
+           (SELECT pg_catalog.pg_get_userbyid(p.proowner)::text FROM pg_catalog.pg_proc p
+             WHERE p.oid = h.handler
+               AND NOT pg_catalog.pg_has_role(p.proowner, h.run_as, 'USAGE')
+               AND NOT (SELECT o.rolsuper FROM pg_catalog.pg_roles o WHERE o.oid = p.proowner)),
            (SELECT format('SELECT %I.%I($1::jsonb)', n.nspname, p.proname)
               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
              WHERE p.oid = h.handler),
@@ -53,6 +57,11 @@ struct Run {
     attempt: i32,
     run_as: pg_sys::Oid,
     role_exists: bool,
+    /// The function's owner, when it may not act as `run_as`: whoever owns a
+    /// function can change its body, so a handler never runs with more
+    /// rights than its owner has (a superuser's handler owned by an
+    /// application role would otherwise run the role's code as superuser).
+    weaker_owner: Option<String>,
     /// `SELECT schema.function($1::jsonb)`; None when the function is gone.
     call: Option<String>,
     handler: String,
@@ -88,9 +97,10 @@ fn claim(limit: i64) -> Vec<Run> {
                 attempt: row.get::<i32>(3).ok().flatten().unwrap_or(1),
                 run_as: row.get::<pg_sys::Oid>(4).ok().flatten().unwrap_or(pg_sys::InvalidOid),
                 role_exists: row.get::<bool>(5).ok().flatten().unwrap_or(false),
-                call: row.get::<String>(6).ok().flatten(),
-                handler: row.get::<String>(7).ok().flatten().unwrap_or_default(),
-                event: row.get::<String>(8).ok().flatten().unwrap_or_default(),
+                weaker_owner: row.get::<String>(6).ok().flatten(),
+                call: row.get::<String>(7).ok().flatten(),
+                handler: row.get::<String>(8).ok().flatten().unwrap_or_default(),
+                event: row.get::<String>(9).ok().flatten().unwrap_or_default(),
             })
             .collect()
     })
@@ -106,6 +116,19 @@ fn call(run: &Run) {
     };
     if !run.role_exists {
         error!("the role handler {} runs as (oid {}) no longer exists", run.handler, run.run_as)
+    }
+    if let Some(owner) = &run.weaker_owner {
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "handler {} is owned by {owner}, who is not a member of the role it runs as (oid {})",
+                run.handler,
+                run.run_as.to_u32()
+            ),
+            format!(
+                "Its owner could change what it does: register it with run_as => '{owner}' (or a role {owner} is a member of), or make a role you trust its owner."
+            ),
+        )
     }
     let _role = crate::security::Restricted::enter(run.run_as);
     Spi::run_with_args(sql, &[run.event.as_str().into()]).expect("call the handler");

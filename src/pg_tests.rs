@@ -1420,6 +1420,78 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_partitioned_users_table_queues_its_rows_under_its_own_name() {
+        Spi::run(
+            "CREATE TABLE public.split_users (id int, email text, stripe_customer_id text) PARTITION BY RANGE (id);
+             CREATE TABLE public.split_users_low PARTITION OF public.split_users FOR VALUES FROM (0) TO (100);
+             CREATE TABLE public.split_users_high PARTITION OF public.split_users FOR VALUES FROM (100) TO (200);",
+        )
+        .unwrap();
+        Spi::run("SELECT stripe_sync.enable_provisioning('public.split_users', 'id', 'email')")
+            .unwrap();
+        Spi::run("INSERT INTO public.split_users (id, email) VALUES (1, 'a@example.com'), (150, 'b@example.com')")
+            .unwrap();
+        assert_eq!(
+            text("SELECT string_agg(users::text || ':' || user_id, ',' ORDER BY user_id) FROM stripe_sync.provisioning_jobs")
+                .as_deref(),
+            Some("split_users:1,split_users:150")
+        );
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'public.split_users'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            crate::users::target(relid).unwrap().profile("150").email.as_deref(),
+            Some("b@example.com")
+        );
+    }
+
+    #[pg_test]
+    fn an_owners_code_that_raises_leaves_the_callers_user_and_settings_as_they_were() {
+        Spi::run("CREATE ROLE stripe_sync_raiser").unwrap();
+        Spi::run("GRANT CREATE ON SCHEMA public TO stripe_sync_raiser").unwrap();
+        Spi::run("SET ROLE stripe_sync_raiser").unwrap();
+        Spi::run(
+            "CREATE TABLE public.raising_users (id int PRIMARY KEY, email text, stripe_customer_id text);
+             CREATE FUNCTION public.raise_after_set() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 SET work_mem = '7MB';
+                 PERFORM pg_catalog.set_config('search_path', 'public', false);
+                 RAISE EXCEPTION 'no write-back today';
+             END $$;
+             CREATE TRIGGER raiser BEFORE UPDATE ON public.raising_users FOR EACH ROW EXECUTE FUNCTION public.raise_after_set();",
+        )
+        .unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        Spi::run("SELECT stripe_sync.enable_provisioning('public.raising_users', 'id', 'email')")
+            .unwrap();
+        Spi::run("INSERT INTO public.raising_users (id, email) VALUES (1, 'r@example.com')")
+            .unwrap();
+        let before =
+            text("SELECT current_setting('work_mem') || '|' || current_setting('search_path')");
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'public.raising_users'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        let target = crate::users::target(relid).unwrap();
+        let outcome =
+            subxact::run(std::panic::AssertUnwindSafe(|| target.write_back("1", "cus_r")));
+        let f = outcome.expect_err("the owner's trigger raises");
+        assert!(f.message.contains("no write-back today"), "{}", f.message);
+        assert_eq!(text("SELECT current_user::text").as_deref(), Some("postgres"));
+        assert_eq!(
+            text("SELECT current_setting('work_mem') || '|' || current_setting('search_path')"),
+            before
+        );
+        // And when it does not raise, its settings are undone all the same.
+        Spi::run("CREATE OR REPLACE FUNCTION public.raise_after_set() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN SET work_mem = '7MB'; RETURN NEW; END $$").unwrap();
+        assert!(target.write_back("1", "cus_r"));
+        assert_eq!(
+            text("SELECT current_setting('work_mem') || '|' || current_setting('search_path')"),
+            before
+        );
+    }
+
+    #[pg_test]
     fn update_sync_is_opt_in_and_disable_removes_the_triggers() {
         users_table("bigint");
         Spi::run("SELECT stripe_sync.enable_provisioning('app_users', 'id', 'email', 'full_name', sync_updates => true)")

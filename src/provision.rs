@@ -7,11 +7,12 @@
 //! metadata), and the POST carries an Idempotency-Key derived from table and
 //! user, so a crash between Stripe's answer and our commit creates nothing twice.
 
-use crate::{apply, config, stripe, users};
+use crate::{apply, config, stripe, subxact, users};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::{Value, json};
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use stripe_sync_core::backoff::{Backoff, random_unit};
 use stripe_sync_core::http::ApiError;
@@ -29,6 +30,8 @@ struct Job {
     kind: String,
     attempts: i32,
     found: bool,
+    /// Why the users row could not be read, when it could not.
+    read_error: Option<String>,
     email: Option<String>,
     name: Option<String>,
     customer_id: Option<String>,
@@ -81,9 +84,20 @@ fn claim(limit: i64) -> Vec<Job> {
             let user_id: String = r.get(3).ok().flatten().unwrap_or_default();
             // A job of a table no longer provisioned (or dropped) reads no profile and fails alone.
             let target = targets.entry(relid).or_insert_with(|| users::target(relid));
-            let (users, profile) = match target {
-                Some(t) => (t.name.clone(), t.profile(&user_id)),
-                None => (format!("table with oid {}", relid.to_u32()), users::Profile::default()),
+            // A row the owner's code cannot read (a cast that raises, a lock
+            // held too long) fails its own job, not the claim of all of them.
+            let (users, profile, read_error) = match target {
+                Some(t) => match subxact::run(AssertUnwindSafe(|| t.profile(&user_id))) {
+                    Ok(p) => (t.name.clone(), p, None),
+                    Err(f) => (
+                        t.name.clone(),
+                        users::Profile::default(),
+                        Some(format!("{} (SQLSTATE {})", f.message, f.sqlstate)),
+                    ),
+                },
+                None => {
+                    (format!("table with oid {}", relid.to_u32()), users::Profile::default(), None)
+                }
             };
             Job {
                 id: r.get(1).ok().flatten().unwrap_or_default(),
@@ -93,6 +107,7 @@ fn claim(limit: i64) -> Vec<Job> {
                 kind: r.get(4).ok().flatten().unwrap_or_default(),
                 attempts: r.get(5).ok().flatten().unwrap_or(1),
                 found: profile.present,
+                read_error,
                 email: profile.email,
                 name: profile.name,
                 customer_id: profile.customer_id,
@@ -104,6 +119,9 @@ fn claim(limit: i64) -> Vec<Job> {
 
 /// The Stripe side of a job: the customer it ends with.
 fn perform(job: &Job) -> Result<Value, ApiError> {
+    if let Some(e) = &job.read_error {
+        return Err(ApiError::network(format!("reading the row from {} failed: {e}", job.users)));
+    }
     if !job.found {
         return Err(no_user(&job.users, &job.user_id));
     }
@@ -167,12 +185,23 @@ fn find_in_stripe(
 
 /// Writes a job's outcome.
 fn record(job: &Job, outcome: Result<Value, ApiError>) {
+    // The write-back runs the users table's own triggers (as its owner): one
+    // that raises fails this job, retried with backoff, and no other.
+    let outcome = outcome.and_then(|customer| {
+        if customer.get("already").is_some() {
+            return Ok(customer);
+        }
+        let settled = subxact::run(AssertUnwindSafe(|| settle(job.relid, &job.user_id, &customer)));
+        settled.map(|()| customer).map_err(|f| {
+            ApiError::network(format!(
+                "writing the customer id back to {} failed: {} (SQLSTATE {})",
+                job.users, f.message, f.sqlstate
+            ))
+        })
+    });
     match outcome {
         Ok(customer) => {
             let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if customer.get("already").is_none() {
-                settle(job.relid, &job.user_id, &customer);
-            }
             let args: [DatumWithOid; 2] = [job.id.into(), id.as_str().into()];
             Spi::run_with_args(
                 "UPDATE stripe_sync.provisioning_jobs
@@ -237,7 +266,8 @@ fn require_privileges(relid: pg_sys::Oid, users: &str) {
     // Each privilege apart (a list in has_table_privilege means any of them);
     // the sequence takes USAGE or UPDATE, as nextval does.
     let allowed = Spi::get_one_with_args::<bool>(
-        "SELECT has_column_privilege(t.users, t.id_column, 'SELECT')
+        "SELECT NOT row_security_active(t.users)
+            AND has_column_privilege(t.users, t.id_column, 'SELECT')
             AND has_column_privilege(t.users, t.email_column, 'SELECT')
             AND (t.name_column IS NULL OR has_column_privilege(t.users, t.name_column, 'SELECT'))
             AND has_column_privilege(t.users, t.customer_id_column, 'SELECT')
@@ -259,7 +289,7 @@ fn require_privileges(relid: pg_sys::Oid, users: &str) {
         crate::errors::raise_with_code(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
-                "stripe_sync: create_customer needs SELECT on the id, email and name columns of {users}, SELECT and UPDATE on its customer id column, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, and USAGE on the latter's id sequence"
+                "stripe_sync: create_customer needs SELECT on the id, email and name columns of {users} (with no row security policy applying to the caller), SELECT and UPDATE on its customer id column, SELECT, INSERT and UPDATE on stripe_sync.customers and stripe_sync.provisioning_jobs, and USAGE on the latter's id sequence"
             ),
         );
     }

@@ -85,10 +85,33 @@ impl Drop for Restricted {
     }
 }
 
-/// Runs `f` with the rights of `role`, restricted (see [`Restricted`]): how
+impl Restricted {
+    /// Sets `name` to `value` until the value is dropped (like SET LOCAL,
+    /// at this guard's nest level).
+    fn set(&self, name: &std::ffi::CStr, value: &std::ffi::CStr) {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+}
+
+/// Runs `f` with the rights of `role`, restricted (see [`Restricted`]), and
+/// bounded: a lock held by the table's owner, or code of its that sleeps,
+/// cannot stall the worker (lock_timeout 5 s, statement_timeout 30 s). How
 /// we read and write a table that is not ours, as its owner (users.rs).
 pub fn as_role<T>(role: pg_sys::Oid, f: impl FnOnce() -> T) -> T {
-    let _role = Restricted::enter(role);
+    let guard = Restricted::enter(role);
+    guard.set(c"lock_timeout", c"5s");
+    guard.set(c"statement_timeout", c"30s");
     f()
 }
 
@@ -102,5 +125,6 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
     .ok()
     .flatten()
     .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
-    as_role(owner, f)
+    let _owner = Restricted::enter(owner);
+    f()
 }

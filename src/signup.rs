@@ -13,12 +13,17 @@ use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
 /// Queues the job if the table is a provisioning target; says whether it is.
+/// A row of a partitioned users table arrives from its partition: the job
+/// names the partitioned table, the one enable_provisioning registered.
 const QUEUE: &str = "
-    WITH target AS (
-        SELECT EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t WHERE t.users = $1::regclass) AS known
+    WITH rel AS (
+        SELECT coalesce(pg_catalog.pg_partition_root($1::regclass), $1::regclass) AS users
+    ), target AS (
+        SELECT rel.users, EXISTS (SELECT 1 FROM stripe_sync.provisioning_targets t WHERE t.users = rel.users) AS known
+          FROM rel
     ), queued AS (
         INSERT INTO stripe_sync.provisioning_jobs (users, user_id, kind)
-        SELECT $1::regclass, $2, $3 FROM target WHERE target.known
+        SELECT target.users, $2, $3 FROM target WHERE target.known
         ON CONFLICT (users, user_id) WHERE kind = 'create' DO NOTHING
     )
     SELECT known FROM target";

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -312,3 +314,14 @@ def test_update_from_0_5_0_fixes_a_provisioned_database_in_place():
         c.query("CREATE EXTENSION stripe_sync", dbname="fresh")
         upgraded, fresh = catalog(c, "postgres"), catalog(c, "fresh")
         assert upgraded == fresh, catalog_diff(upgraded, fresh, ("0.5.0 updated", "fresh"))
+
+
+def test_the_schema_guard_is_the_same_in_the_install_and_the_update():
+    """schema.sql (a fresh install, before anything is created) and the 0.6.0 update each begin
+    with the check that schema stripe_sync is the extension's own; an update script is shipped
+    as a file of its own, so the check is written twice: keep the two equal."""
+    sql = Path(__file__).resolve().parent.parent / "sql"
+    guard = re.compile(r"DO \$guard\$.*?END \$guard\$;", re.S)
+    install = guard.findall((sql / "schema.sql").read_text())
+    update = guard.findall((sql / "stripe_sync--0.5.0--0.6.0.sql").read_text())
+    assert len(install) == 1 and install == update

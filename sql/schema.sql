@@ -5,7 +5,8 @@
 -- Words: an *event* is one Stripe webhook Event; its *object* is `data.object`
 -- (a customer, an invoice, ...). Bookkeeping columns start with `_`.
 
--- The schema must be the extension's own: a role that created schema stripe_sync
+-- The schema must be the extension's own (the same check begins schema.sql and
+-- stripe_sync--0.5.0--0.6.0.sql; pgrx-tests/test_upgrade.py keeps them equal): a role that created schema stripe_sync
 -- before CREATE EXTENSION (or left objects of its own in it) would own what every
 -- rule of docs/security.md trusts, and its operators would be chosen inside this
 -- script. Written with pg_catalog's operators only.

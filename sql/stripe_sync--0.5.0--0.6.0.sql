@@ -3,7 +3,8 @@
 -- Both ALTER EXTENSION stripe_sync UPDATE and a fresh install run this file
 -- (sql/README.md).
 
--- The schema must be the extension's own: a role that created schema stripe_sync
+-- The schema must be the extension's own (the same check begins schema.sql and
+-- stripe_sync--0.5.0--0.6.0.sql; pgrx-tests/test_upgrade.py keeps them equal): a role that created schema stripe_sync
 -- before CREATE EXTENSION (or left objects of its own in it) would own what every
 -- rule of docs/security.md trusts, and its operators would be chosen inside this
 -- script. Written with pg_catalog's operators only.

@@ -75,6 +75,13 @@ mod tests {
         Spi::get_one::<String>(sql).unwrap()
     }
 
+    /// The first column of every row of `sql`, as text.
+    fn texts(sql: &str) -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(sql, None, &[]).unwrap().filter_map(|r| r.get::<String>(1).unwrap()).collect()
+        })
+    }
+
     fn process() -> i32 {
         Spi::get_one::<i32>("SELECT stripe_sync.process_pending()").unwrap().unwrap()
     }
@@ -1612,21 +1619,16 @@ mod tests {
 
     #[pg_test]
     fn public_executes_only_the_allowlisted_functions() {
-        let public: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT p.oid::regprocedure::text
+        let public: Vec<String> = texts(
+            "SELECT p.oid::regprocedure::text
                    FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                   WHERE p.pronamespace = 'stripe_sync'::regnamespace
                     AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
                   ORDER BY 1",
-                None,
-                &[],
-            )
-            .unwrap()
-            .filter_map(|r| r.get::<String>(1).unwrap())
-            .map(|s| s.replace(", ", ","))
-            .collect()
-        });
+        )
+        .into_iter()
+        .map(|s| s.replace(", ", ","))
+        .collect();
         let mut allowed: Vec<String> = PUBLIC_FUNCTIONS.iter().map(|s| s.to_string()).collect();
         allowed.sort();
         assert_eq!(public, allowed, "functions PUBLIC can execute");
@@ -1636,54 +1638,31 @@ mod tests {
     fn every_function_resolves_names_in_pg_catalog_only() {
         // Bodies parsed at call time get a pinned search_path; SQL-standard
         // bodies (RETURN, BEGIN ATOMIC) were bound when they were created.
-        let loose: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT p.oid::regprocedure::text FROM pg_proc p
+        let loose: Vec<String> = texts(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p
                   WHERE p.pronamespace = 'stripe_sync'::regnamespace AND p.prosqlbody IS NULL
                     AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
                   ORDER BY 1",
-                None,
-                &[],
-            )
-            .unwrap()
-            .filter_map(|r| r.get::<String>(1).unwrap())
-            .collect()
-        });
+        );
         assert!(loose.is_empty(), "functions without search_path = pg_catalog, pg_temp: {loose:?}");
         assert!(
             count("SELECT count(*) FROM pg_proc WHERE pronamespace = 'stripe_sync'::regnamespace")
                 > 20
         );
         // No function of ours runs as its owner but the one ingest needs.
-        let definers: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT proname::text FROM pg_proc
+        let definers: Vec<String> = texts(
+            "SELECT proname::text FROM pg_proc
                   WHERE pronamespace = 'stripe_sync'::regnamespace AND prosecdef ORDER BY 1",
-                None,
-                &[],
-            )
-            .unwrap()
-            .filter_map(|r| r.get::<String>(1).unwrap())
-            .collect()
-        });
+        );
         assert_eq!(definers, ["ingest_event"]);
     }
 
     #[pg_test]
     fn every_sequence_and_stateful_table_is_kept_by_pg_dump() {
-        let missing: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT c.oid::regclass::text FROM pg_class c
+        let missing: Vec<String> = texts("SELECT c.oid::regclass::text FROM pg_class c
                   WHERE c.relnamespace = 'stripe_sync'::regnamespace AND c.relkind IN ('r', 'p', 'S')
                     AND c.oid <> ALL (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'stripe_sync')
-                  ORDER BY 1",
-                None,
-                &[],
-            )
-            .unwrap()
-            .filter_map(|r| r.get::<String>(1).unwrap())
-            .collect()
-        });
+                  ORDER BY 1");
         assert!(missing.is_empty(), "not registered with pg_extension_config_dump: {missing:?}");
         assert!(
             count(

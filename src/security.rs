@@ -60,32 +60,12 @@ impl Restricted {
                     | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
             );
-            let nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                SAFE_SEARCH_PATH.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            Restricted { user, context, nest_level }
+            let guard = Restricted { user, context, nest_level: pg_sys::NewGUCNestLevel() };
+            guard.set(c"search_path", SAFE_SEARCH_PATH);
+            guard
         }
     }
-}
 
-impl Drop for Restricted {
-    fn drop(&mut self) {
-        unsafe {
-            pg_sys::AtEOXact_GUC(false, self.nest_level);
-            pg_sys::SetUserIdAndSecContext(self.user, self.context);
-        }
-    }
-}
-
-impl Restricted {
     /// Sets `name` to `value` until the value is dropped (like SET LOCAL,
     /// at this guard's nest level).
     fn set(&self, name: &std::ffi::CStr, value: &std::ffi::CStr) {
@@ -100,6 +80,15 @@ impl Restricted {
                 0,
                 false,
             );
+        }
+    }
+}
+
+impl Drop for Restricted {
+    fn drop(&mut self) {
+        unsafe {
+            pg_sys::AtEOXact_GUC(false, self.nest_level);
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
         }
     }
 }

@@ -430,6 +430,9 @@ def stripe_sync_conf(
         "shared_preload_libraries": EXTENSION,
         "stripe_sync.database": "postgres",
         "stripe_sync.poll_interval": poll_interval_ms,
+        # The tests call catch_up() when they mean it (and count what it brings);
+        # test_mirror.py runs the worker's own catch-up with an interval of its own.
+        "stripe_sync.catch_up_interval": 0,
     }
     if webhook_secret is not None:
         conf["stripe_sync.webhook_secret"] = webhook_secret
@@ -560,11 +563,10 @@ class LocalStripe(_Process):
     def __init__(self, port: Optional[int] = None, timeout: float = 30):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        exe = VENV / "bin" / "localstripe"
-        if exe.exists():
-            argv = [str(exe)]
-        else:  # fall back to the interpreter running us (it has the requirements)
-            argv = [sys.executable, "-m", "localstripe"]
+        python = VENV / "bin" / "python"
+        # localstripe with the per-customer payment method list it lacks (localstripe_plus.py);
+        # without the venv, the interpreter running us (it has the requirements).
+        argv = [str(python) if python.exists() else sys.executable, str(Path(__file__).resolve().parent / "localstripe_plus.py")]
         self._spawn(argv + ["--port", str(self.port), "--from-scratch"])
         self._wait_ready(self._answers, timeout)
 

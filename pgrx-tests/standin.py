@@ -39,11 +39,24 @@ RESOURCES: dict[str, tuple[str, str, bool, bool]] = {
     "/v1/credit_notes": ("credit_note", "cn_", False, False),
     "/v1/checkout/sessions": ("checkout.session", "cs_test_", False, False),
     "/v1/radar/early_fraud_warnings": ("radar.early_fraud_warning", "issfr_", False, False),
+    "/v1/invoiceitems": ("invoiceitem", "ii_", True, True),
+    "/v1/payment_intents": ("payment_intent", "pi_", False, False),
+    "/v1/setup_intents": ("setup_intent", "seti_", False, False),
+    "/v1/charges": ("charge", "ch_", False, False),
+    "/v1/refunds": ("refund", "re_", False, False),
+    # Listed per customer (/v1/customers/{id}/payment_methods, .../tax_ids), retrieved here.
+    "/v1/payment_methods": ("payment_method", "pm_", False, False),
+    "/v1/tax_ids": ("tax_id", "txi_", False, True),
+    "/v1/accounts": ("account", "acct_", False, False),
+    "/v1/events": ("event", "evt_", False, False),
 }
+# Lists of one customer's objects: sub-path -> the collection holding them.
+PER_CUSTOMER = {"payment_methods": "/v1/payment_methods", "tax_ids": "/v1/tax_ids"}
 # parent object -> (embedded field, child fixture, child id prefix)
 CHILDREN = {"subscription": ("items", "subscription_item", "si_"), "invoice": ("lines", "line_item", "il_")}
 LIST_FILTERS = {"/v1/subscriptions": {"status", "customer", "price"}, "/v1/invoices": {"status", "customer", "subscription"},
-                "/v1/customers": {"email"}, "/v1/prices": {"active", "product", "type"}, "/v1/products": {"active"}}
+                "/v1/customers": {"email"}, "/v1/prices": {"active", "product", "type"}, "/v1/products": {"active"},
+                "/v1/events": {"type"}}
 EMBEDDED = 10
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -92,11 +105,13 @@ class StandIn:
 
     # -- objects ----------------------------------------------------------
     def add(self, path: str, n: int = 1, vary: Optional[Callable[[int, dict], None]] = None,
-            per_second: int = 2, children: int = 1) -> list[dict]:
+            per_second: int = 2, children: int = 1, account: Optional[str] = None) -> list[dict]:
         """Adds ``n`` objects at ``path``; ``created`` grows by one second every
         ``per_second`` objects (so some share a second, as on Stripe). ``vary(i, obj)``
         edits each before it is stored. Subscriptions and invoices get ``children``
-        items / lines. Returns the objects as served."""
+        items / lines. With ``account`` (acct_...) the objects belong to that connected
+        account: only requests with its Stripe-Account header see them. Returns the
+        objects as served."""
         name, prefix, _, _ = RESOURCES[path]
         made = []
         with self.lock:
@@ -112,6 +127,8 @@ class StandIn:
                     self.add_children(obj["id"], children, _parent=obj)
                 if vary:
                     vary(i, obj)
+                if account:
+                    obj["_account"] = account
                 self.objects[path][obj["id"]] = obj
                 self.keys[obj["id"]] = (obj["created"], obj["id"])
                 made.append(self.render(obj))
@@ -163,10 +180,10 @@ class StandIn:
                 return
             self.stubs[obj_id] = {"id": obj_id, "object": obj["object"], "deleted": True}
 
-    def listed(self, path: str, **params: str) -> list[dict]:
-        """Every object a complete listing of ``path`` returns, newest first."""
+    def listed(self, path: str, account: Optional[str] = None, **params: str) -> list[dict]:
+        """Every object a complete listing of ``path`` (of ``account``) returns, newest first."""
         with self.lock:
-            return [self.render(o) for o in self._select(path, params)]
+            return [self.render(o) for o in self._select(path, params, account)]
 
     # -- request log --------------------------------------------------------
     def requests(self, path: Optional[str] = None, method: str = "GET") -> list[dict]:
@@ -181,8 +198,21 @@ class StandIn:
             self.log.clear()
 
     # -- API behaviour --------------------------------------------------------
+    def add_event(self, event_type: str, obj: dict, account: Optional[str] = None,
+                  created: Optional[int] = None) -> dict:
+        """An event about ``obj`` (as served), listed by /v1/events of ``account``."""
+        def vary(_: int, event: dict) -> None:
+            event.update(type=event_type, data={"object": obj}, account=account,
+                         api_version="2026-07-29.dahlia", pending_webhooks=0, request=None)
+            if created is not None:
+                event["created"] = created
+            if account is None:
+                event.pop("account")
+        return self.add("/v1/events", vary=vary, account=account)[0]
+
     def render(self, obj: dict) -> dict:
         out = copy.deepcopy(obj)
+        out.pop("_account", None)
         if obj["object"] in CHILDREN:
             field = CHILDREN[obj["object"]][0]
             items = self.children[obj["id"]]
@@ -192,8 +222,8 @@ class StandIn:
                           "has_more": len(items) > EMBEDDED, "total_count": len(items), "url": url}
         return out
 
-    def _select(self, path: str, params: dict) -> list[dict]:
-        objs = list(self.objects[path].values())
+    def _select(self, path: str, params: dict, account: Optional[str] = None) -> list[dict]:
+        objs = [o for o in self.objects[path].values() if o.get("_account") == account]
         for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__), ("lt", int.__lt__)):
             if f"created[{op}]" in params:
                 bound = _int(params[f"created[{op}]"], f"created[{op}]")
@@ -210,8 +240,18 @@ class StandIn:
                 objs = [o for o in objs if o.get(key) == params[key]]
         return sorted(objs, key=lambda o: (o["created"], o["id"]), reverse=True)
 
-    def handle(self, method: str, path: str, params: dict) -> dict:
+    def handle(self, method: str, path: str, params: dict, account: Optional[str] = None) -> dict:
         parts = path.rstrip("/").split("/")
+        if (len(parts) == 5 and parts[:3] == ["", "v1", "customers"] and parts[4] in PER_CUSTOMER
+                and method == "GET"):
+            self._check(params, set())
+            if parts[3] not in self.objects["/v1/customers"]:
+                raise StripeError(404, f"No such customer: '{parts[3]}'", "resource_missing", "customer")
+            mine = self._select(PER_CUSTOMER[parts[4]], {"customer": parts[3]}, account)
+            return self._page(mine, params, path, keyed=True)
+        if path == "/v1/payment_methods" and method == "GET":
+            # Without a customer Stripe lists Treasury's payment methods: not these.
+            raise StripeError(400, "Missing required param: customer.", "parameter_missing", "customer")
         if path == "/v1/subscription_items" and method == "GET":
             self._check(params, {"subscription"})
             if "subscription" not in params:
@@ -227,11 +267,14 @@ class StandIn:
             return self._page(self.children[parts[3]], params, path, keyed=False)
         if path in RESOURCES and method == "GET":
             self._check(params, LIST_FILTERS.get(path, set()))
-            return self._page(self._select(path, params), params, path, keyed=True)
+            listed = self._select(path, params, account)
+            if path == "/v1/tax_ids":  # the account's own tax ids, not its customers'
+                listed = [o for o in listed if not o.get("customer")]
+            return self._page(listed, params, path, keyed=True)
         parent, _, obj_id = path.rpartition("/")
         if parent in RESOURCES and method in ("GET", "DELETE"):
             name, _, _, deletable = RESOURCES[parent]
-            if obj_id in self.objects[parent]:
+            if obj_id in self.objects[parent] and self.objects[parent][obj_id].get("_account") == account:
                 if method == "DELETE":
                     if not deletable:
                         raise StripeError(404, f"Unrecognized request URL (DELETE: {path}).")
@@ -312,7 +355,11 @@ class _Handler(BaseHTTPRequestHandler):
                                            "the Authorization header, using Bearer auth.")
                 if not key.startswith(("sk_", "rk_")):
                     raise StripeError(401, f"Invalid API Key provided: {key[:8]}****{key[-4:]}")
-                status, body = 200, self.api.handle(self.command, url.path, params)
+                account = self.headers.get("Stripe-Account")
+                # Tests replace handle() with a function of three arguments: pass the
+                # account only when there is one.
+                extra = {"account": account} if account else {}
+                status, body = 200, self.api.handle(self.command, url.path, params, **extra)
             except StripeError as e:
                 status, body = e.status, e.body
         data = json.dumps(body, indent=2).encode()

@@ -18,8 +18,8 @@ import pytest
 
 import harness as h
 
-OLD, NEW = "0.1.0", "0.6.0"
-PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0"  # every release between, one upgrade script each
+OLD, NEW = "0.1.0", "0.7.0"
+PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0"  # every release between, one upgrade script each
 
 # Everything in schema stripe_sync and everything the extension owns, as sorted
 # text, free of OIDs and of anything that depends on the rows.
@@ -296,7 +296,32 @@ def test_update_from_0_5_0_fixes_a_provisioned_database_in_place():
         c.query("SELECT stripe_sync.enable_provisioning('public.members', 'id', 'email')")
         c.query("INSERT INTO public.members (id, email) VALUES (1, 'one@example.com')")
         assert c.scalar("SELECT prosecdef FROM pg_proc WHERE oid = 'stripe_sync._enqueue_provisioning'::regproc")
+        # Mirrored rows of the platform (_account_id NULL in 0.5.0) and of a connected account,
+        # their children, history and a re-read request.
+        c.query("INSERT INTO stripe_sync.customers (id, email, data, _account_id) VALUES"
+                " ('cus_p', 'p@example.com', '{\"id\": \"cus_p\"}', NULL),"
+                " ('cus_c', 'c@example.com', '{\"id\": \"cus_c\"}', 'acct_c')")
+        c.query("INSERT INTO stripe_sync.subscriptions (id, status, data, _account_id) VALUES"
+                " ('sub_p', 'active', '{\"id\": \"sub_p\"}', NULL)")
+        c.query("INSERT INTO stripe_sync.subscription_items (id, subscription, data, _account_id) VALUES"
+                " ('si_p', 'sub_p', '{\"id\": \"si_p\"}', NULL), ('si_c', 'sub_c', '{\"id\": \"si_c\"}', 'acct_c')")
+        c.query("INSERT INTO stripe_sync.subscription_history (subscription, _account_id, at, rank, source, mrr)"
+                " VALUES ('sub_p', NULL, now(), 1, 'evt_1', 100)")
+        c.query("INSERT INTO stripe_sync.refresh_requests (id, object) VALUES ('cus_p', 'customer')")
+        c.query("INSERT INTO stripe_sync.events (id, type, created, data, account, status) VALUES"
+                " ('evt_c', 'customer.created', now(), '{}', 'acct_c', 'processed')")
+        mirrored = ("SELECT format('%s %s %s', id, _account_id, email) FROM stripe_sync.customers UNION ALL"
+                    " SELECT format('%s %s %s', id, _account_id, status) FROM stripe_sync.subscriptions UNION ALL"
+                    " SELECT format('%s %s %s', id, _account_id, subscription) FROM stripe_sync.subscription_items"
+                    " UNION ALL SELECT format('%s %s %s', subscription, _account_id, mrr)"
+                    " FROM stripe_sync.subscription_history ORDER BY 1")
+        before = c.query(mirrored)  # format() writes NULL as '', as the platform's account is now
         c.query("ALTER EXTENSION stripe_sync UPDATE")
+        # Every row kept; the platform's account is '' now.
+        assert c.query(mirrored) == before and len(before) == 6
+        assert c.scalar("SELECT count(*) FROM stripe_sync.customers WHERE _account_id IS NULL") == 0
+        assert c.query("SELECT account, id FROM stripe_sync.refresh_requests") == [("", "cus_p")]
+        assert c.query("SELECT id FROM stripe_sync.accounts ORDER BY id") == [("",), ("acct_c",)]
         assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
         assert not c.scalar("SELECT prosecdef FROM pg_proc WHERE oid = 'stripe_sync._enqueue_provisioning'::regproc")
         assert c.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.members'::regclass"

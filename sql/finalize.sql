@@ -35,10 +35,6 @@ REVOKE ALL ON FUNCTION stripe_sync.backfill(text, timestamptz, text) FROM PUBLIC
 REVOKE ALL ON FUNCTION stripe_sync.catch_up(text) FROM PUBLIC;
 COMMENT ON FUNCTION stripe_sync.sync_object(text) IS
   'Refetches one object from the Stripe API by id (its prefix names the type: cus_, sub_, in_, ch_, pi_, prod_, price_, ...), applies it like an event of the time of the fetch, and returns its table.';
-COMMENT ON FUNCTION stripe_sync.backfill(text, timestamptz, text) IS
-  'Lists one object type (or ''all'', in dependency order) from the Stripe API, 100 per page, every status, and applies every object. Runs in a job worker that commits page by page; this call waits, prints NOTICE progress and returns the count. Resumable: an interrupted run continues at its cursor. Incremental: after a completed run only objects created since are listed (created_after overrides; ''epoch'' forces a full run). A full run marks deleted the rows the API no longer has. Runs are recorded in stripe_sync.sync_runs. account (acct_...) backfills a connected account (Stripe Connect): requests carry Stripe-Account, rows get _account_id, the cursor is its own.';
-COMMENT ON FUNCTION stripe_sync.catch_up(text) IS
-  'Lists /v1/events since the newest event stored (Stripe keeps 30 days) and queues those missing, as if delivered; returns how many were new. Warns when the newest event stored is older than the window. account (acct_...) reads a connected account''s events.';
 
 REVOKE ALL ON FUNCTION stripe_sync.create_customer(text, regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync._wake_worker() FROM PUBLIC;

@@ -1,5 +1,7 @@
 -- stripe_sync schema, part 2: the synced tables, one per Stripe object type,
--- named by the plural of the object name. Every table has `id text primary key`,
+-- named by the plural of the object name, as released in 0.1.0 (0.7.0 keys every
+-- table by (_account_id, id), _account_id '' for the platform and never NULL:
+-- stripe_sync--0.6.0--0.7.0.sql). Every table has `id text primary key`,
 -- typed columns named exactly as the Stripe fields (Unix times as timestamptz,
 -- amounts as bigint in the smallest currency unit), `data jsonb` with the whole
 -- object as last applied, and bookkeeping columns that start with `_`:

@@ -27,9 +27,10 @@ const CLAIM: &str = "
            cu.id, cu.email, cu.name, ch.amount, ch.currency
       FROM stripe_sync.alerts a
       LEFT JOIN stripe_sync.events e ON e.id = a.event_id
-      LEFT JOIN stripe_sync.charges ch ON ch.id = e.data #>> '{data,object,charge}'::text[]
+      LEFT JOIN stripe_sync.charges ch
+             ON ch._account_id = coalesce(e.account, '') AND ch.id = e.data #>> '{data,object,charge}'::text[]
       LEFT JOIN stripe_sync.customers cu
-             ON cu.id = CASE WHEN e.object_type = 'customer' THEN e.object_id
+             ON cu._account_id = coalesce(e.account, '') AND cu.id = CASE WHEN e.object_type = 'customer' THEN e.object_id
                              ELSE coalesce(e.data #>> '{data,object,customer}'::text[], ch.customer) END
      WHERE a.status = 'pending' AND a.next_attempt_at <= now()
      ORDER BY a.id

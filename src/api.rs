@@ -111,7 +111,7 @@ fn purge_events(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> 
 /// returns its table.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_object(id: &str) -> &'static str {
-    crate::backfill::sync_object(id).unwrap_or_else(|e| crate::stripe::raise(e))
+    crate::refresh::sync_object(id).unwrap_or_else(|e| crate::stripe::raise(e))
 }
 
 /// `stripe_sync.backfill(object, created_after)`: see sql/finalize.sql.
@@ -126,6 +126,10 @@ fn backfill(
     let names = stripe_sync_core::objects::backfill_names();
     if object == "all" {
         let mut total = 0;
+        // Connected accounts are listed by the platform only.
+        let names = names
+            .into_iter()
+            .filter(|n| account.is_none() || *n != stripe_sync_core::objects::ACCOUNT);
         for name in names {
             match crate::subxact::run(|| run_and_wait(Kind::Backfill, name, created_after, account))
             {
@@ -155,20 +159,124 @@ fn backfill(
     run_and_wait(Kind::Backfill, name, created_after, account)
 }
 
-/// `stripe_sync.catch_up()`: see sql/finalize.sql.
+/// `stripe_sync.catch_up(account)`: see sql/finalize.sql. Without an account,
+/// every known one (stripe_sync.accounts) in turn; a failure of one is
+/// raised after the others ran.
 #[pg_extern(volatile, parallel_unsafe)]
 fn catch_up(account: default!(Option<&str>, "NULL")) -> i64 {
-    let window = crate::backfill::EVENT_WINDOW_SECONDS;
-    if let Some(newest) = crate::backfill::newest_event_seen() {
-        let age = chrono::Utc::now().timestamp() - newest;
-        if age > window {
+    use crate::jobs::{Kind, run_and_wait};
+    let accounts = match account {
+        Some(a) => vec![a.to_owned()],
+        None => crate::accounts::known(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut total = 0;
+    let mut failed: Option<crate::subxact::Failure> = None;
+    for a in &accounts {
+        let (_, gap) =
+            stripe_sync_core::watermark::listing_start(crate::catch_up::watermark(a), now);
+        if gap {
             warning!(
-                "stripe_sync: the newest event stored is {} days old, beyond Stripe's 30-day event window; events older than 30 days cannot be recovered: run stripe_sync.backfill('all')",
-                age / 86_400
+                "stripe_sync: the last catch-up of {} is older than Stripe's 30-day event window; events older than 30 days cannot be recovered: run stripe_sync.backfill('all')",
+                crate::accounts::describe(a)
             );
         }
+        let one = (!a.is_empty()).then_some(a.as_str());
+        if account.is_some() {
+            return run_and_wait(Kind::CatchUp, "event", None, one);
+        }
+        match crate::subxact::run(|| run_and_wait(Kind::CatchUp, "event", None, one)) {
+            Ok(n) => total += n,
+            Err(f) => {
+                warning!(
+                    "stripe_sync: catch-up of {} failed: {}",
+                    crate::accounts::describe(a),
+                    f.message
+                );
+                failed.get_or_insert(f);
+            }
+        }
     }
-    crate::jobs::run_and_wait(crate::jobs::Kind::CatchUp, "event", None, account)
+    if let Some(f) = failed {
+        ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
+    }
+    total
+}
+
+/// `stripe_sync.verify(object, account, repair)`: see
+/// sql/stripe_sync--0.6.0--0.7.0.sql. A row per object type compared.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn verify(
+    object: Option<&str>,
+    account: Option<&str>,
+    repair: Option<bool>,
+) -> TableIterator<
+    'static,
+    (
+        name!(object, String),
+        name!(account, String),
+        name!(listed, i64),
+        name!(missing, i64),
+        name!(extra, i64),
+        name!(differs, i64),
+        name!(repaired, i64),
+    ),
+> {
+    use crate::jobs::{Kind, run_and_wait_for_run};
+    let names: Vec<&str> =
+        stripe_sync_core::mapping::SPECS.iter().map(|s| s.object).collect::<Vec<_>>();
+    // Dependency order, as backfill('all').
+    let ordered: Vec<&'static str> = stripe_sync_core::objects::backfill_names()
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .collect();
+    let object = object.unwrap_or_default();
+    let chosen: Vec<&'static str> = if object == "all" {
+        ordered.clone()
+    } else {
+        match ordered.iter().find(|n| {
+            **n == object
+                || stripe_sync_core::mapping::spec_for(n).is_some_and(|s| s.table == object)
+        }) {
+            Some(n) => vec![*n],
+            None => errors::raise_with_hint(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown object type \"{object}\" for verify"),
+                format!("Use 'all' or one of: {}.", ordered.join(", ")),
+            ),
+        }
+    };
+    let account = account.filter(|a| !a.is_empty());
+    let kind = Kind::Verify { repair: repair.unwrap_or(false) };
+    let mut rows = Vec::new();
+    for name in chosen {
+        let run = if object == "all" {
+            match crate::subxact::run(|| run_and_wait_for_run(kind, name, None, account)) {
+                Ok((run, _)) => run,
+                // A server without this endpoint (a stand-in, an older API): say so, go on.
+                Err(f) if f.message.contains("stripe API error 404") => {
+                    warning!("stripe_sync: verify of {name} skipped: {}", f.message);
+                    continue;
+                }
+                Err(f) => {
+                    ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
+                }
+            }
+        } else {
+            run_and_wait_for_run(kind, name, None, account).0
+        };
+        let s = crate::verify::summary(run);
+        rows.push((
+            name.to_owned(),
+            account.unwrap_or_default().to_owned(),
+            s.listed,
+            s.missing,
+            s.extra,
+            s.differs,
+            s.repaired,
+        ));
+    }
+    TableIterator::new(rows)
 }
 
 /// `created_after` in Unix seconds; 'infinity' and '-infinity' are refused

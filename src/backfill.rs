@@ -1,23 +1,18 @@
-//! Backfill and catch-up. Backfill pages through a list endpoint, applying each
-//! page with the same statements as events and committing it together with
-//! its cursor, so an interrupted run resumes at the next page. Catch-up lists
-//! /v1/events since the newest event seen and queues the missing ones. Both
-//! run inside a job worker (jobs.rs): HTTP happens between transactions,
-//! never inside one. `sync_object` refetches one object in the caller's session.
+//! Backfill pages through a list endpoint (or, for payment methods and tax
+//! ids, through each customer's), applying each page with the same
+//! statements as events and committing it together with its cursor, so an
+//! interrupted run resumes at the next page. It runs inside a job worker
+//! (jobs.rs): HTTP happens between transactions, never inside one.
 
-use crate::{apply, jsonb, queue, shmem, stripe};
+use crate::{apply, stripe};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use serde_json::Value;
-use stripe_sync_core::event::parse_event;
 use stripe_sync_core::http::ApiError;
 use stripe_sync_core::objects::{self, Resource};
 use stripe_sync_core::pagination::{self, Page, RawPage};
 use stripe_sync_core::slices::{self, Oldest, Slice};
-
-/// Stripe keeps events for 30 days.
-pub const EVENT_WINDOW_SECONDS: i64 = 30 * 24 * 3600;
 
 /// One run of a job, as the job worker sees it.
 pub struct Run {
@@ -27,17 +22,21 @@ pub struct Run {
 
 impl Run {
     /// The account as the cursor tables key it: '' for the platform account.
-    fn account_key(&self) -> &str {
+    pub fn account_key(&self) -> &str {
         self.account.as_deref().unwrap_or_default()
     }
 }
 
-fn get(path: &str, query: &[(String, String)], account: Option<&str>) -> Result<Value, ApiError> {
+pub(crate) fn get(
+    path: &str,
+    query: &[(String, String)],
+    account: Option<&str>,
+) -> Result<Value, ApiError> {
     stripe::request(stripe::Method::Get, path, query, account)
 }
 
 /// Fetches a list page.
-fn list_page(
+pub(crate) fn list_page(
     path: &str,
     query: &[(String, String)],
     account: Option<&str>,
@@ -79,87 +78,6 @@ pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result
         }
     }
     Ok(())
-}
-
-/// Fetches one object by id, with its child lists completed; no transaction
-/// needed. Returns the object, when it was fetched, and its table.
-fn fetch_complete(id: &str) -> Result<(Value, TimestampWithTimeZone, &'static str), ApiError> {
-    let resource = objects::resource_for_id(id).ok_or_else(|| {
-        ApiError::local(
-            "unknown_id",
-            format!("\"{id}\" has no known Stripe id prefix (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"),
-        )
-    })?;
-    let fetched_at = stripe::now();
-    let mut object = get(&format!("{}/{id}", resource.path), &[], None)?;
-    complete_children(std::slice::from_mut(&mut object), None)?;
-    let table = stripe_sync_core::mapping::spec_for(resource.object).map_or("", |s| s.table);
-    Ok((object, fetched_at, table))
-}
-
-/// `sync_object(id)`: refetch, apply, return the table name.
-pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
-    let (object, fetched_at, table) = fetch_complete(id)?;
-    apply::apply_objects(&[object], fetched_at, None);
-    Ok(table)
-}
-
-/// Worker side: re-reads objects from the API, HTTP outside any transaction:
-/// those the apply asked for (`refresh_requests`: same-second events it could
-/// not order) and rows whose embedded child list arrived partial (`has_more`,
-/// so `_children_complete` is false). Returns how many were done.
-pub fn refresh_round(limit: i64) -> usize {
-    let ids: Vec<String> = BackgroundWorker::transaction(|| {
-        Spi::connect(|c| {
-            c.select(
-                "(SELECT id FROM stripe_sync.refresh_requests ORDER BY requested_at LIMIT $1)
-                 UNION
-                 (SELECT id FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
-                 UNION
-                 (SELECT id FROM stripe_sync.invoices WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
-                None,
-                &[limit.into()],
-            )
-            .expect("objects to refresh")
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect()
-        })
-    });
-    let mut done = 0;
-    for id in &ids {
-        let object = match fetch_complete(id) {
-            Ok((object, _, _)) => object,
-            // Gone from Stripe: a tombstone ends the attempts.
-            Err(e) if e.status == Some(404) => {
-                let kind = objects::resource_for_id(id).map_or("", |r| r.object);
-                serde_json::json!({"id": id, "object": kind, "deleted": true})
-            }
-            Err(e) => {
-                warning!(
-                    "stripe_sync worker: re-reading {id} from the API failed: {}",
-                    e.describe()
-                );
-                break; // try again next round
-            }
-        };
-        BackgroundWorker::transaction(|| {
-            apply::apply_objects(&[object], stripe::now(), None);
-            Spi::run_with_args(
-                "DELETE FROM stripe_sync.refresh_requests WHERE id = $1",
-                &[id.as_str().into()],
-            )
-            .expect("done with the request");
-        });
-        done += 1;
-    }
-    done
-}
-
-/// Without an API key the tie rule stands: requests are dropped.
-pub fn drop_refresh_requests() {
-    BackgroundWorker::transaction(|| {
-        Spi::run("DELETE FROM stripe_sync.refresh_requests").expect("drop refresh requests");
-    });
 }
 
 /// Where a backfill starts: resuming an interrupted run, or a new one.
@@ -223,6 +141,9 @@ fn commit_page(
         Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
         match &f.completed {
             Some(tree) => apply::apply_objects(&tree.data, f.fetched_at, run.account.as_deref()),
+            None if f.page.object_types().contains(&objects::ACCOUNT) => {
+                crate::accounts::apply_listed(&f.page.body)
+            }
             None => apply::apply_page(&f.page, f.fetched_at, run.account.as_deref()),
         };
         save();
@@ -241,6 +162,14 @@ pub fn backfill(
 ) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
     let start = BackgroundWorker::transaction(|| begin_cursor(run, resource.object, created_after));
+    if per_customer(resource) {
+        let total = backfill_per_customer(run, resource, &start)?;
+        if start.full {
+            reconcile(run, resource)?;
+        }
+        BackgroundWorker::transaction(|| finish_cursor(run, resource.object));
+        return Ok(total);
+    }
     let workers = crate::config::backfill_workers();
     let mut sliced =
         start.resumed && BackgroundWorker::transaction(|| has_slices(run, resource.object));
@@ -272,6 +201,104 @@ pub fn backfill(
     }
     BackgroundWorker::transaction(|| finish_cursor(run, resource.object));
     Ok(total)
+}
+
+pub(crate) fn per_customer(resource: &Resource) -> bool {
+    matches!(resource.listing, objects::Listing::PerCustomer(_))
+}
+
+/// Customers whose objects one transaction commits together.
+const CUSTOMERS_PER_COMMIT: i64 = 20;
+
+/// A per-customer listing (payment methods, tax ids): every customer of the
+/// account in the mirror (those created since the last completed run, for
+/// an incremental one), in id order, each listed in full; committed every
+/// [`CUSTOMERS_PER_COMMIT`] customers with the last one's id as the cursor,
+/// so an interrupted run resumes after it. A customer Stripe no longer has
+/// (404) has nothing to list: its own deletion reaches the mirror by event
+/// or by the customers' reconciliation.
+fn backfill_per_customer(run: &Run, resource: &Resource, start: &Start) -> Result<i64, ApiError> {
+    let account = run.account.as_deref();
+    let mut after = start.starting_after.clone();
+    let mut total = 0i64;
+    loop {
+        let customers = BackgroundWorker::transaction(|| {
+            customers_after(run.account_key(), after.as_deref(), start.created_gte)
+        });
+        let Some((last, _)) = customers.last().cloned() else { break };
+        let fetched_at = stripe::now();
+        let mut objects = Vec::new();
+        for (customer, _) in &customers {
+            objects.extend(list_of_customer(resource, customer, account)?);
+        }
+        let high = customers.iter().filter_map(|(_, created)| *created).max();
+        let n = objects.len() as i64;
+        BackgroundWorker::transaction(|| {
+            Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
+            apply::apply_objects(&objects, fetched_at, account);
+            save_cursor(run, resource.object, Some(&last), high);
+            record_page(run.id, n);
+        });
+        total += n;
+        if (customers.len() as i64) < CUSTOMERS_PER_COMMIT {
+            break;
+        }
+        after = Some(last);
+    }
+    Ok(total)
+}
+
+/// Every object of one customer's list (e.g. its payment methods);
+/// nothing when Stripe no longer has the customer.
+pub(crate) fn list_of_customer(
+    resource: &Resource,
+    customer: &str,
+    account: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(path) = resource.customer_path(customer) else { return Ok(Vec::new()) };
+    let mut objects = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        check_for_interrupts!();
+        let query = pagination::list_query(resource.list_params, after.as_deref(), None);
+        let page = match list_page(&path, &query, account) {
+            Ok(page) => page,
+            Err(e) if e.status == Some(404) => break,
+            Err(e) => return Err(e),
+        };
+        after = page.last_id().map(str::to_owned);
+        let more = page.has_more;
+        objects.extend(page.data);
+        if !more || after.is_none() {
+            break;
+        }
+    }
+    Ok(objects)
+}
+
+/// The next customers of `account` in the mirror after `after` (by id),
+/// created at or after `created_gte` if given, with their created times.
+pub(crate) fn customers_after(
+    account: &str,
+    after: Option<&str>,
+    created_gte: Option<i64>,
+) -> Vec<(String, Option<i64>)> {
+    let args: [DatumWithOid; 4] =
+        [account.into(), after.into(), created_gte.into(), CUSTOMERS_PER_COMMIT.into()];
+    Spi::connect(|c| {
+        c.select(
+            "SELECT id, extract(epoch FROM created)::bigint FROM stripe_sync.customers
+              WHERE _account_id = $1 AND NOT _deleted
+                AND ($2::text IS NULL OR id > $2)
+                AND ($3::bigint IS NULL OR created >= to_timestamp($3))
+              ORDER BY id LIMIT $4",
+            None,
+            &args,
+        )
+        .expect("customers to list")
+        .filter_map(|r| Some((r.get::<String>(1).ok().flatten()?, r.get::<i64>(2).ok().flatten())))
+        .collect()
+    })
 }
 
 /// After the first page of a new run: cuts what is left of the listing (from
@@ -632,7 +659,7 @@ fn save_cursor(run: &Run, object: &str, last: Option<&str>, high: Option<i64>) {
 }
 
 /// Counts a committed page; returns whether a worker of the run has failed.
-fn record_page(run_id: i64, n: i64) -> bool {
+pub(crate) fn record_page(run_id: i64, n: i64) -> bool {
     Spi::get_one_with_args::<bool>(
         "UPDATE stripe_sync.sync_runs SET pages = pages + 1, objects = objects + $2 WHERE id = $1
          RETURNING error IS NOT NULL",
@@ -661,6 +688,7 @@ fn finish_cursor(run: &Run, object: &str) {
         &args,
     )
     .expect("drop the run's slices");
+    crate::accounts::touch(account, crate::accounts::Done::Backfill);
 }
 
 /// After a full run: rows of this account that the API no longer listed are
@@ -680,7 +708,7 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
     let missing: Vec<String> = BackgroundWorker::transaction(|| {
         let sql = format!(
             "SELECT t.id FROM stripe_sync.{} t
-              WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM nullif($2, '')
+              WHERE NOT t._deleted AND t._account_id = $2
                 AND coalesce(t._last_event_at, '-infinity') < ({RUN_START})",
             spec.table
         );
@@ -715,7 +743,7 @@ fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> {
                                  AND x.account IS NOT DISTINCT FROM nullif($2, '')
                                  AND x.started_at >= ({RUN_START}) AND x.id <= $1),
                     rows_held = (SELECT count(*) FROM stripe_sync.{} t
-                                  WHERE NOT t._deleted AND t._account_id IS NOT DISTINCT FROM nullif($2, ''))
+                                  WHERE NOT t._deleted AND t._account_id = $2)
               WHERE r.id = $1",
             spec.table
         );
@@ -737,63 +765,3 @@ const RUN_START: &str = "SELECT coalesce(c.run_started_at, r.started_at)
                            FROM stripe_sync.sync_runs r
                            LEFT JOIN stripe_sync.sync_cursors c ON c.account = $2 AND c.object = $3
                           WHERE r.id = $1";
-
-/// Lists /v1/events created at or after the newest event seen (the same
-/// second again: duplicates are harmless) and queues those not yet stored.
-/// Returns how many were new.
-pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
-    let account = run.account.as_deref();
-    let since = BackgroundWorker::transaction(|| {
-        let since = newest_event_seen();
-        // The run records where it started from; the status view flags a gap
-        // when that is beyond Stripe's window.
-        Spi::run_with_args(
-            "UPDATE stripe_sync.sync_runs SET created_after = to_timestamp($2) WHERE id = $1",
-            &[run.id.into(), since.map(|t| t as f64).into()],
-        )
-        .expect("record catch-up start");
-        since
-    });
-    let window_start = chrono::Utc::now().timestamp() - EVENT_WINDOW_SECONDS;
-    let created_gte = since.map_or(window_start, |t| t.max(window_start));
-    let mut after: Option<String> = None;
-    let mut queued = 0i64;
-    loop {
-        check_for_interrupts!();
-        let query = pagination::list_query(&[], after.as_deref(), Some(created_gte));
-        let page = list_page("/v1/events", &query, account)?;
-        let last = page.last_id().map(str::to_owned);
-        let new = BackgroundWorker::transaction(|| {
-            let mut new = 0;
-            for event in &page.data {
-                let text = event.to_string();
-                // Events from the API need no signature; they still must be events.
-                let Ok(meta) = parse_event(&text, usize::MAX) else { continue };
-                let data = jsonb::from_text(&text).unwrap_or_else(|e| {
-                    pgrx::error!("event {} from the API cannot be stored as jsonb: {e}", meta.id)
-                });
-                if queue::insert(&meta, data) {
-                    new += 1;
-                }
-            }
-            record_page(run.id, new);
-            new
-        });
-        if new > 0 {
-            shmem::wake_worker(); // committed above
-        }
-        queued += new;
-        if !page.has_more || last.is_none() {
-            break;
-        }
-        after = last;
-    }
-    Ok(queued)
-}
-
-/// Unix seconds of the newest event stored, if any.
-pub fn newest_event_seen() -> Option<i64> {
-    Spi::get_one::<i64>("SELECT extract(epoch FROM max(created))::bigint FROM stripe_sync.events")
-        .ok()
-        .flatten()
-}

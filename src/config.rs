@@ -38,6 +38,7 @@ static ALERT_EVENTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
     c"invoice.payment_failed,charge.dispute.created,customer.subscription.deleted,radar.early_fraud_warning.created,dead_letter",
 ));
 static ALERT_BURST: GucSetting<i32> = GucSetting::<i32>::new(10);
+static CATCH_UP_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 const SECRET: GucFlags = GucFlags::SUPERUSER_ONLY.union(GucFlags::NO_SHOW_ALL);
 
@@ -109,6 +110,14 @@ pub fn init() {
         (1, 16),
         GucContext::Suset,
         GucFlags::default(),
+    );
+    int(
+        c"stripe_sync.catch_up_interval",
+        c"How often the worker runs catch_up() for every known account by itself (0: never; pg_cron may call it instead).",
+        &CATCH_UP_INTERVAL,
+        (0, 7 * 86_400),
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     int(
         c"stripe_sync.poll_interval",
@@ -325,6 +334,12 @@ pub fn apply_workers() -> usize {
 /// How many job workers one backfill may page with (the job included).
 pub fn backfill_workers() -> usize {
     BACKFILL_WORKERS.get().max(1) as usize
+}
+
+/// The worker's own catch-up period; None when off.
+pub fn catch_up_interval() -> Option<Duration> {
+    let s = CATCH_UP_INTERVAL.get();
+    (s > 0).then(|| Duration::from_secs(s as u64))
 }
 
 pub fn poll_interval() -> Duration {

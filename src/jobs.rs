@@ -6,7 +6,7 @@
 //! terminates the job; what it committed stays, and the next call resumes.
 
 use crate::backfill::{self, Run};
-use crate::stripe;
+use crate::{catch_up, stripe, verify};
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
 };
@@ -23,6 +23,7 @@ pub const JOB_TYPE: &str = "stripe_sync job";
 pub enum Kind {
     Backfill,
     CatchUp,
+    Verify { repair: bool },
 }
 
 impl Kind {
@@ -30,8 +31,38 @@ impl Kind {
         match self {
             Kind::Backfill => "backfill",
             Kind::CatchUp => "catch_up",
+            Kind::Verify { repair: false } => "verify",
+            Kind::Verify { repair: true } => "verify_repair",
         }
     }
+}
+
+/// Jobs the worker starts by itself, with no session following them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Background {
+    /// A catch-up of every known account (stripe_sync.catch_up_interval).
+    CatchUpAll,
+    /// Re-reads of objects the apply could not settle (refresh.rs), until none is left.
+    Refresh,
+}
+
+impl Background {
+    fn as_str(self) -> &'static str {
+        match self {
+            Background::CatchUpAll => "catch_up_all",
+            Background::Refresh => "refresh",
+        }
+    }
+}
+
+/// Starts a background job (from the worker). None when no worker slot is free.
+pub fn start_background(job: Background) -> Option<DynamicBackgroundWorker> {
+    launch(&format!("{}				{}	", job.as_str(), crate::config::session_settings()))
+}
+
+/// Whether a job worker started by [`start_background`] is still running.
+pub fn running(h: &DynamicBackgroundWorker) -> bool {
+    !stopped(h)
 }
 
 /// Starts a job and waits for it; returns the objects (or events) it applied.
@@ -42,6 +73,16 @@ pub fn run_and_wait(
     created_after: Option<i64>,
     account: Option<&str>,
 ) -> i64 {
+    run_and_wait_for_run(kind, object, created_after, account).1
+}
+
+/// As [`run_and_wait`], returning the run's id (sync_runs) too.
+pub fn run_and_wait_for_run(
+    kind: Kind,
+    object: &str,
+    created_after: Option<i64>,
+    account: Option<&str>,
+) -> (i64, i64) {
     if let Some(a) = account
         && (!a.starts_with("acct_")
             || a.len() > 40
@@ -58,11 +99,10 @@ pub fn run_and_wait(
     crate::stripe::require_server_settings();
     if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
         error!(
-            "stripe_sync: backfill and catch_up must be called at READ COMMITTED isolation to follow their job"
+            "stripe_sync: backfill, catch_up and verify must be called at READ COMMITTED isolation to follow their job"
         );
     }
-    let token =
-        format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64);
+    let token = new_token();
     // bgw_extra holds 128 bytes: the job, and the session's retry and timeout settings.
     let extra = format!(
         "{}\t{object}\t{}\t{token}\t{}\t{}",
@@ -139,12 +179,13 @@ pub fn stop_helpers(helpers: Vec<DynamicBackgroundWorker>) {
     }
 }
 
-/// Follows the run row until the job worker has finished.
+/// Follows the run row until the job worker has finished; returns the run's
+/// id and its objects.
 fn follow(
     token: &str,
     object: &str,
     handle: &std::cell::RefCell<Option<DynamicBackgroundWorker>>,
-) -> i64 {
+) -> (i64, i64) {
     let mut pages_reported = 0;
     loop {
         let stopped = handle.borrow().as_ref().is_none_or(stopped);
@@ -154,7 +195,7 @@ fn follow(
                 notice!("stripe_sync: {object}: {} pages, {} objects", run.pages, run.objects);
             }
             match run.status.as_str() {
-                "completed" => return run.objects,
+                "completed" => return (run.id, run.objects),
                 "failed" | "cancelled" => crate::errors::raise_with_code(
                     crate::subxact::sqlstate_from_text(
                         run.error_code.as_deref().unwrap_or("38000"),
@@ -169,7 +210,7 @@ fn follow(
             if let Some(run) = read_run(token)
                 && run.status == "completed"
             {
-                return run.objects;
+                return (run.id, run.objects);
             }
             error!(
                 "stripe_sync: the job worker for {object} stopped before finishing; call again to resume"
@@ -183,6 +224,7 @@ fn follow(
 
 /// A job's row in stripe_sync.sync_runs, as its caller follows it.
 struct RunRow {
+    id: i64,
     status: String,
     pages: i32,
     objects: i64,
@@ -196,13 +238,14 @@ fn read_run(token: &str) -> Option<RunRow> {
     Spi::connect_mut(|c| {
         let rows = c
             .update(
-                "SELECT status, pages, objects, error, error_code FROM stripe_sync.sync_runs WHERE token = $1",
+                "SELECT status, pages, objects, error, error_code, id FROM stripe_sync.sync_runs WHERE token = $1",
                 None,
                 &[token.into()],
             )
             .ok()?;
         let row = rows.first();
         Some(RunRow {
+            id: row.get::<i64>(6).ok().flatten()?,
             status: row.get::<String>(1).ok().flatten()?,
             pages: row.get::<i32>(2).ok().flatten().unwrap_or(0),
             objects: row.get::<i64>(3).ok().flatten().unwrap_or(0),
@@ -239,6 +282,11 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     crate::config::apply_session_settings(settings.unwrap_or_default());
     let created_after = created.parse::<i64>().ok();
     let account = account.filter(|a| !a.is_empty()).map(str::to_owned);
+    match kind {
+        "catch_up_all" => return catch_up_all(),
+        "refresh" => return refresh_all(),
+        _ => {}
+    }
     if kind == "slices" {
         // A helper of a sliced backfill: `created` is the run, `token` the leader's pid.
         if let (Some(run_id), Ok(leader), Some(resource)) =
@@ -252,26 +300,20 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
         start_run(kind, object, created_after, token, account.as_deref())
     });
     let run = Run { id: run_id, account };
-    let outcome = crate::subxact::catch_between_transactions(|| {
-        match (kind, objects::resource(object)) {
-            ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
-            ("catch_up", _) => backfill::catch_up(&run),
-            _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
-        }
-        .map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
-    })
-    .unwrap_or_else(|f| Err((f.message, f.sqlstate)));
+    let outcome = run_outcome(|| match (kind, objects::resource(object)) {
+        ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
+        ("catch_up", _) => catch_up::catch_up(&run),
+        ("verify", Some(resource)) => verify::verify(&run, resource, false),
+        ("verify_repair", Some(resource)) => verify::verify(&run, resource, true),
+        _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
+    });
     BackgroundWorker::transaction(|| finish_run(run_id, outcome));
 }
 
 /// A helper pages slices until none is left, its leader is gone or a worker
 /// of the run failed; its own failure is recorded for the leader to raise.
 fn help(run: Run, resource: &'static objects::Resource, leader: i32) {
-    let outcome = crate::subxact::catch_between_transactions(|| {
-        backfill::work_slices(&run, resource, Some(leader))
-            .map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
-    })
-    .unwrap_or_else(|f| Err((f.message, f.sqlstate)));
+    let outcome = run_outcome(|| backfill::work_slices(&run, resource, Some(leader)));
     if let Err((message, code)) = outcome {
         BackgroundWorker::transaction(|| backfill::record_failure(run.id, &message, &code));
     }
@@ -287,6 +329,59 @@ unsafe extern "C-unwind" fn on_sigterm(_signal: i32) {
     }
 }
 
+/// The worker's own catch-up: every known account in turn, each a run of
+/// its own (a failure is recorded in its run and logged; the others go on).
+fn catch_up_all() {
+    let accounts = BackgroundWorker::transaction(crate::accounts::known);
+    for account in accounts {
+        let token = new_token();
+        let account = (!account.is_empty()).then_some(account);
+        let run_id = BackgroundWorker::transaction(|| {
+            start_run("catch_up", "event", None, &token, account.as_deref())
+        });
+        let run = Run { id: run_id, account };
+        let outcome = run_outcome(|| catch_up::catch_up(&run));
+        if let Err((message, _)) = &outcome {
+            warning!(
+                "stripe_sync: catch-up of {} failed: {message}",
+                crate::accounts::describe(run.account_key())
+            );
+        }
+        BackgroundWorker::transaction(|| finish_run(run_id, outcome));
+    }
+}
+
+/// Re-reads until nothing is left to re-read (or a re-read fails: the
+/// worker starts this job again later).
+fn refresh_all() {
+    loop {
+        match crate::subxact::catch_between_transactions(|| crate::refresh::refresh_round(100)) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(f) => {
+                warning!("stripe_sync: re-reading objects failed (SQLSTATE {})", f.sqlstate);
+                break;
+            }
+        }
+    }
+}
+
+/// Runs a job's work, between transactions, mapping its failure to a message
+/// and SQLSTATE for its run row.
+fn run_outcome(
+    work: impl FnOnce() -> Result<i64, ApiError> + std::panic::UnwindSafe,
+) -> Result<i64, (String, String)> {
+    crate::subxact::catch_between_transactions(|| {
+        work().map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
+    })
+    .unwrap_or_else(|f| Err((f.message, f.sqlstate)))
+}
+
+/// A random handle for a run row.
+fn new_token() -> String {
+    format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64)
+}
+
 fn start_run(
     kind: &str,
     object: &str,
@@ -295,7 +390,7 @@ fn start_run(
     account: Option<&str>,
 ) -> i64 {
     let args: [DatumWithOid; 6] = [
-        kind.into(),
+        (if kind.starts_with("verify") { "verify" } else { kind }).into(),
         (if kind == "catch_up" { "event" } else { object }).into(),
         created_after.map(|t| t as f64).into(),
         token.into(),

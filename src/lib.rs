@@ -4,10 +4,12 @@
 
 use pgrx::prelude::*;
 
+mod accounts;
 mod alerts;
 mod api;
 mod apply;
 mod backfill;
+mod catch_up;
 mod config;
 mod drain;
 mod errors;
@@ -20,6 +22,7 @@ mod notify;
 mod plans;
 mod provision;
 mod queue;
+mod refresh;
 mod security;
 mod shmem;
 mod signup;
@@ -27,6 +30,7 @@ mod slack;
 mod stripe;
 mod subxact;
 mod users;
+mod verify;
 mod version;
 mod worker;
 
@@ -67,7 +71,8 @@ extension_sql_file!(
 extension_sql_file!("../sql/stripe_sync--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 extension_sql_file!("../sql/stripe_sync--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
 extension_sql_file!("../sql/stripe_sync--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
-extension_sql_file!("../sql/stripe_sync--0.5.0--0.6.0.sql", name = "v0_6_0", finalize);
+extension_sql_file!("../sql/stripe_sync--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
+extension_sql_file!("../sql/stripe_sync--0.6.0--0.7.0.sql", name = "v0_7_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

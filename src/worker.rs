@@ -5,7 +5,9 @@
 //! for `stripe_sync.batch_wait` before the next claim. Nothing else lives here.
 
 use crate::{config, drain, helpers, queue, shmem, subxact};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, DynamicBackgroundWorker, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,10 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
     let mut extension_seen = false;
     let mut last_purge: Option<Instant> = None;
     let mut last_refresh: Option<Instant> = None;
+    let mut last_catch_up_check: Option<Instant> = None;
+    // The job workers this worker started (re-reads, catch-up), while they run.
+    let mut refresher: Option<DynamicBackgroundWorker> = None;
+    let mut catcher: Option<DynamicBackgroundWorker> = None;
     let mut helpers = helpers::Helpers::default();
     // After a short batch: when the next one may be claimed.
     let mut next_claim: Option<Instant> = None;
@@ -80,7 +86,12 @@ pub extern "C-unwind" fn stripe_sync_worker_main(_arg: pg_sys::Datum) {
         let provisioning_backlog = extension_seen && provision_round();
         if extension_seen && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
             last_refresh = Some(Instant::now());
-            refresh_round();
+            refresh_round(&mut refresher);
+        }
+        if extension_seen && last_catch_up_check.is_none_or(|t| t.elapsed() >= CATCH_UP_CHECK_EVERY)
+        {
+            last_catch_up_check = Some(Instant::now());
+            catch_up_round(&mut catcher);
         }
         let known = extension_seen;
         let share = helpers.worker_share();
@@ -165,21 +176,57 @@ fn provision_round() -> bool {
     }
 }
 
-/// How often the worker re-reads objects from the API (refresh requests,
-/// partial child lists).
-const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How often the worker looks for objects to re-read from the API (refresh
+/// requests, partial child lists).
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// Re-reads what needs it when a key is configured; drops the requests otherwise.
-fn refresh_round() {
+/// With a key, starts a job worker that re-reads what needs it, at the pace
+/// the shared request budget allows, until nothing is left (unless one still
+/// runs): the apply goes on meanwhile. Without a key the tie rule stands and
+/// the requests are dropped.
+fn refresh_round(refresher: &mut Option<DynamicBackgroundWorker>) {
+    if refresher.as_ref().is_some_and(crate::jobs::running) {
+        return;
+    }
+    *refresher = None;
     let outcome = subxact::catch_between_transactions(|| {
-        if config::api_key_configured() {
-            crate::backfill::refresh_round(20);
+        if !config::api_key_configured() {
+            crate::refresh::drop_refresh_requests();
+            false
         } else {
-            crate::backfill::drop_refresh_requests();
+            BackgroundWorker::transaction(crate::refresh::any_wanted)
         }
     });
-    if let Err(f) = outcome {
-        warning!("stripe_sync worker: re-reading objects failed (SQLSTATE {})", f.sqlstate);
+    match outcome {
+        Ok(true) => *refresher = crate::jobs::start_background(crate::jobs::Background::Refresh),
+        Ok(false) => {}
+        Err(f) => {
+            warning!(
+                "stripe_sync worker: looking for objects to re-read failed (SQLSTATE {})",
+                f.sqlstate
+            )
+        }
+    }
+}
+
+/// How often the worker looks whether its own catch-up is due.
+const CATCH_UP_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Starts a catch-up of every known account when stripe_sync.catch_up_interval
+/// is set, a key is configured, and no catch-up (the worker's, or one called
+/// from SQL or pg_cron) started within the interval or still runs.
+fn catch_up_round(catcher: &mut Option<DynamicBackgroundWorker>) {
+    let Some(interval) = config::catch_up_interval() else { return };
+    if !config::api_key_configured() || catcher.as_ref().is_some_and(crate::jobs::running) {
+        return;
+    }
+    *catcher = None;
+    match BackgroundWorker::transaction(|| subxact::run(|| crate::catch_up::due(interval))) {
+        Ok(true) => *catcher = crate::jobs::start_background(crate::jobs::Background::CatchUpAll),
+        Ok(false) => {}
+        Err(f) => {
+            warning!("stripe_sync worker: checking for catch-up failed (SQLSTATE {})", f.sqlstate)
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 -- detoast and decompress the whole event again.
 INSERT INTO stripe_sync.subscription_history
        (subscription, _account_id, at, rank, source, status, currency, customer, mrr)
-SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
+SELECT e.object_id, coalesce(e.account, ''), e.created, stripe_sync._event_rank(e.type), e.id,
        o->>'status', o->>'currency', o->>'customer',
        CASE WHEN NOT stripe_sync._earns_mrr(o) THEN 0
             WHEN stripe_sync._has_discount(o) THEN stripe_sync.subscription_mrr(o, e.created)
@@ -19,4 +19,4 @@ SELECT e.object_id, e.account, e.created, stripe_sync._event_rank(e.type), e.id,
   FROM stripe_sync.events e
  CROSS JOIN LATERAL (SELECT e.data #> '{data,object}'::text[] AS o OFFSET 0) AS x
  WHERE e.id = ANY($1) AND e.object_type = 'subscription' AND NOT stripe_sync._is_stub(o)
-ON CONFLICT (subscription, at, rank, source) DO NOTHING
+ON CONFLICT (_account_id, subscription, at, rank, source) DO NOTHING

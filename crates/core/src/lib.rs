@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod shares;
 pub mod signature;
 pub mod slices;
+pub mod watermark;
 
 pub use error::Error;
 

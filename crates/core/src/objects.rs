@@ -14,17 +14,51 @@ pub struct Resource {
     pub list_params: &'static [(&'static str, &'static str)],
     /// Id prefixes (with their underscore) of this object type.
     pub prefixes: &'static [&'static str],
+    /// How a backfill lists every object of the account.
+    pub listing: Listing,
 }
+
+/// How a backfill lists an object type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `GET {path}` lists every object of the account.
+    Collection,
+    /// Listed per customer, `GET /v1/customers/{id}/{0}` for every customer
+    /// in the mirror: the top-level list means another set (`/v1/payment_methods`
+    /// needs a customer, or lists Treasury's; `/v1/tax_ids` lists the
+    /// account's own tax ids).
+    PerCustomer(&'static str),
+}
+
+impl Resource {
+    /// The list path of one customer's objects, for a per-customer listing.
+    pub fn customer_path(&self, customer: &str) -> Option<String> {
+        match self.listing {
+            Listing::PerCustomer(sub) => Some(format!("/v1/customers/{customer}/{sub}")),
+            Listing::Collection => None,
+        }
+    }
+}
+
+/// Not a mirrored object type but listed by `backfill('account')` into
+/// `stripe_sync.accounts`: the connected accounts of a platform.
+pub const ACCOUNT: &str = "account";
 
 /// Dependency order: what others point at comes first (`backfill('all')`).
 pub const RESOURCES: &[Resource] = &[
+    r(ACCOUNT, "/v1/accounts", &[], &["acct_"]),
     r("product", "/v1/products", &[], &["prod_"]),
     r("price", "/v1/prices", &[], &["price_"]),
     r("plan", "/v1/plans", &[], &["plan_"]),
     r("coupon", "/v1/coupons", &[], &[]),
     r("customer", "/v1/customers", &[], &["cus_"]),
-    r("tax_id", "/v1/tax_ids", &[], &["txi_"]),
-    r("payment_method", "/v1/payment_methods", &[], &["pm_", "card_", "src_"]),
+    per_customer("tax_id", "/v1/tax_ids", "tax_ids", &["txi_"]),
+    per_customer(
+        "payment_method",
+        "/v1/payment_methods",
+        "payment_methods",
+        &["pm_", "card_", "src_"],
+    ),
     r("subscription", "/v1/subscriptions", &[("status", "all")], &["sub_"]),
     r("subscription_schedule", "/v1/subscription_schedules", &[], &["sub_sched_"]),
     r("invoice", "/v1/invoices", &[], &["in_"]),
@@ -45,7 +79,16 @@ const fn r(
     list_params: &'static [(&'static str, &'static str)],
     prefixes: &'static [&'static str],
 ) -> Resource {
-    Resource { object, path, list_params, prefixes }
+    Resource { object, path, list_params, prefixes, listing: Listing::Collection }
+}
+
+const fn per_customer(
+    object: &'static str,
+    path: &'static str,
+    sub: &'static str,
+    prefixes: &'static [&'static str],
+) -> Resource {
+    Resource { object, path, list_params: &[], prefixes, listing: Listing::PerCustomer(sub) }
 }
 
 /// The resource of an `object` value.
@@ -118,7 +161,7 @@ mod tests {
         for spec in crate::mapping::SPECS {
             assert!(resource(spec.object).is_some(), "no API resource for {}", spec.object);
         }
-        for res in RESOURCES {
+        for res in RESOURCES.iter().filter(|r| r.object != ACCOUNT) {
             assert!(
                 crate::mapping::spec_for(res.object).is_some(),
                 "{} is not mirrored",
@@ -141,6 +184,24 @@ mod tests {
         }
         assert_eq!(child_list("invoice", "lines", "in_1").unwrap().0, "/v1/invoices/in_1/lines");
         assert_eq!(child_list("customer", "sources", "cus_1"), None);
+    }
+
+    #[test]
+    fn payment_methods_and_tax_ids_are_listed_per_customer() {
+        let path = |o: &str| resource(o).unwrap().customer_path("cus_1");
+        assert_eq!(path("payment_method").as_deref(), Some("/v1/customers/cus_1/payment_methods"));
+        assert_eq!(path("tax_id").as_deref(), Some("/v1/customers/cus_1/tax_ids"));
+        assert_eq!(path("customer"), None);
+        // Their customers are listed before them.
+        let pos = |o| RESOURCES.iter().position(|r| r.object == o).unwrap();
+        assert!(pos("customer") < pos("payment_method") && pos("customer") < pos("tax_id"));
+    }
+
+    #[test]
+    fn accounts_come_first_and_are_not_a_table() {
+        assert_eq!(RESOURCES[0].object, ACCOUNT);
+        assert!(crate::mapping::spec_for(ACCOUNT).is_none());
+        assert_eq!(resource_for_id("acct_1Nv0FGQ9RKHgCVdK").map(|r| r.object), Some(ACCOUNT));
     }
 
     #[test]

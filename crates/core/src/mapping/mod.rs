@@ -175,8 +175,8 @@ pub enum Source {
     /// Events in `stripe_sync.events` whose ids are `$1` (text[]).
     Events,
     /// Objects fetched from the API: `$1` a jsonb array of objects, `$2` the
-    /// time of the fetch (timestamptz), `$3` the connected account (text or
-    /// NULL). A fetched object ranks as an update made at fetch time, compared
+    /// time of the fetch (timestamptz), `$3` the connected account (text;
+    /// NULL or `''` for the platform). A fetched object ranks as an update made at fetch time, compared
     /// in whole seconds as Stripe's event times are (see [`order_key`]), so an
     /// event created later, or in the same second, still wins over it.
     Objects,
@@ -192,20 +192,20 @@ fn batch_sql(object: &str, source: Source) -> String {
         // detoast (and decompress) the whole event again, and `OFFSET 0`
         // keeps the planner from copying the expression into each use.
         Source::Events => format!(
-            "SELECT b.event_id, b.event_type, b.event_created, b.account, x.o,
+            "SELECT b.event_id, b.event_type, b.event_created, coalesce(b.account, '') AS account, x.o,
            stripe_sync._is_deletion(b.event_type, x.o) AS is_deletion, b.tied
-      FROM (SELECT DISTINCT ON (e.object_id)
+      FROM (SELECT DISTINCT ON (e.account, e.object_id)
                    e.id AS event_id, e.type AS event_type, e.created AS event_created, e.account, e.data,
-                   count(*) OVER (PARTITION BY e.object_id, e.created, stripe_sync._event_rank(e.type)) > 1 AS tied
+                   count(*) OVER (PARTITION BY e.account, e.object_id, e.created, stripe_sync._event_rank(e.type)) > 1 AS tied
               FROM stripe_sync.events e
              WHERE e.id = ANY($1) AND e.object_type = '{object}' AND e.object_id IS NOT NULL
-             ORDER BY e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC) b
+             ORDER BY e.account, e.object_id, e.created DESC, stripe_sync._event_rank(e.type) DESC, e.id DESC) b
      CROSS JOIN LATERAL (SELECT b.data #> '{{data,object}}'::text[] AS o OFFSET 0) x"
         ),
         Source::Objects => format!(
             "SELECT DISTINCT ON (o->>'id')
            ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
-           $3::text AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
+           coalesce($3::text, '') AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
      WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL
      ORDER BY o->>'id', position DESC"
@@ -232,8 +232,8 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
     SELECT o->>'id', {reads}, o, account, event_created, event_type, event_id, is_deletion, now()
       FROM batch
      WHERE NOT stripe_sync._is_stub(o)
-    ON CONFLICT (id) DO UPDATE SET {sets},
-           data = excluded.data, _account_id = excluded._account_id,
+    ON CONFLICT (_account_id, id) DO UPDATE SET {sets},
+           data = excluded.data,
            _last_event_at = excluded._last_event_at, _last_event_type = excluded._last_event_type,
            _last_event_id = excluded._last_event_id, _deleted = excluded._deleted,
            _synced_at = excluded._synced_at
@@ -245,7 +245,7 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
     SELECT o->>'id', o, account, event_created, event_type, event_id, true, now()
       FROM batch
      WHERE stripe_sync._is_stub(o)
-    ON CONFLICT (id) DO UPDATE SET
+    ON CONFLICT (_account_id, id) DO UPDATE SET
            _last_event_at = excluded._last_event_at, _last_event_type = excluded._last_event_type,
            _last_event_id = excluded._last_event_id, _deleted = true, _synced_at = excluded._synced_at
      WHERE {newer}
@@ -273,10 +273,10 @@ SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
 fn ties_sql(object: &str, table: &str) -> String {
     format!(
         ", ties AS (
-    INSERT INTO stripe_sync.refresh_requests (id, object)
-    SELECT b.o->>'id', '{object}'
+    INSERT INTO stripe_sync.refresh_requests (account, id, object)
+    SELECT b.account, b.o->>'id', '{object}'
       FROM batch b
-      LEFT JOIN stripe_sync.{table} t ON t.id = b.o->>'id'
+      LEFT JOIN stripe_sync.{table} t ON t._account_id = b.account AND t.id = b.o->>'id'
      WHERE b.tied
         OR (t._last_event_at = b.event_created AND t._last_event_id <> b.event_id
             AND t._last_event_type <> '{FETCHED}'
@@ -304,19 +304,19 @@ fn child_sql(i: usize, child: &ChildSpec) -> String {
     format!(
         ", child{i}_upsert AS (
     INSERT INTO stripe_sync.{table} AS t (id, {parent}, {cols}data, _account_id, _synced_at)
-    SELECT DISTINCT ON (o->>'id') o->>'id', p.id, {reads}o, p._account_id, now()
+    SELECT DISTINCT ON (p._account_id, o->>'id') o->>'id', p.id, {reads}o, p._account_id, now()
       FROM full_objects p
      CROSS JOIN LATERAL jsonb_array_elements(
            CASE WHEN jsonb_typeof(p.list{i}->'data') = 'array' THEN p.list{i}->'data' ELSE '[]' END) AS o
      WHERE o->>'id' IS NOT NULL
-     ORDER BY o->>'id', p.id
-    ON CONFLICT (id) DO UPDATE SET {parent} = excluded.{parent}, {sets}data = excluded.data,
-           _account_id = excluded._account_id, _synced_at = excluded._synced_at
+     ORDER BY p._account_id, o->>'id', p.id
+    ON CONFLICT (_account_id, id) DO UPDATE SET {parent} = excluded.{parent}, {sets}data = excluded.data,
+           _synced_at = excluded._synced_at
     RETURNING 1
 ), child{i}_delete AS (
     DELETE FROM stripe_sync.{table} x
      USING full_objects p
-     WHERE x.{parent} = p.id
+     WHERE x._account_id = p._account_id AND x.{parent} = p.id
        AND jsonb_typeof(p.list{i}->'data') = 'array'
        AND NOT coalesce((p.list{i}->>'has_more')::boolean, false)
        AND x.id <> ALL (ARRAY(SELECT e->>'id' FROM jsonb_array_elements(p.list{i}->'data') AS e))

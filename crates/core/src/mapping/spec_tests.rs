@@ -524,11 +524,11 @@ fn schema_markdown() -> String {
         "# Synced tables\n\n\
          <!-- Generated from crates/core/src/mapping by a unit test: do not edit by hand.\n     \
          Regenerate with `UPDATE_SCHEMA_DOC=1 cargo test -p stripe_sync_core schema_doc`. -->\n\n\
-         One table per Stripe object type in schema `stripe_sync`. Every table has `id text primary key`,\n\
-         the typed columns below, `data jsonb not null` (the whole object as last applied) and\n\
-         bookkeeping columns that start with `_`:\n\n\
+         One table per Stripe object type in schema `stripe_sync`. Every table has `id text`, the typed\n\
+         columns below, `data jsonb not null` (the whole object as last applied) and bookkeeping columns\n\
+         that start with `_`; its primary key is `(_account_id, id)`, so connected accounts never share a row:\n\n\
          | column | type | meaning |\n|---|---|---|\n\
-         | `_account_id` | text | connected account (Stripe Connect), NULL for the platform |\n\
+         | `_account_id` | text | connected account (Stripe Connect), `''` for the platform; never NULL |\n\
          | `_last_event_at` | timestamp with time zone | `created` of the event that last wrote the row (see [ordering.md](ordering.md)) |\n\
          | `_last_event_type` | text | its type |\n\
          | `_last_event_id` | text | its id |\n\

@@ -106,7 +106,7 @@ def test_wrong_key_and_unreachable_api_fail_fast_and_clearly(cluster):
         assert h.TEST_API_KEY not in str(err.value)
 
 
-def test_api_settings_set_in_the_session_are_refused_by_backfill_and_catch_up(cluster):
+def test_api_settings_set_in_the_session_are_refused_by_backfill_and_catch_up(cluster, api):
     # Their job worker uses the server's configuration: a session's own key or base would be
     # silently ignored (another account, another server), so the call is refused up front.
     runs = cluster.scalar("SELECT count(*) FROM stripe_sync.sync_runs")
@@ -121,8 +121,9 @@ def test_api_settings_set_in_the_session_are_refused_by_backfill_and_catch_up(cl
                 assert f"stripe_sync.{setting} is set for this session (session)" in str(err.value)
                 assert "sk_test_only_in_this_session" not in str(err.value)
             conn.execute(f"RESET stripe_sync.{setting}")
-        # Reset, the same call runs (a full run: localstripe knows no created filter).
-        assert conn.execute("SELECT stripe_sync.backfill('customer', 'epoch')").fetchone()[0] >= 0
+        # Reset, the same call runs (a full run: localstripe knows no created filter) and lists them all.
+        listed = len(listed_customers(api))
+        assert conn.execute("SELECT stripe_sync.backfill('customer', 'epoch')").fetchone()[0] == listed
     assert cluster.scalar("SELECT count(*) FROM stripe_sync.sync_runs") == runs + 1
 
 

@@ -114,7 +114,7 @@ fn apply_and_mark(
     events: &[&queue::Claimed],
     mirrored: &[&str],
     alert_types: &[String],
-) -> Vec<notify::Applied> {
+) -> Vec<queue::Applied> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let types: Vec<Option<&str>> = events.iter().map(|e| e.object_type.as_deref()).collect();
     apply::apply_events(&ids, &types);

@@ -3,18 +3,12 @@
 //! JSON: `{"count": n, "events": [{"id", "type", "status"}, ...],
 //! "truncated": bool}`, cut to stay under NOTIFY's 8000-byte limit.
 
+use crate::queue::Applied;
 use pgrx::prelude::*;
 
 pub const CHANNEL: &str = "stripe_sync";
 /// PostgreSQL's limit is 8000 bytes; leave room for the closing part.
 const MAX_PAYLOAD: usize = 7900;
-
-/// One applied event, as reported.
-pub struct Applied {
-    pub id: String,
-    pub event_type: String,
-    pub status: String,
-}
 
 pub fn batch_applied(events: &[Applied]) {
     if events.is_empty() {

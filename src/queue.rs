@@ -1,7 +1,6 @@
 //! The events table as a queue: insert once, claim a batch, mark events done or
 //! failed. No HTTP and no apply logic here.
 
-use crate::notify::Applied;
 use crate::plans::{self, types::*};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -15,6 +14,13 @@ const MARK_DONE: &str = include_str!("../sql/queries/mark_done.sql");
 const MARK_FAILED: &str = include_str!("../sql/queries/mark_failed.sql");
 const REQUEUE: &str = include_str!("../sql/queries/requeue.sql");
 const PURGE: &str = include_str!("../sql/queries/purge.sql");
+
+/// One event marked done, as NOTIFY reports it (notify.rs).
+pub struct Applied {
+    pub id: String,
+    pub event_type: String,
+    pub status: String,
+}
 
 /// An event claimed for this batch.
 #[derive(Debug, Clone)]

@@ -28,8 +28,11 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
     let mut compare = |objects: Vec<Value>, fetched_at: TimestampWithTimeZone| {
         let n = objects.len() as i64;
         listed += n;
-        let drifted =
-            BackgroundWorker::transaction(|| compare_chunk(run, spec, &objects, fetched_at));
+        let drifted = BackgroundWorker::transaction(|| {
+            let drifted = compare_chunk(run, spec, &objects, fetched_at);
+            crate::backfill::record_page(run.id, n);
+            drifted
+        });
         if repair && !drifted.is_empty() {
             let fix: Vec<Value> = objects
                 .into_iter()
@@ -44,7 +47,6 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
                 mark_repaired(run, &drifted);
             });
         }
-        BackgroundWorker::transaction(|| crate::backfill::record_page(run.id, n));
     };
     if per_customer(resource) {
         let mut after: Option<String> = None;

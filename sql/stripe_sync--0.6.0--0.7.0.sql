@@ -327,3 +327,11 @@ CREATE INDEX subscriptions_children_partial_idx ON stripe_sync.subscriptions (_a
     WHERE NOT _children_complete AND NOT _deleted;
 CREATE INDEX invoices_children_partial_idx ON stripe_sync.invoices (_account_id, id)
     WHERE NOT _children_complete AND NOT _deleted;
+-- A parent's children are found by the parent's account and id (the apply replaces them after
+-- every write of the parent): one index serves both, so that no plan kept by the apply, made
+-- while the table was small, ANDs the parent's index with the primary key's leading
+-- _account_id, which matches every row of the account (measured: 0.24 s a batch at 11,000 line items).
+DROP INDEX stripe_sync.subscription_items_subscription_idx;
+CREATE INDEX subscription_items_subscription_idx ON stripe_sync.subscription_items (subscription, _account_id);
+DROP INDEX stripe_sync.invoice_line_items_invoice_idx;
+CREATE INDEX invoice_line_items_invoice_idx ON stripe_sync.invoice_line_items (invoice, _account_id);

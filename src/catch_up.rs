@@ -65,7 +65,11 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
             for event in &page.data {
                 let text = event.to_string();
                 // Events from the API need no signature; they still must be events.
-                let Ok(meta) = parse_event(&text, usize::MAX) else { continue };
+                let Ok(mut meta) = parse_event(&text, usize::MAX) else { continue };
+                // Listed for a connected account: its event, whether or not it says so.
+                if meta.account.is_none() {
+                    meta.account = run.account.clone();
+                }
                 let data = jsonb::from_text(&text).unwrap_or_else(|e| {
                     pgrx::error!("event {} from the API cannot be stored as jsonb: {e}", meta.id)
                 });

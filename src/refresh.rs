@@ -100,6 +100,17 @@ pub fn refresh_round(limit: i64) -> usize {
                 let kind = objects::resource_for_id(&w.id).map_or("", |r| r.object);
                 serde_json::json!({"id": w.id, "object": kind, "deleted": true})
             }
+            // Refused for good (a 4xx other than 404 and 429: the key may not read it, say):
+            // the tie rule stands for it, and the request goes.
+            Err(e) if e.status.is_some_and(|s| (400..500).contains(&s) && s != 429) => {
+                warning!(
+                    "stripe_sync: re-reading {} from the API was refused, the event-id rule stands for it: {}",
+                    w.id,
+                    e.describe()
+                );
+                BackgroundWorker::transaction(|| forget(&w));
+                continue;
+            }
             Err(e) => {
                 warning!(
                     "stripe_sync worker: re-reading {} from the API failed: {}",
@@ -111,16 +122,18 @@ pub fn refresh_round(limit: i64) -> usize {
         };
         BackgroundWorker::transaction(|| {
             apply::apply_objects(&[object], stripe::now(), account);
-            let args: [DatumWithOid; 2] = [w.account.as_str().into(), w.id.as_str().into()];
-            Spi::run_with_args(
-                "DELETE FROM stripe_sync.refresh_requests WHERE account = $1 AND id = $2",
-                &args,
-            )
-            .expect("done with the request");
+            forget(&w);
         });
         done += 1;
     }
     done
+}
+
+/// Drops the re-read request of `w` (done, or refused for good).
+fn forget(w: &Wanted) {
+    let args: [DatumWithOid; 2] = [w.account.as_str().into(), w.id.as_str().into()];
+    Spi::run_with_args("DELETE FROM stripe_sync.refresh_requests WHERE account = $1 AND id = $2", &args)
+        .expect("done with the request");
 }
 
 /// Without an API key the tie rule stands: requests are dropped.

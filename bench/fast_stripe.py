@@ -18,6 +18,7 @@ one dictionary look-up and one write:
   GET  /v1/customers?email=E                         provisioning's look-up: the customers this
                                                      server created with that email (none at first)
   GET  /v1/customers/search?query=...                an empty search result
+  GET  /v1/events                                    an empty list (the worker's catch-up finds nothing)
   POST /v1/customers                                 creates a customer from the form (email, name,
                                                      metadata[...]); the same Idempotency-Key gives
                                                      back the same customer, as Stripe does
@@ -324,6 +325,9 @@ class Handler(BaseHTTPRequestHandler):
                 return (*error(400, f"No such object: '{params['starting_after']}'", "resource_missing",
                                "starting_after"), f"GET {path} (bad cursor)")
             return 200, page, what
+        if method == "GET" and path == "/v1/events":
+            # A quiet account: the worker's own catch-up (stripe_sync.catch_up_interval) finds nothing.
+            return 200, b'{"object":"list","data":[],"has_more":false,"url":"/v1/events"}', "GET /v1/events"
         if method == "GET" and path == "/v1/customers/search":
             return (200, b'{"object":"search_result","data":[],"has_more":false,"next_page":null,'
                          b'"url":"/v1/customers/search"}', "GET /v1/customers/search")

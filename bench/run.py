@@ -86,6 +86,10 @@ TARGET_BACKFILL_RATE = 10_000
 TARGET_PROVISION_RATIO = 0.90
 BACKFILL_RATE_LIMIT = 10_000    # stripe_sync.api_rate_limit while backfilling: the budget is not the bound
 PROVISION_RATES = (25, 100)     # the default budget, and Stripe's live limit
+# Backfill runs start from no runs and no cursors of their own; the worker's catch-up keeps its
+# runs and watermark (emptied, it would be due again at once, every few seconds).
+EMPTY_BACKFILL_STATE = ("DELETE FROM stripe_sync.sync_runs WHERE kind <> 'catch_up'",
+                        "DELETE FROM stripe_sync.sync_cursors WHERE object <> 'event'")
 TIE_RATES = (25, 100)           # the same two budgets, for re-reads of same-second ties
 TARGET_TIE_RATIO = 1.2          # ties settle within 1.2 x N / api_rate_limit
 PROVISION_FREE_RATE = 10_000    # and once with a budget that is not the bound: our code's own pace
@@ -1145,7 +1149,9 @@ class Bench:
             self.unconfigure_api()
             with self.conn() as conn:
                 conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                             "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices")
+                             "stripe_sync.sync_slices")
+                for sql in EMPTY_BACKFILL_STATE:
+                    conn.execute(sql)
         self.results["backfill"] = {"rate_limit": BACKFILL_RATE_LIMIT, "objects": res, "lines": self.args.backfill_lines,
                                     "workers": workers}
 
@@ -1161,7 +1167,9 @@ class Bench:
         limit = self.args.backfill_timeout or max(60.0, 10 * expected / TARGET_BACKFILL_RATE)
         with self.conn() as conn:
             conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                         "stripe_sync.sync_runs, stripe_sync.sync_cursors, stripe_sync.sync_slices")
+                         "stripe_sync.sync_slices")
+            for sql in EMPTY_BACKFILL_STATE:
+                conn.execute(sql)
             conn.execute("CHECKPOINT")
         self.fast_call("/_bench/reset", "POST")
         notices: list[str] = []
@@ -1188,7 +1196,7 @@ class Bench:
             run = conn.execute("""
                 SELECT status, pages, objects, extract(epoch FROM finished_at - started_at)::float8, listed, rows_held,
                        deleted, extract(epoch FROM started_at - %s)::float8, workers
-                  FROM stripe_sync.sync_runs ORDER BY id DESC LIMIT 1""", (called_at,)).fetchone()
+                  FROM stripe_sync.sync_runs WHERE kind = 'backfill' ORDER BY id DESC LIMIT 1""", (called_at,)).fetchone()
             rows = conn.execute(f"SELECT count(*) FROM stripe_sync.{table} WHERE NOT _deleted").fetchone()[0]
             lines = (conn.execute("SELECT count(*) FROM stripe_sync.invoice_line_items").fetchone()[0]
                      if obj == "invoice" else None)
@@ -1689,7 +1697,7 @@ class BackfillWatch:
             with self.bench.cluster.connect(dbname=DB) as conn:
                 while not self._stop.is_set():
                     row = conn.execute("SELECT objects, worker_pid FROM stripe_sync.sync_runs "
-                                       "ORDER BY id DESC LIMIT 1").fetchone()
+                                       "WHERE kind = 'backfill' ORDER BY id DESC LIMIT 1").fetchone()
                     now = time.monotonic()
                     if row:
                         self.committed, self.pid = row[0], row[1] or self.pid

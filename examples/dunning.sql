@@ -33,7 +33,8 @@ BEGIN
            SET payment_failing = still.failing,
                payment_failing_since = CASE WHEN still.failing THEN a.payment_failing_since END
           FROM (SELECT EXISTS (SELECT 1 FROM stripe_sync.invoices i
-                                WHERE i.customer = invoice->>'customer' AND i.status = 'open'
+                                WHERE i._account_id = coalesce(event->>'account', '')
+                                  AND i.customer = invoice->>'customer' AND i.status = 'open'
                                   AND i.attempt_count > 0 AND NOT i._deleted) AS failing) AS still
          WHERE a.stripe_customer_id = invoice->>'customer';
     END IF;

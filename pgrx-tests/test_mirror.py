@@ -6,6 +6,7 @@ tested, else against standin.StandIn (connected accounts, every type)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -237,3 +238,25 @@ def test_verify_checks_its_arguments(standin):
                     app.execute(f"SELECT * FROM {call}")
                 assert getattr(err.value, "sqlstate", None) == "42501", (call, err.value)
         assert c.scalar("SELECT count(*) FROM stripe_sync.sync_runs") == 0
+
+
+def test_a_tie_is_re_read_by_its_type_whatever_its_id(standin):
+    """Coupons have no id prefix, and products and plans often carry ids their owner chose: a
+    same-second tie is re-read by the type the apply recorded, in its own account."""
+    secret = h.new_webhook_secret()
+    coupon = standin.add("/v1/coupons", 1, vary=lambda i, o: o.update(id="WINTER", percent_off=15))[0]
+    with h.stripe_sync_cluster(secret, api_key=h.TEST_API_KEY, api_base=standin.base) as c:
+        t = int(time.time()) - 30
+        with c.connect() as conn:
+            for n, pct in ((1, 20), (2, 30)):
+                event = dict(coupon, percent_off=pct)
+                payload = json.dumps({"id": f"evt_winter{n}", "object": "event", "type": "coupon.updated",
+                                      "created": t, "api_version": "2026-07-29.dahlia",
+                                      "data": {"object": event}})
+                assert h.ingest(conn, payload, secret) == "queued"
+        h.wait_until(lambda: c.query("SELECT _last_event_type, percent_off FROM stripe_sync.coupons"
+                                     " WHERE _account_id = '' AND id = 'WINTER'")
+                     == [("stripe_sync.fetched", 15)], timeout=30,
+                     what="the tie to be settled by a re-read of /v1/coupons/WINTER")
+        assert c.scalar("SELECT count(*) FROM stripe_sync.refresh_requests") == 0
+        assert standin.count("/v1/coupons/WINTER") >= 1

@@ -281,31 +281,7 @@ COMMENT ON FUNCTION stripe_sync._status_severity(text) IS
 ------------------------------------------------------------------------------
 -- Status, pg_dump, privileges
 ------------------------------------------------------------------------------
-CREATE OR REPLACE VIEW stripe_sync.status AS
-SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
-       (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
-       (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
-       recent.applied_last_minute,
-       recent.applied_last_hour,
-       recent.other_api_version_last_hour,
-       w.pid AS worker_pid,
-       w.last_heartbeat AS worker_heartbeat,
-       (SELECT r.created_after < r.started_at - interval '30 days'
-          FROM stripe_sync.sync_runs r WHERE r.kind = 'catch_up'
-         ORDER BY r.id DESC LIMIT 1) AS catch_up_gap,
-       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'pending') AS handler_runs_pending,
-       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'failed') AS handler_runs_failed,
-       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'pending') AS alerts_pending,
-       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'failed') AS alerts_failed
-  FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
-               count(*) AS applied_last_hour,
-               count(*) FILTER (WHERE api_version IS DISTINCT FROM
-                                      pg_catalog.current_setting('stripe_sync.api_version')) AS other_api_version_last_hour
-          FROM stripe_sync.events
-         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
-  LEFT JOIN stripe_sync.worker_status() AS w ON true;
-COMMENT ON VIEW stripe_sync.status IS
-  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), catch_up_gap (the last catch_up started from an event older than Stripe''s 30-day window, so events may be lost: run backfill), and handler runs and Slack alerts waiting or failed.';
+-- The status view: sql/stripe_sync--0.6.0--0.7.0.sql.
 
 COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
   'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention), with their finished handler runs, and Slack alerts done with (sent, folded, failed) queued before then; never pending or failed events, nor events whose handlers still have to run. Returns how many events. The worker runs it hourly.';

@@ -47,9 +47,22 @@ END $$;
 
 -- Objects to re-read are an account's objects too.
 ALTER TABLE stripe_sync.refresh_requests ADD COLUMN account text NOT NULL DEFAULT '';
+-- A request of a connected account's object names that account (from its newest event).
+UPDATE stripe_sync.refresh_requests r
+   SET account = coalesce((SELECT e.account FROM stripe_sync.events e
+                            WHERE e.object_id = r.id ORDER BY e.created DESC LIMIT 1), '');
 ALTER TABLE stripe_sync.refresh_requests DROP CONSTRAINT refresh_requests_pkey,
                                          ADD CONSTRAINT refresh_requests_pkey PRIMARY KEY (account, id);
 COMMENT ON COLUMN stripe_sync.refresh_requests.account IS 'Connected account of the object, '''' for the platform.';
+
+-- Payment methods and tax ids are listed per customer now (their cursor is a
+-- customer id, their high water a customer's created): a run of 0.6.0's kind
+-- in progress, or its high water, would mislead the next one, which runs in full.
+UPDATE stripe_sync.sync_cursors
+   SET in_progress = false, starting_after = NULL, created_after = NULL, run_started_at = NULL,
+       run_high_water = NULL, high_water = NULL
+ WHERE object IN ('payment_method', 'tax_id');
+DELETE FROM stripe_sync.sync_slices WHERE object IN ('payment_method', 'tax_id');
 
 ------------------------------------------------------------------------------
 -- Accounts
@@ -156,11 +169,25 @@ DECLARE
     t record;
     n bigint;
 BEGIN
-    IF account IS NULL OR account !~ '^acct_[A-Za-z0-9_]{1,40}$' THEN
+    IF account IS NULL OR account !~ '^acct_[A-Za-z0-9_]{1,35}$' THEN
         RAISE EXCEPTION 'stripe_sync: "%" is not a connected account id (acct_...)', account
               USING ERRCODE = '22023',
                     HINT = 'forget_account removes a connected account''s rows; the platform''s go with DROP EXTENSION.';
     END IF;
+    -- Slack alerts of its events (they name the event, not the account).
+    IF dry_run THEN
+        SELECT count(*) INTO n FROM stripe_sync.alerts a
+         WHERE a.event_id IN (SELECT e.id FROM stripe_sync.events e WHERE e.account OPERATOR(pg_catalog.=) forget_account.account);
+    ELSE
+        WITH d AS (DELETE FROM stripe_sync.alerts a
+                    WHERE a.event_id IN (SELECT e.id FROM stripe_sync.events e
+                                          WHERE e.account OPERATOR(pg_catalog.=) forget_account.account)
+                   RETURNING 1)
+        SELECT count(*) INTO n FROM d;
+    END IF;
+    table_name := 'alerts';
+    rows := n;
+    RETURN NEXT;
     FOR t IN
         SELECT c.relname::text AS name,
                CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
@@ -189,7 +216,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION stripe_sync.forget_account(text, boolean) IS
-  'Every row of one connected account, everywhere (the synced tables, events, subscription history, cursors, runs, drift, refresh requests, the accounts row): counted per table when dry_run (the default), deleted when not. For an account that left the platform; a later event or backfill for it starts it anew.';
+  'Every row of one connected account, everywhere (the synced tables, events with their handler runs and Slack alerts, subscription history, cursors, runs, drift, refresh requests, the accounts row): counted per table when dry_run (the default), deleted when not. For an account that left the platform; a later event or backfill for it starts it anew.';
 REVOKE ALL ON FUNCTION stripe_sync.forget_account(text, boolean) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
@@ -335,3 +362,36 @@ DROP INDEX stripe_sync.subscription_items_subscription_idx;
 CREATE INDEX subscription_items_subscription_idx ON stripe_sync.subscription_items (subscription, _account_id);
 DROP INDEX stripe_sync.invoice_line_items_invoice_idx;
 CREATE INDEX invoice_line_items_invoice_idx ON stripe_sync.invoice_line_items (invoice, _account_id);
+
+------------------------------------------------------------------------------
+-- Status: a catch-up gap in any account
+------------------------------------------------------------------------------
+-- (Defined in 0.2.0, where catch_up_gap read the newest catch-up run of any
+-- account; the worker now runs one per account every few minutes.)
+CREATE OR REPLACE VIEW stripe_sync.status AS
+SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
+       (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
+       (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
+       recent.applied_last_minute,
+       recent.applied_last_hour,
+       recent.other_api_version_last_hour,
+       w.pid AS worker_pid,
+       w.last_heartbeat AS worker_heartbeat,
+       (SELECT bool_or(l.created_after < l.started_at - interval '30 days')
+          FROM (SELECT DISTINCT ON (coalesce(r.account, '')) r.created_after, r.started_at
+                  FROM stripe_sync.sync_runs r WHERE r.kind = 'catch_up'
+                 ORDER BY coalesce(r.account, ''), r.id DESC) AS l) AS catch_up_gap,
+       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'pending') AS handler_runs_pending,
+       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'failed') AS handler_runs_failed,
+       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'pending') AS alerts_pending,
+       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'failed') AS alerts_failed
+  FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
+               count(*) AS applied_last_hour,
+               count(*) FILTER (WHERE api_version IS DISTINCT FROM
+                                      pg_catalog.current_setting('stripe_sync.api_version')) AS other_api_version_last_hour
+          FROM stripe_sync.events
+         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
+  LEFT JOIN stripe_sync.worker_status() AS w ON true;
+COMMENT ON VIEW stripe_sync.status IS
+  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), catch_up_gap (the last catch_up of some account began beyond Stripe''s 30-day window, so events may be lost: run backfill), and handler runs and Slack alerts waiting or failed.';
+

@@ -138,6 +138,18 @@ fn backfill(
                 Err(f) if f.message.contains("stripe API error 404") => {
                     warning!("stripe_sync: backfill of {name} skipped: {}", f.message)
                 }
+                // Connected accounts are a Connect platform's: another account's key is
+                // refused (403), or asked a bad request; nothing to list there.
+                Err(f)
+                    if name == stripe_sync_core::objects::ACCOUNT
+                        && (f.message.contains("stripe API error 403")
+                            || f.message.contains("stripe API error 400")) =>
+                {
+                    warning!(
+                        "stripe_sync: backfill of {name} skipped (not a Connect platform?): {}",
+                        f.message
+                    )
+                }
                 // Raised again with its own SQLSTATE: 'all' fails as the object type would.
                 Err(f) => {
                     ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
@@ -170,11 +182,15 @@ fn catch_up(account: default!(Option<&str>, "NULL")) -> i64 {
         None => crate::accounts::known(),
     };
     let now = chrono::Utc::now().timestamp();
+    let retention = crate::catch_up::retention_seconds();
     let mut total = 0;
     let mut failed: Option<crate::subxact::Failure> = None;
     for a in &accounts {
-        let (_, gap) =
-            stripe_sync_core::watermark::listing_start(crate::catch_up::watermark(a), now);
+        let (_, gap) = stripe_sync_core::watermark::listing_start(
+            crate::catch_up::watermark(a),
+            now,
+            retention,
+        );
         if gap {
             warning!(
                 "stripe_sync: the last catch-up of {} is older than Stripe's 30-day event window; events older than 30 days cannot be recovered: run stripe_sync.backfill('all')",

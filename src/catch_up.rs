@@ -13,10 +13,21 @@ use pgrx::prelude::*;
 use stripe_sync_core::event::parse_event;
 use stripe_sync_core::http::ApiError;
 use stripe_sync_core::pagination;
-use stripe_sync_core::watermark::{OVERLAP_SECONDS, listing_start};
+use stripe_sync_core::watermark::{EVENT_WINDOW_SECONDS, OVERLAP_SECONDS, listing_start};
 
 /// The cursor object under which catch-up keeps its watermark.
 const CURSOR_OBJECT: &str = "event";
+
+/// `stripe_sync.event_retention` in seconds: how long processed events are kept.
+pub fn retention_seconds() -> i64 {
+    Spi::get_one_with_args::<i64>(
+        "SELECT extract(epoch FROM $1)::bigint",
+        &[crate::config::event_retention().into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(EVENT_WINDOW_SECONDS)
+}
 
 /// The account's watermark, if a catch-up of it ever completed.
 pub fn watermark(account: &str) -> Option<i64> {
@@ -36,7 +47,7 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
     let started = chrono::Utc::now().timestamp();
     let created_gte = BackgroundWorker::transaction(|| {
         let mark = watermark(run.account_key());
-        let (from, gap) = listing_start(mark, started);
+        let (from, gap) = listing_start(mark, started, retention_seconds());
         if gap {
             warning!(
                 "stripe_sync: catch-up of {} last completed more than 30 days ago; events older than Stripe's 30-day window cannot be recovered: run stripe_sync.backfill('all')",
@@ -108,14 +119,16 @@ fn finish(account: &str, started: i64) {
 }
 
 /// Whether the worker should start a catch-up of every account now: one is
-/// configured to run every `interval`, none started within it, and none runs.
+/// configured to run every `interval`, no catch-up of the platform (the first
+/// of every catch-up of all accounts: the worker's, or `catch_up()` from SQL
+/// or pg_cron) started within it, and no catch-up runs.
 pub fn due(interval: std::time::Duration) -> bool {
     let seconds = interval.as_secs_f64();
     Spi::get_one_with_args::<bool>(
         "SELECT NOT EXISTS (
                     SELECT 1 FROM stripe_sync.sync_runs r
                      WHERE r.kind = 'catch_up'
-                       AND (r.started_at > now() - make_interval(secs => $1)
+                       AND ((r.started_at > now() - make_interval(secs => $1) AND r.account IS NULL)
                             OR (r.status = 'running'
                                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = r.worker_pid))))",
         &[seconds.into()],

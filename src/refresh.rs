@@ -12,39 +12,41 @@ use serde_json::Value;
 use stripe_sync_core::http::ApiError;
 use stripe_sync_core::objects;
 
-/// Fetches one object by id (of `account`, None for the platform), with its
-/// child lists completed; no transaction needed. Returns the object, when it
-/// was fetched, and its table.
+/// Fetches one object (`resource`, by id, of `account`: None for the
+/// platform), with its child lists completed; no transaction needed. Returns
+/// the object and when it was fetched.
 fn fetch_complete(
+    resource: &objects::Resource,
     id: &str,
     account: Option<&str>,
-) -> Result<(Value, TimestampWithTimeZone, &'static str), ApiError> {
-    let resource = objects::resource_for_id(id)
-        .filter(|r| stripe_sync_core::mapping::spec_for(r.object).is_some())
+) -> Result<(Value, TimestampWithTimeZone), ApiError> {
+    let fetched_at = stripe::now();
+    let mut object = get(&format!("{}/{id}", resource.path), &[], account)?;
+    complete_children(std::slice::from_mut(&mut object), account)?;
+    Ok((object, fetched_at))
+}
+
+/// `sync_object(id)`: refetch, apply, return the table name. The object type
+/// comes from the id's prefix.
+pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
+    let (resource, spec) = objects::resource_for_id(id)
+        .and_then(|r| Some((r, stripe_sync_core::mapping::spec_for(r.object)?)))
         .ok_or_else(|| {
             ApiError::local(
                 "unknown_id",
                 format!("\"{id}\" has no known Stripe id prefix of a mirrored object (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"),
             )
         })?;
-    let fetched_at = stripe::now();
-    let mut object = get(&format!("{}/{id}", resource.path), &[], account)?;
-    complete_children(std::slice::from_mut(&mut object), account)?;
-    let table = stripe_sync_core::mapping::spec_for(resource.object).map_or("", |s| s.table);
-    Ok((object, fetched_at, table))
-}
-
-/// `sync_object(id)`: refetch, apply, return the table name.
-pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
-    let (object, fetched_at, table) = fetch_complete(id, None)?;
+    let (object, fetched_at) = fetch_complete(resource, id, None)?;
     apply::apply_objects(&[object], fetched_at, None);
-    Ok(table)
+    Ok(spec.table)
 }
 
-/// An object to re-read: its account (`''`: the platform) and id.
+/// An object to re-read: its account (`''`: the platform), id and type.
 struct Wanted {
     account: String,
     id: String,
+    object: String,
 }
 
 /// Objects to re-read, oldest request first: those the apply asked for and
@@ -53,11 +55,13 @@ fn wanted(limit: i64) -> Vec<Wanted> {
     BackgroundWorker::transaction(|| {
         Spi::connect(|c| {
             c.select(
-                "(SELECT account, id FROM stripe_sync.refresh_requests ORDER BY requested_at LIMIT $1)
+                "(SELECT account, id, object FROM stripe_sync.refresh_requests ORDER BY requested_at LIMIT $1)
                  UNION
-                 (SELECT _account_id, id FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
+                 (SELECT _account_id, id, 'subscription' FROM stripe_sync.subscriptions
+                   WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
                  UNION
-                 (SELECT _account_id, id FROM stripe_sync.invoices WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
+                 (SELECT _account_id, id, 'invoice' FROM stripe_sync.invoices
+                   WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
                 None,
                 &[limit.into()],
             )
@@ -66,6 +70,7 @@ fn wanted(limit: i64) -> Vec<Wanted> {
                 Some(Wanted {
                     account: r.get::<String>(1).ok().flatten()?,
                     id: r.get::<String>(2).ok().flatten()?,
+                    object: r.get::<String>(3).ok().flatten()?,
                 })
             })
             .collect()
@@ -85,21 +90,26 @@ pub fn any_wanted() -> bool {
     .unwrap_or(false)
 }
 
-/// Job side: re-reads up to `limit` objects, each applied and its request
-/// dropped in one transaction. Returns how many were done; stops at the
-/// first failure (tried again next round).
+/// Job side: re-reads up to `limit` objects, each applied as of its fetch and
+/// its request dropped in one transaction. Returns how many were done; stops
+/// at the first transient failure (tried again later).
 pub fn refresh_round(limit: i64) -> usize {
     let mut done = 0;
     for w in wanted(limit) {
         check_for_interrupts!();
         let account = (!w.account.is_empty()).then_some(w.account.as_str());
-        let object = match fetch_complete(&w.id, account) {
-            Ok((object, _, _)) => object,
+        let Some(resource) = objects::resource(&w.object) else {
+            // Not an object type this library lists (a request from another version).
+            BackgroundWorker::transaction(|| forget(&w, None));
+            continue;
+        };
+        let (object, fetched_at) = match fetch_complete(resource, &w.id, account) {
+            Ok(got) => got,
             // Gone from Stripe: a tombstone ends the attempts.
-            Err(e) if e.status == Some(404) => {
-                let kind = objects::resource_for_id(&w.id).map_or("", |r| r.object);
-                serde_json::json!({"id": w.id, "object": kind, "deleted": true})
-            }
+            Err(e) if e.status == Some(404) => (
+                serde_json::json!({"id": w.id, "object": w.object, "deleted": true}),
+                stripe::now(),
+            ),
             // Refused for good (a 4xx other than 404 and 429: the key may not read it, say):
             // the tie rule stands for it, and the request goes.
             Err(e) if e.status.is_some_and(|s| (400..500).contains(&s) && s != 429) => {
@@ -108,7 +118,7 @@ pub fn refresh_round(limit: i64) -> usize {
                     w.id,
                     e.describe()
                 );
-                BackgroundWorker::transaction(|| forget(&w));
+                BackgroundWorker::transaction(|| forget(&w, None));
                 continue;
             }
             Err(e) => {
@@ -121,19 +131,26 @@ pub fn refresh_round(limit: i64) -> usize {
             }
         };
         BackgroundWorker::transaction(|| {
-            apply::apply_objects(&[object], stripe::now(), account);
-            forget(&w);
+            apply::apply_objects(&[object], fetched_at, account);
+            forget(&w, Some(fetched_at));
         });
         done += 1;
     }
     done
 }
 
-/// Drops the re-read request of `w` (done, or refused for good).
-fn forget(w: &Wanted) {
-    let args: [DatumWithOid; 2] = [w.account.as_str().into(), w.id.as_str().into()];
-    Spi::run_with_args("DELETE FROM stripe_sync.refresh_requests WHERE account = $1 AND id = $2", &args)
-        .expect("done with the request");
+/// Drops the re-read request of `w`: done with a fetch made at `fetched_at`
+/// (a request recorded since, for a tie of a later batch, stays), or refused
+/// for good (None).
+fn forget(w: &Wanted, fetched_at: Option<TimestampWithTimeZone>) {
+    let args: [DatumWithOid; 3] =
+        [w.account.as_str().into(), w.id.as_str().into(), fetched_at.into()];
+    Spi::run_with_args(
+        "DELETE FROM stripe_sync.refresh_requests
+          WHERE account = $1 AND id = $2 AND ($3::timestamptz IS NULL OR requested_at <= $3)",
+        &args,
+    )
+    .expect("done with the request");
 }
 
 /// Without an API key the tie rule stands: requests are dropped.

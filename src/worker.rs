@@ -2,7 +2,9 @@
 //! `stripe_sync.poll_interval`), drains due events in bounded rounds of
 //! batches, one transaction per batch, with apply helpers beside it while a
 //! backlog lasts (helpers.rs). After a short batch it lets new events gather
-//! for `stripe_sync.batch_wait` before the next claim. Nothing else lives here.
+//! for `stripe_sync.batch_wait` before the next claim. Between rounds it runs
+//! provisioning, handlers and alerts, and starts the job workers that re-read
+//! objects and catch up (jobs.rs).
 
 use crate::{config, drain, helpers, queue, shmem, subxact};
 use pgrx::bgworkers::{

@@ -20,6 +20,7 @@ WITH done AS (
      GROUP BY d.account
     HAVING NOT EXISTS (SELECT 1 FROM stripe_sync.accounts x
                         WHERE x.id = d.account AND x.last_event_at >= max(d.created) - interval '1 minute')
+     ORDER BY d.account  -- appliers lock accounts in one order: no deadlock between them
     ON CONFLICT (id) DO UPDATE SET last_event_at = greatest(a.last_event_at, excluded.last_event_at)
 ), runs AS (
     INSERT INTO stripe_sync.handler_runs (event_id, handler_id)

@@ -270,6 +270,9 @@ SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
 /// another by the ordering key alone: same second and same rank, different
 /// events (in this batch, or the one that wrote the row). The worker re-reads
 /// them from the API when a key is configured; otherwise the event id decides.
+/// A request already waiting is stamped anew: a re-read fetched before this
+/// batch began does not settle it (refresh.rs drops only requests older than
+/// its fetch).
 fn ties_sql(object: &str, table: &str) -> String {
     format!(
         ", ties AS (
@@ -281,7 +284,7 @@ fn ties_sql(object: &str, table: &str) -> String {
         OR (t._last_event_at = b.event_created AND t._last_event_id <> b.event_id
             AND t._last_event_type <> '{FETCHED}'
             AND stripe_sync._event_rank(t._last_event_type) = stripe_sync._event_rank(b.event_type))
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (account, id) DO UPDATE SET requested_at = excluded.requested_at
     RETURNING 1
 )"
     )

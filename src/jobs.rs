@@ -1,9 +1,12 @@
-//! Jobs: a backfill or catch-up runs in a dynamic background worker that
-//! commits page by page (so no transaction stays open for the whole run, and
-//! an interrupted run resumes), while the SQL call that started it waits,
+//! Jobs: a backfill, catch-up or verify runs in a dynamic background worker
+//! that commits page by page (so no transaction stays open for the whole run,
+//! and an interrupted run resumes), while the SQL call that started it waits,
 //! prints NOTICE progress from `stripe_sync.sync_runs`, and returns the
 //! count. Cancelling the call (pg_cancel_backend, statement_timeout)
 //! terminates the job; what it committed stays, and the next call resumes.
+//! The worker starts jobs with no caller too (its catch-up, its re-reads).
+//! What a job is to do travels in `bgw_extra`, written and read by
+//! `stripe_sync_core::job`.
 
 use crate::backfill::{self, Run};
 use crate::{catch_up, stripe, verify};
@@ -14,6 +17,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::time::Duration;
 use stripe_sync_core::http::ApiError;
+use stripe_sync_core::job::{Job, Spec};
 use stripe_sync_core::objects;
 
 /// `backend_type` of job workers.
@@ -26,17 +30,6 @@ pub enum Kind {
     Verify { repair: bool },
 }
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Backfill => "backfill",
-            Kind::CatchUp => "catch_up",
-            Kind::Verify { repair: false } => "verify",
-            Kind::Verify { repair: true } => "verify_repair",
-        }
-    }
-}
-
 /// Jobs the worker starts by itself, with no session following them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Background {
@@ -46,18 +39,12 @@ pub enum Background {
     Refresh,
 }
 
-impl Background {
-    fn as_str(self) -> &'static str {
-        match self {
-            Background::CatchUpAll => "catch_up_all",
-            Background::Refresh => "refresh",
-        }
-    }
-}
-
 /// Starts a background job (from the worker). None when no worker slot is free.
 pub fn start_background(job: Background) -> Option<DynamicBackgroundWorker> {
-    launch(&format!("{}				{}	", job.as_str(), crate::config::session_settings()))
+    launch(match job {
+        Background::CatchUpAll => Job::CatchUpAll,
+        Background::Refresh => Job::Refresh,
+    })
 }
 
 /// Whether a job worker started by [`start_background`] is still running.
@@ -103,15 +90,17 @@ pub fn run_and_wait_for_run(
         );
     }
     let token = new_token();
-    // bgw_extra holds 128 bytes: the job, and the session's retry and timeout settings.
-    let extra = format!(
-        "{}\t{object}\t{}\t{token}\t{}\t{}",
-        kind.as_str(),
-        created_after.map_or(String::new(), |t| t.to_string()),
-        crate::config::session_settings(),
-        account.unwrap_or_default()
-    );
-    let Some(handle) = launch(&extra) else {
+    let (object_name, account) = (object.to_owned(), account.map(str::to_owned));
+    let job = match kind {
+        Kind::Backfill => {
+            Job::Backfill { object: object_name, created_after, token: token.clone(), account }
+        }
+        Kind::CatchUp => Job::CatchUp { token: token.clone(), account },
+        Kind::Verify { repair } => {
+            Job::Verify { object: object_name, repair, token: token.clone(), account }
+        }
+    };
+    let Some(handle) = launch(job) else {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
@@ -132,9 +121,17 @@ pub fn run_and_wait_for_run(
         .execute()
 }
 
-/// Starts a job worker in this database that reports to this process (its
-/// latch is set when the worker exits). None when no worker slot is free.
-fn launch(extra: &str) -> Option<DynamicBackgroundWorker> {
+/// Starts a job worker in this database for `job`, with this session's retry
+/// and timeout settings, that reports to this process (its latch is set when
+/// the worker exits). None when no worker slot is free.
+fn launch(job: Job) -> Option<DynamicBackgroundWorker> {
+    let spec = Spec { job, settings: crate::config::session_settings() };
+    let extra = spec.encode().unwrap_or_else(|e| {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("stripe_sync: {e}"),
+        )
+    });
     let db = unsafe { pg_sys::MyDatabaseId };
     BackgroundWorkerBuilder::new(JOB_TYPE)
         .set_type(JOB_TYPE)
@@ -142,7 +139,7 @@ fn launch(extra: &str) -> Option<DynamicBackgroundWorker> {
         .set_function("stripe_sync_job_main")
         .enable_spi_access()
         .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
-        .set_extra(extra)
+        .set_extra(&extra)
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic()
         .ok()
@@ -151,14 +148,12 @@ fn launch(extra: &str) -> Option<DynamicBackgroundWorker> {
 /// Starts a helper that pages slices of the run beside its leader (this job
 /// worker). None when no worker slot is free: the leader pages on with fewer.
 pub fn start_slice_helper(run: &Run, object: &str) -> Option<DynamicBackgroundWorker> {
-    let extra = format!(
-        "slices\t{object}\t{}\t{}\t{}\t{}",
-        run.id,
-        unsafe { pg_sys::MyProcPid },
-        crate::config::session_settings(),
-        run.account.as_deref().unwrap_or_default()
-    );
-    launch(&extra)
+    launch(Job::Slices {
+        object: object.to_owned(),
+        run: run.id,
+        leader: unsafe { pg_sys::MyProcPid },
+        account: run.account.clone(),
+    })
 }
 
 fn stopped(h: &DynamicBackgroundWorker) -> bool {
@@ -271,41 +266,48 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     let db = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     crate::security::pin_session();
-    let extra = BackgroundWorker::get_extra().to_owned();
-    let mut parts = extra.split('\t');
-    let (Some(kind), Some(object), Some(created), Some(token), settings, account) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        warning!("stripe_sync job: malformed job description");
-        return;
-    };
-    crate::config::apply_session_settings(settings.unwrap_or_default());
-    let created_after = created.parse::<i64>().ok();
-    let account = account.filter(|a| !a.is_empty()).map(str::to_owned);
-    match kind {
-        "catch_up_all" => return catch_up_all(),
-        "refresh" => return refresh_all(),
-        _ => {}
-    }
-    if kind == "slices" {
-        // A helper of a sliced backfill: `created` is the run, `token` the leader's pid.
-        if let (Some(run_id), Ok(leader), Some(resource)) =
-            (created_after, token.parse::<i32>(), objects::resource(object))
-        {
-            help(Run { id: run_id, account }, resource, leader);
+    let spec = match Spec::decode(BackgroundWorker::get_extra()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            warning!("stripe_sync job: {e}");
+            return;
         }
-        return;
-    }
+    };
+    crate::config::apply_session_settings(&spec.settings);
+    // A job with a caller records a run that the caller follows by its token.
+    let (kind, object, created_after, token, account) = match spec.job {
+        Job::CatchUpAll => return catch_up_all(),
+        Job::Refresh => return refresh_all(),
+        Job::Slices { object, run, leader, account } => {
+            if let Some(resource) = objects::resource(&object) {
+                help(Run { id: run, account }, resource, leader);
+            }
+            return;
+        }
+        Job::Backfill { object, created_after, token, account } => {
+            (Kind::Backfill, object, created_after, token, account)
+        }
+        Job::CatchUp { token, account } => {
+            (Kind::CatchUp, "event".to_owned(), None, token, account)
+        }
+        Job::Verify { object, repair, token, account } => {
+            (Kind::Verify { repair }, object, None, token, account)
+        }
+    };
+    let recorded = match kind {
+        Kind::Backfill => "backfill",
+        Kind::CatchUp => "catch_up",
+        Kind::Verify { .. } => "verify",
+    };
     let run_id = BackgroundWorker::transaction(|| {
-        start_run(kind, object, created_after, token, account.as_deref())
+        start_run(recorded, &object, created_after, &token, account.as_deref())
     });
     let run = Run { id: run_id, account };
-    let outcome = run_outcome(|| match (kind, objects::resource(object)) {
-        ("backfill", Some(resource)) => backfill::backfill(&run, resource, created_after),
-        ("catch_up", _) => catch_up::catch_up(&run),
-        ("verify", Some(resource)) => verify::verify(&run, resource, false),
-        ("verify_repair", Some(resource)) => verify::verify(&run, resource, true),
-        _ => Err(ApiError::network(format!("unknown job {kind} {object}"))),
+    let outcome = run_outcome(|| match (kind, objects::resource(&object)) {
+        (Kind::Backfill, Some(resource)) => backfill::backfill(&run, resource, created_after),
+        (Kind::CatchUp, _) => catch_up::catch_up(&run),
+        (Kind::Verify { repair }, Some(resource)) => verify::verify(&run, resource, repair),
+        _ => Err(ApiError::network(format!("unknown job {recorded} {object}"))),
     });
     BackgroundWorker::transaction(|| finish_run(run_id, outcome));
 }
@@ -390,8 +392,8 @@ fn start_run(
     account: Option<&str>,
 ) -> i64 {
     let args: [DatumWithOid; 6] = [
-        (if kind.starts_with("verify") { "verify" } else { kind }).into(),
-        (if kind == "catch_up" { "event" } else { object }).into(),
+        kind.into(),
+        object.into(),
         created_after.map(|t| t as f64).into(),
         token.into(),
         unsafe { pg_sys::MyProcPid }.into(),

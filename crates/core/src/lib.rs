@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod http;
+pub mod job;
 pub mod json;
 pub mod jsonb;
 pub mod mapping;

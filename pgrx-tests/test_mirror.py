@@ -12,7 +12,7 @@ import time
 import pytest
 
 import harness as h
-from standin import StandIn
+from standin import StandIn, StripeError
 
 WINDOW = 30 * 86400
 OVERLAP = 120  # stripe_sync_core::watermark::OVERLAP_SECONDS
@@ -260,3 +260,44 @@ def test_a_tie_is_re_read_by_its_type_whatever_its_id(standin):
                      what="the tie to be settled by a re-read of /v1/coupons/WINTER")
         assert c.scalar("SELECT count(*) FROM stripe_sync.refresh_requests") == 0
         assert standin.count("/v1/coupons/WINTER") >= 1
+
+
+def test_a_refused_re_read_waits_an_hour_instead_of_every_second(standin):
+    """A partial child list whose parent the key may not read (403): the worker must not ask
+    again every second; it asks again once the hour is up, and completes the list then."""
+    secret = h.new_webhook_secret()
+    sub = standin.add("/v1/subscriptions", 1, children=25)[0]
+    path = f"/v1/subscriptions/{sub['id']}"
+    handle = standin.handle
+
+    def refusing(method, p, params, **kw):
+        if p == path:
+            raise StripeError(403, "The provided key does not have access to this subscription.")
+        return handle(method, p, params, **kw)
+
+    standin.handle = refusing
+    try:
+        with h.stripe_sync_cluster(secret, api_key=h.TEST_API_KEY, api_base=standin.base) as c:
+            standin.forget_requests()
+            event = json.dumps({"id": h.new_id("evt_"), "object": "event", "type": "customer.subscription.updated",
+                                "created": int(time.time()), "api_version": "2026-07-29.dahlia",
+                                "data": {"object": standin.render(sub)}})
+            with c.connect() as conn:
+                assert h.ingest(conn, event, secret) == "queued"
+            h.wait_until(lambda: standin.count(path) >= 1, timeout=30, what="the first re-read")
+            deferred = "SELECT requested_at > now() + interval '50 minutes' FROM stripe_sync.refresh_requests WHERE id = %s"
+            h.wait_until(lambda: c.scalar(deferred, (sub["id"],)), timeout=30, what="the re-read to be deferred")
+            time.sleep(4)
+            assert standin.count(path) == 1, "asked again within the hour"
+            assert c.scalar("SELECT _children_complete FROM stripe_sync.subscriptions WHERE id = %s", (sub["id"],)) \
+                is False
+            # The key may read it now; the hour is up.
+            del standin.handle
+            c.query("UPDATE stripe_sync.refresh_requests SET requested_at = now() - interval '1 second'")
+            h.wait_until(lambda: c.scalar("SELECT _children_complete FROM stripe_sync.subscriptions WHERE id = %s",
+                                          (sub["id"],)), timeout=30, what="the list completed by a later re-read")
+            assert c.scalar("SELECT count(*) FROM stripe_sync.subscription_items WHERE subscription = %s",
+                            (sub["id"],)) == 25
+            assert c.scalar("SELECT count(*) FROM stripe_sync.refresh_requests") == 0
+    finally:
+        standin.__dict__.pop("handle", None)

@@ -49,45 +49,50 @@ struct Wanted {
     object: String,
 }
 
-/// Objects to re-read, oldest request first: those the apply asked for and
-/// rows whose embedded child list is partial.
+/// What waits to be re-read and is due, up to `$1` of each kind: the
+/// requests whose time has come (oldest first), and the rows whose embedded
+/// child list is partial. A re-read that was refused waits an hour (its
+/// request is stamped ahead: see [`defer`]), a partial row's too.
+const DUE: &str = "
+    (SELECT account, id, object FROM stripe_sync.refresh_requests
+      WHERE requested_at <= now() ORDER BY requested_at LIMIT $1)
+    UNION
+    (SELECT s._account_id, s.id, 'subscription' FROM stripe_sync.subscriptions s
+      WHERE NOT s._children_complete AND NOT s._deleted
+        AND NOT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests r
+                         WHERE r.account = s._account_id AND r.id = s.id AND r.requested_at > now())
+      LIMIT $1)
+    UNION
+    (SELECT i._account_id, i.id, 'invoice' FROM stripe_sync.invoices i
+      WHERE NOT i._children_complete AND NOT i._deleted
+        AND NOT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests r
+                         WHERE r.account = i._account_id AND r.id = i.id AND r.requested_at > now())
+      LIMIT $1)";
+
+/// Objects to re-read now.
 fn wanted(limit: i64) -> Vec<Wanted> {
     BackgroundWorker::transaction(|| {
         Spi::connect(|c| {
-            c.select(
-                "(SELECT account, id, object FROM stripe_sync.refresh_requests ORDER BY requested_at LIMIT $1)
-                 UNION
-                 (SELECT _account_id, id, 'subscription' FROM stripe_sync.subscriptions
-                   WHERE NOT _children_complete AND NOT _deleted LIMIT $1)
-                 UNION
-                 (SELECT _account_id, id, 'invoice' FROM stripe_sync.invoices
-                   WHERE NOT _children_complete AND NOT _deleted LIMIT $1)",
-                None,
-                &[limit.into()],
-            )
-            .expect("objects to refresh")
-            .filter_map(|r| {
-                Some(Wanted {
-                    account: r.get::<String>(1).ok().flatten()?,
-                    id: r.get::<String>(2).ok().flatten()?,
-                    object: r.get::<String>(3).ok().flatten()?,
+            c.select(DUE, None, &[limit.into()])
+                .expect("objects to refresh")
+                .filter_map(|r| {
+                    Some(Wanted {
+                        account: r.get::<String>(1).ok().flatten()?,
+                        id: r.get::<String>(2).ok().flatten()?,
+                        object: r.get::<String>(3).ok().flatten()?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
         })
     })
 }
 
-/// Whether anything waits to be re-read.
+/// Whether anything is due to be re-read.
 pub fn any_wanted() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests)
-             OR EXISTS (SELECT 1 FROM stripe_sync.subscriptions WHERE NOT _children_complete AND NOT _deleted)
-             OR EXISTS (SELECT 1 FROM stripe_sync.invoices WHERE NOT _children_complete AND NOT _deleted)",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    Spi::get_one_with_args::<bool>(&format!("SELECT EXISTS ({DUE})"), &[1i64.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Job side: re-reads up to `limit` objects, each applied as of its fetch and
@@ -110,15 +115,15 @@ pub fn refresh_round(limit: i64) -> usize {
                 serde_json::json!({"id": w.id, "object": w.object, "deleted": true}),
                 stripe::now(),
             ),
-            // Refused for good (a 4xx other than 404 and 429: the key may not read it, say):
-            // the tie rule stands for it, and the request goes.
+            // Refused (a 4xx other than 404 and 429: the key may not read it, say): the
+            // tie rule stands meanwhile, and the re-read is tried again in an hour.
             Err(e) if e.status.is_some_and(|s| (400..500).contains(&s) && s != 429) => {
                 warning!(
-                    "stripe_sync: re-reading {} from the API was refused, the event-id rule stands for it: {}",
+                    "stripe_sync: re-reading {} from the API was refused; trying again in an hour: {}",
                     w.id,
                     e.describe()
                 );
-                BackgroundWorker::transaction(|| forget(&w, None));
+                BackgroundWorker::transaction(|| defer(&w));
                 continue;
             }
             Err(e) => {
@@ -139,9 +144,24 @@ pub fn refresh_round(limit: i64) -> usize {
     done
 }
 
+/// A refused re-read of `w` waits an hour: its request (made if `w` is a
+/// partial row) is stamped that far ahead. A new tie of the object stamps it
+/// anew, for now.
+fn defer(w: &Wanted) {
+    let args: [DatumWithOid; 3] =
+        [w.account.as_str().into(), w.id.as_str().into(), w.object.as_str().into()];
+    Spi::run_with_args(
+        "INSERT INTO stripe_sync.refresh_requests AS r (account, id, object, requested_at)
+         VALUES ($1, $2, $3, now() + interval '1 hour')
+         ON CONFLICT (account, id) DO UPDATE SET requested_at = excluded.requested_at",
+        &args,
+    )
+    .expect("defer a re-read");
+}
+
 /// Drops the re-read request of `w`: done with a fetch made at `fetched_at`
-/// (a request recorded since, for a tie of a later batch, stays), or refused
-/// for good (None).
+/// (a request recorded since, for a tie of a later batch, stays), or of an
+/// object type this library does not list (None).
 fn forget(w: &Wanted, fetched_at: Option<TimestampWithTimeZone>) {
     let args: [DatumWithOid; 3] =
         [w.account.as_str().into(), w.id.as_str().into(), fetched_at.into()];

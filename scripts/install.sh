@@ -11,10 +11,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 out=target/package
 rm -rf "$out"
 cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$out" >/dev/null
-# Install scripts of earlier releases, so CREATE EXTENSION stripe_sync VERSION
-# '0.1.0' followed by ALTER EXTENSION stripe_sync UPDATE can be tested (and
-# used); pgrx packages only the current one and the upgrade scripts.
-cp sql/archive/stripe_sync--*.sql "$out$("$PG_CONFIG" --sharedir)/extension/"
+# The 0.1.0 install script as released (a test fixture), so CREATE EXTENSION
+# stripe_sync VERSION '0.1.0' (or any later release, reached through the
+# upgrade scripts) followed by ALTER EXTENSION stripe_sync UPDATE can be
+# tested; pgrx packages only the current one and the upgrade scripts.
+cp pgrx-tests/fixtures/stripe_sync--0.1.0.sql "$out$("$PG_CONFIG" --sharedir)/extension/"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 (cd "$out" && find . -type f) | while read -r f; do
   dest="/${f#./}"

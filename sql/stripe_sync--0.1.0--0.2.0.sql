@@ -262,7 +262,68 @@ COMMENT ON TABLE stripe_sync.subscription_history IS
 COMMENT ON COLUMN stripe_sync.subscription_history.source IS 'The event id, or api:<time> for a state read from the API.';
 COMMENT ON COLUMN stripe_sync.subscription_history.mrr IS 'stripe_sync.subscription_mrr of that state.';
 
--- stripe_sync.mrr and mrr_history(): sql/stripe_sync--0.6.0--0.7.0.sql
+CREATE VIEW stripe_sync.mrr AS
+WITH items AS (
+    SELECT s._account_id, s.id AS subscription, s.customer, s.currency, s.data AS sub,
+           coalesce(i.product, i.data#>>'{price,product}', i.data#>>'{plan,product}') AS product,
+           stripe_sync._item_mrr(i.data) AS amount
+      FROM stripe_sync.subscriptions s
+      JOIN stripe_sync.subscription_items i ON i.subscription = s.id
+     WHERE s.status IN ('active', 'past_due') AND NOT s._deleted
+), discounted AS (
+    SELECT items.*, amount * stripe_sync._discount_factor(sub, sum(amount) OVER (PARTITION BY subscription), now()) AS mrr
+      FROM items
+)
+SELECT d._account_id, d.currency, d.product, p.name AS product_name,
+       sum(d.mrr) AS mrr,
+       stripe_sync.amount_decimal(round(sum(d.mrr))::bigint, d.currency) AS mrr_decimal,
+       count(DISTINCT d.subscription) AS subscriptions,
+       count(DISTINCT d.customer) AS customers
+  FROM discounted d
+  LEFT JOIN stripe_sync.products p ON p.id = d.product
+ GROUP BY GROUPING SETS ((d._account_id, d.currency, d.product, p.name), (d._account_id, d.currency));
+COMMENT ON VIEW stripe_sync.mrr IS
+  'Monthly recurring revenue now, per account (_account_id NULL: the platform), currency and product, plus one row per currency with product NULL: the total. Counts active and past_due subscriptions (not trialing), items normalized to a month (see _item_mrr), less discounts in effect. mrr is in the smallest currency unit, mrr_decimal in the currency.';
+
+CREATE FUNCTION stripe_sync.mrr_history(from_date date, to_date date, account text DEFAULT NULL)
+RETURNS TABLE (day date, currency text, mrr numeric, new_mrr numeric, expansion_mrr numeric,
+               contraction_mrr numeric, churned_mrr numeric)
+LANGUAGE sql STABLE
+AS $$
+    WITH days AS (
+        SELECT d::date AS day, (d + interval '1 day') AT TIME ZONE 'UTC' AS day_end
+          FROM generate_series((from_date - 1)::timestamp, to_date::timestamp, interval '1 day') AS d
+    ), subs AS (
+        SELECT DISTINCT h.subscription FROM stripe_sync.subscription_history h
+         WHERE h._account_id IS NOT DISTINCT FROM account
+           AND h.at < (to_date + 1)::timestamp AT TIME ZONE 'UTC'
+    ), states AS (
+        SELECT d.day, s.subscription, st.currency, coalesce(st.mrr, 0) AS mrr
+          FROM days d CROSS JOIN subs s
+          LEFT JOIN LATERAL (
+                SELECT h.currency, h.mrr FROM stripe_sync.subscription_history h
+                 WHERE h.subscription = s.subscription AND h.at < d.day_end
+                 ORDER BY h.at DESC, h.rank DESC, h.source DESC
+                 LIMIT 1) AS st ON true
+    ), moves AS (
+        SELECT day, subscription, mrr,
+               max(currency) OVER (PARTITION BY subscription) AS currency,
+               lag(mrr, 1, 0::numeric) OVER (PARTITION BY subscription ORDER BY day) AS prev
+          FROM states
+    )
+    SELECT day, currency,
+           sum(mrr),
+           sum(CASE WHEN prev = 0 AND mrr > 0 THEN mrr ELSE 0 END),
+           sum(CASE WHEN prev > 0 AND mrr > prev THEN mrr - prev ELSE 0 END),
+           sum(CASE WHEN prev > 0 AND mrr > 0 AND mrr < prev THEN prev - mrr ELSE 0 END),
+           sum(CASE WHEN prev > 0 AND mrr = 0 THEN prev ELSE 0 END)
+      FROM moves
+     WHERE day >= from_date AND currency IS NOT NULL
+     GROUP BY day, currency
+     ORDER BY day, currency
+$$;
+COMMENT ON FUNCTION stripe_sync.mrr_history(date, date, text) IS
+  'MRR at the end of each UTC day from from_date to to_date, per currency, for one account (NULL: the platform), from each subscription''s newest state in subscription_history at that time; with the day''s movements against the previous day: new (0 to more), expansion, contraction, churned (to 0: canceled, unpaid, ...), all positive.';
 
 ------------------------------------------------------------------------------
 -- Views for dunning and feature gating
@@ -276,12 +337,87 @@ RETURN CASE status
 COMMENT ON FUNCTION stripe_sync._status_severity(text) IS
   'How much a subscription status needs attention: unpaid > past_due > incomplete > paused > trialing > active > incomplete_expired > canceled.';
 
--- customer_billing_state and active_entitlements: sql/stripe_sync--0.6.0--0.7.0.sql
+CREATE VIEW stripe_sync.customer_billing_state AS
+SELECT c.id AS customer, c._account_id, c.email, c.name,
+       s.worst_status AS subscription_status,
+       coalesce(s.live, 0) AS live_subscriptions,
+       inv.past_due_since,
+       coalesce(inv.failed_payment_attempts, 0) AS failed_payment_attempts,
+       inv.next_payment_attempt,
+       inv.amount_remaining AS open_amount,
+       coalesce(f.message, pi.message) AS last_failure_message,
+       coalesce(f.at, pi.at) AS last_failure_at,
+       c.delinquent
+  FROM stripe_sync.customers c
+  LEFT JOIN LATERAL (
+        SELECT (array_agg(x.status ORDER BY stripe_sync._status_severity(x.status) DESC NULLS LAST))[1] AS worst_status,
+               count(*) FILTER (WHERE x.status NOT IN ('canceled', 'incomplete_expired')) AS live
+          FROM stripe_sync.subscriptions x WHERE x.customer = c.id AND NOT x._deleted) AS s ON true
+  LEFT JOIN LATERAL (
+        SELECT min(i.created) FILTER (WHERE i.attempt_count > 0) AS past_due_since,
+               sum(i.attempt_count) FILTER (WHERE i.attempt_count > 0) AS failed_payment_attempts,
+               min(to_timestamp((i.data->>'next_payment_attempt')::double precision)) AS next_payment_attempt,
+               sum(i.amount_remaining) AS amount_remaining
+          FROM stripe_sync.invoices i WHERE i.customer = c.id AND i.status = 'open' AND NOT i._deleted) AS inv ON true
+  LEFT JOIN LATERAL (
+        SELECT ch.failure_message AS message, ch.created AS at FROM stripe_sync.charges ch
+         WHERE ch.customer = c.id AND ch.status = 'failed'
+         ORDER BY ch.created DESC LIMIT 1) AS f ON true
+  LEFT JOIN LATERAL (
+        SELECT p.data#>>'{last_payment_error,message}' AS message, p.created AS at FROM stripe_sync.payment_intents p
+         WHERE p.customer = c.id AND p.data#>>'{last_payment_error,message}' IS NOT NULL
+         ORDER BY p.created DESC LIMIT 1) AS pi ON true
+ WHERE NOT c._deleted;
+COMMENT ON VIEW stripe_sync.customer_billing_state IS
+  'Per customer, what a dunning process needs: the worst status of its subscriptions (unpaid > past_due > incomplete > paused > trialing > active > incomplete_expired > canceled), live (not ended) subscriptions, past_due_since (created of its oldest open invoice with a failed attempt), failed payment attempts and the next one over its open invoices, the amount they leave open, and the newest failure message (failed charge, else payment intent).';
+
+CREATE VIEW stripe_sync.active_entitlements AS
+SELECT s.customer, s._account_id, s.id AS subscription, s.status AS subscription_status,
+       i.id AS subscription_item, i.quantity,
+       coalesce(i.price, i.plan) AS price,
+       coalesce(p.lookup_key, i.data#>>'{price,lookup_key}') AS price_lookup_key,
+       coalesce(i.product, i.data#>>'{price,product}', i.data#>>'{plan,product}') AS product,
+       pr.name AS product_name,
+       coalesce(pr.metadata, '{}'::jsonb) AS product_metadata,
+       coalesce(p.metadata, i.data#>'{price,metadata}', '{}'::jsonb) AS price_metadata,
+       coalesce(i.current_period_end, s.current_period_end) AS current_period_end,
+       s.trial_end
+  FROM stripe_sync.subscriptions s
+  JOIN stripe_sync.subscription_items i ON i.subscription = s.id
+  LEFT JOIN stripe_sync.prices p ON p.id = i.price
+  LEFT JOIN stripe_sync.products pr ON pr.id = coalesce(i.product, i.data#>>'{price,product}', i.data#>>'{plan,product}')
+ WHERE s.status IN ('active', 'trialing') AND NOT s._deleted;
+COMMENT ON VIEW stripe_sync.active_entitlements IS
+  'For feature gating: every item of an active or trialing subscription with its price (lookup key, metadata) and product (name, metadata).';
 
 ------------------------------------------------------------------------------
 -- Status, pg_dump, privileges
 ------------------------------------------------------------------------------
--- The status view: sql/stripe_sync--0.6.0--0.7.0.sql.
+CREATE OR REPLACE VIEW stripe_sync.status AS
+SELECT (SELECT count(*) FROM stripe_sync.events WHERE status = 'pending') AS pending,
+       (SELECT now() - min(received_at) FROM stripe_sync.events WHERE status = 'pending') AS oldest_pending_age,
+       (SELECT count(*) FROM stripe_sync.events WHERE status = 'failed') AS failed,
+       recent.applied_last_minute,
+       recent.applied_last_hour,
+       recent.other_api_version_last_hour,
+       w.pid AS worker_pid,
+       w.last_heartbeat AS worker_heartbeat,
+       (SELECT r.created_after < r.started_at - interval '30 days'
+          FROM stripe_sync.sync_runs r WHERE r.kind = 'catch_up'
+         ORDER BY r.id DESC LIMIT 1) AS catch_up_gap,
+       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'pending') AS handler_runs_pending,
+       (SELECT count(*) FROM stripe_sync.handler_runs WHERE status = 'failed') AS handler_runs_failed,
+       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'pending') AS alerts_pending,
+       (SELECT count(*) FROM stripe_sync.alerts WHERE status = 'failed') AS alerts_failed
+  FROM (SELECT count(*) FILTER (WHERE processed_at > now() - interval '1 minute') AS applied_last_minute,
+               count(*) AS applied_last_hour,
+               count(*) FILTER (WHERE api_version IS DISTINCT FROM
+                                      pg_catalog.current_setting('stripe_sync.api_version')) AS other_api_version_last_hour
+          FROM stripe_sync.events
+         WHERE processed_at > now() - interval '1 hour' AND status = 'processed') AS recent
+  LEFT JOIN stripe_sync.worker_status() AS w ON true;
+COMMENT ON VIEW stripe_sync.status IS
+  'Health at a glance: queue depth and age, failures, throughput, events applied in the last hour whose api_version differs from stripe_sync.api_version (applied all the same), the worker (NULL pid: no worker running), catch_up_gap (the last catch_up started from an event older than Stripe''s 30-day window, so events may be lost: run backfill), and handler runs and Slack alerts waiting or failed.';
 
 COMMENT ON FUNCTION stripe_sync.purge_events(interval) IS
   'Deletes processed and skipped events handled longer ago than older_than (default stripe_sync.event_retention), with their finished handler runs, and Slack alerts done with (sent, folded, failed) queued before then; never pending or failed events, nor events whose handlers still have to run. Returns how many events. The worker runs it hourly.';
@@ -296,3 +432,4 @@ SELECT pg_catalog.pg_extension_config_dump('stripe_sync.subscription_history', '
 REVOKE ALL ON FUNCTION stripe_sync.on_event(text, regprocedure, regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync.remove_handler(text, regprocedure) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_sync._may_manage_handlers() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_sync.mrr_history(date, date, text) FROM PUBLIC;

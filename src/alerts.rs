@@ -5,13 +5,13 @@
 //! short transaction records each outcome. A transient failure (network, 429,
 //! 5xx) only delays an alert; Retry-After is honoured.
 
-use crate::{config, slack};
+use crate::{config, outbox, slack};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use serde_json::Value;
 use std::time::Duration;
 use stripe_sync_core::alert::{self, Facts, Folded};
-use stripe_sync_core::backoff::{Backoff, random_unit};
+use stripe_sync_core::retry::Failure;
 
 /// Alerts looked at per round (a larger burst is folded over several digests).
 const LIMIT: i64 = 1000;
@@ -20,30 +20,11 @@ const LEASE: &str = "2 minutes";
 /// Retries of a transient failure wait at most this long.
 const RETRY_CAP: Duration = Duration::from_secs(600);
 
-const CLAIM: &str = "
-    SELECT a.id, a.kind, coalesce(a.event_id, ''), coalesce(a.event_type, ''), a.message, a.attempts,
-           e.data #> '{data,object}'::text[], coalesce((e.data ->> 'livemode')::boolean, false),
-           e.account, e.attempts, e.last_error,
-           cu.id, cu.email, cu.name, ch.amount, ch.currency
-      FROM stripe_sync.alerts a
-      LEFT JOIN stripe_sync.events e ON e.id = a.event_id
-      LEFT JOIN stripe_sync.charges ch
-             ON ch._account_id = coalesce(e.account, '') AND ch.id = e.data #>> '{data,object,charge}'::text[]
-      LEFT JOIN stripe_sync.customers cu
-             ON cu._account_id = coalesce(e.account, '') AND cu.id = CASE WHEN e.object_type = 'customer' THEN e.object_id
-                             ELSE coalesce(e.data #>> '{data,object,customer}'::text[], ch.customer) END
-     WHERE a.status = 'pending' AND a.next_attempt_at <= now()
-     ORDER BY a.id
-     LIMIT $1
-       FOR UPDATE OF a SKIP LOCKED";
+const CLAIM: &str = include_str!("../sql/queries/alert_claim.sql");
+const FAILED: &str = include_str!("../sql/queries/alert_failed.sql");
 
-/// Messages sent in the last minute, and whether a digest went out in it
-/// (or still waits to).
-const RECENT: &str = "
-    SELECT count(*) FILTER (WHERE status = 'sent' AND sent_at > now() - interval '1 minute'),
-           count(*) FILTER (WHERE kind = 'digest') > 0
-      FROM stripe_sync.alerts
-     WHERE sent_at > now() - interval '1 minute' OR (kind = 'digest' AND status = 'pending')";
+/// Messages sent in the last minute, and whether a digest went out in it.
+const RECENT: &str = include_str!("../sql/queries/alert_recent.sql");
 
 /// One due alert with the facts its message needs.
 struct Due {
@@ -255,25 +236,15 @@ fn sent(msg: &Outgoing) {
 /// stripe_sync.max_attempts, a transient one is retried until it goes
 /// through. Returns the delay before the next try.
 fn failed(msg: &Outgoing, error: &str, retry_after: Option<Duration>, refused: bool) -> Duration {
-    let policy = Backoff { base: config::retry_base_delay(), cap: RETRY_CAP };
-    let delay = policy.delay_with_retry_after(msg.attempts as u32 + 1, random_unit(), retry_after);
+    let failure = if refused { Failure::Retryable } else { Failure::Transient };
+    let next = outbox::next_within(msg.attempts + 1, failure, RETRY_CAP, retry_after);
     Spi::run_with_args(
-        "UPDATE stripe_sync.alerts
-            SET attempts = attempts + 1, last_error = $2,
-                next_attempt_at = now() + $3::double precision * interval '1 millisecond',
-                status = CASE WHEN $4 AND attempts + 1 >= $5 THEN 'failed' ELSE 'pending' END
-          WHERE id = $1",
-        &[
-            msg.id.into(),
-            error.into(),
-            (delay.as_millis() as f64).into(),
-            refused.into(),
-            config::max_attempts().into(),
-        ],
+        FAILED,
+        &[msg.id.into(), error.into(), next.delay_ms().into(), next.status().into()],
     )
     .expect("record a failed alert");
     warning!("stripe_sync: a Slack alert was not delivered ({error}); see stripe_sync.alerts");
-    delay
+    Duration::from_millis(next.delay_ms() as u64)
 }
 
 /// Puts leased alerts that were not tried back, due after `delay`.

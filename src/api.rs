@@ -3,6 +3,7 @@
 
 use crate::{config, drain, errors, ingest, queue, shmem};
 use pgrx::prelude::*;
+use stripe_sync_core::sqlstate;
 
 /// `stripe_sync.ingest_event(payload, signature)`: see sql/finalize.sql.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
@@ -111,7 +112,7 @@ fn purge_events(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> 
 /// returns its table.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_object(id: &str) -> &'static str {
-    crate::refresh::sync_object(id).unwrap_or_else(|e| crate::stripe::raise(e))
+    crate::refresh::sync_object(id).unwrap_or_else(|e| crate::errors::raise_api(e))
 }
 
 /// `stripe_sync.backfill(object, created_after)`: see sql/finalize.sql.
@@ -135,15 +136,14 @@ fn backfill(
             {
                 Ok(n) => total += n,
                 // A server without this endpoint (a stand-in, an older API): say so, go on.
-                Err(f) if f.message.contains("stripe API error 404") => {
+                Err(f) if sqlstate::not_listed_here(&f.sqlstate) => {
                     warning!("stripe_sync: backfill of {name} skipped: {}", f.message)
                 }
                 // Connected accounts are a Connect platform's: another account's key is
                 // refused (403), or asked a bad request; nothing to list there.
                 Err(f)
                     if name == stripe_sync_core::objects::ACCOUNT
-                        && (f.message.contains("stripe API error 403")
-                            || f.message.contains("stripe API error 400")) =>
+                        && sqlstate::not_a_platform(&f.sqlstate) =>
                 {
                     warning!(
                         "stripe_sync: backfill of {name} skipped (not a Connect platform?): {}",
@@ -151,9 +151,7 @@ fn backfill(
                     )
                 }
                 // Raised again with its own SQLSTATE: 'all' fails as the object type would.
-                Err(f) => {
-                    ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
-                }
+                Err(f) => errors::reraise(&f.sqlstate, f.message),
             }
         }
         return total;
@@ -214,7 +212,7 @@ fn catch_up(account: default!(Option<&str>, "NULL")) -> i64 {
         }
     }
     if let Some(f) = failed {
-        ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
+        errors::reraise(&f.sqlstate, f.message);
     }
     total
 }
@@ -270,13 +268,11 @@ fn verify(
             match crate::subxact::run(|| run_and_wait_for_run(kind, name, None, account)) {
                 Ok((run, _)) => run,
                 // A server without this endpoint (a stand-in, an older API): say so, go on.
-                Err(f) if f.message.contains("stripe API error 404") => {
+                Err(f) if sqlstate::not_listed_here(&f.sqlstate) => {
                     warning!("stripe_sync: verify of {name} skipped: {}", f.message);
                     continue;
                 }
-                Err(f) => {
-                    ereport!(ERROR, crate::subxact::sqlstate_from_text(&f.sqlstate), f.message);
-                }
+                Err(f) => errors::reraise(&f.sqlstate, f.message),
             }
         } else {
             run_and_wait_for_run(kind, name, None, account).0
@@ -314,7 +310,7 @@ fn unix_seconds(t: pgrx::datum::TimestampWithTimeZone) -> i64 {
 #[pg_extern(volatile, parallel_unsafe)]
 fn create_customer(user_id: &str, users: default!(Option<pgrx::PgRelation>, "NULL")) -> String {
     crate::provision::create_customer(user_id, users.map(|rel| rel.oid()))
-        .unwrap_or_else(|e| crate::stripe::raise(e))
+        .unwrap_or_else(|e| crate::errors::raise_api(e))
 }
 
 /// `stripe_sync.provision_existing_users()`: see sql/stripe_sync--0.5.0--0.6.0.sql.

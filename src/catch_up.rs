@@ -5,7 +5,8 @@
 //! deliveries it keeps delivering new events, and those must not hide the
 //! missed ones. Runs in a job worker (jobs.rs), HTTP between transactions.
 
-use crate::backfill::{Run, list_page, record_page};
+use crate::listing::list_page;
+use crate::runs::{Run, record_page};
 use crate::{jsonb, queue, shmem};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::DatumWithOid;

@@ -5,11 +5,11 @@
 //! helpers call [`run_own_batch`], `process_pending()` calls [`run_batch`] in
 //! the caller's transaction.
 
-use crate::{apply, config, notify, queue, subxact};
+use crate::{apply, config, notify, outbox, queue, subxact};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
-use stripe_sync_core::backoff::Backoff;
+use stripe_sync_core::retry::Failure;
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn run_batch(limit: usize, share: queue::Share) -> BatchOutcome {
         }
         // The claim itself failed: nothing to isolate, the caller sees the error.
         Err(f) if claimed.is_empty() => {
-            ereport!(ERROR, subxact::sqlstate_from_text(&f.sqlstate), f.message);
+            crate::errors::reraise(&f.sqlstate, f.message);
         }
         Err(_) => {}
     }
@@ -122,18 +122,16 @@ fn apply_and_mark(
 }
 
 fn record_failure(event: &queue::Claimed, failure: &subxact::Failure, alert_dead_letter: bool) {
-    let max = config::max_attempts();
-    let policy =
-        Backoff { base: config::retry_base_delay(), cap: std::time::Duration::from_secs(3600) };
-    let delay = policy.delay(event.attempts as u32, stripe_sync_core::backoff::random_unit());
+    let next = outbox::next(event.attempts, Failure::Retryable);
     let error = format!("{} (SQLSTATE {})", failure.message, failure.sqlstate);
-    queue::mark_failed(&event.id, &error, delay, max, alert_dead_letter);
+    queue::mark_failed(&event.id, &error, next, alert_dead_letter);
     // The message may quote object data: it goes to the table, not to the log.
-    let what = if event.attempts >= max { "gave up on" } else { "will retry" };
     pgrx::warning!(
-        "stripe_sync: {what} event {} after attempt {} of {max} (SQLSTATE {}); see stripe_sync.events.last_error",
+        "stripe_sync: {} event {} after attempt {} of {} (SQLSTATE {}); see stripe_sync.events.last_error",
+        outbox::what_next(&next),
         event.id,
         event.attempts,
+        config::max_attempts(),
         failure.sqlstate
     );
 }

@@ -12,43 +12,15 @@
 //! xmax, and the claim's scans could then never tell that the old version is
 //! dead (src/drain.rs has the same rule for events).
 
-use crate::{config, subxact};
+use crate::{outbox, subxact};
 use pgrx::prelude::*;
-use std::time::Duration;
-use stripe_sync_core::backoff::{Backoff, random_unit};
+use stripe_sync_core::retry::Failure;
 
-const CLAIM: &str = "
-    SELECT r.event_id, r.handler_id, r.attempts + 1, h.run_as::oid,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = h.run_as),
-           (SELECT pg_catalog.pg_get_userbyid(p.proowner)::text FROM pg_catalog.pg_proc p
-             WHERE p.oid = h.handler
-               AND NOT pg_catalog.pg_has_role(p.proowner, h.run_as, 'USAGE')
-               AND NOT (SELECT o.rolsuper FROM pg_catalog.pg_roles o WHERE o.oid = p.proowner)),
-           (SELECT format('SELECT %I.%I($1::jsonb)', n.nspname, p.proname)
-              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.oid = h.handler),
-           h.handler::text, e.data::text
-      FROM stripe_sync.handler_runs r
-      JOIN stripe_sync.handlers h ON h.id = r.handler_id
-      JOIN stripe_sync.events e ON e.id = r.event_id
-     WHERE r.status = 'pending' AND r.next_attempt_at <= now()
-     ORDER BY e.created, e.id, r.handler_id
-     LIMIT $1
-       FOR UPDATE OF r SKIP LOCKED";
+const CLAIM: &str = include_str!("../sql/queries/handler_claim.sql");
 
-const SUCCEEDED: &str = "
-    UPDATE stripe_sync.handler_runs
-       SET status = 'succeeded', attempts = attempts + 1, finished_at = now()
-     WHERE event_id = $1 AND handler_id = $2";
+const SUCCEEDED: &str = include_str!("../sql/queries/handler_succeeded.sql");
 
-const FAILED: &str = "
-    UPDATE stripe_sync.handler_runs
-       SET attempts = attempts + 1,
-           last_error = $3,
-           status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE 'pending' END,
-           next_attempt_at = now() + $5::double precision * interval '1 millisecond',
-           finished_at = CASE WHEN attempts + 1 >= $4 THEN now() END
-     WHERE event_id = $1 AND handler_id = $2";
+const FAILED: &str = include_str!("../sql/queries/handler_failed.sql");
 
 /// One due call.
 struct Run {
@@ -135,26 +107,25 @@ fn call(run: &Run) {
 }
 
 fn record_failure(run: &Run, error: &str) {
-    let max = config::max_attempts();
-    let policy = Backoff { base: config::retry_base_delay(), cap: Duration::from_secs(3600) };
-    let delay = policy.delay(run.attempt as u32, random_unit());
+    let next = outbox::next(run.attempt, Failure::Retryable);
     Spi::run_with_args(
         FAILED,
         &[
             run.event_id.as_str().into(),
             run.handler_id.into(),
             error.into(),
-            max.into(),
-            (delay.as_millis() as f64).into(),
+            next.status().into(),
+            next.delay_ms().into(),
         ],
     )
     .expect("record a failed handler run");
-    let what = if run.attempt >= max { "gave up on" } else { "will retry" };
     // The error may quote data: it goes to the table, not to the log.
     warning!(
-        "stripe_sync: handler {} raised for event {} (attempt {} of {max}); {what} it: see stripe_sync.handler_failures",
+        "stripe_sync: handler {} raised for event {} (attempt {} of {}); {} it: see stripe_sync.handler_failures",
         run.handler,
         run.event_id,
-        run.attempt
+        run.attempt,
+        crate::config::max_attempts(),
+        outbox::what_next(&next)
     );
 }

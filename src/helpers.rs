@@ -19,15 +19,10 @@
 //! any failed batch is.
 
 use crate::queue::Share;
-use crate::{config, drain, subxact};
-use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
-    SignalWakeFlags,
-};
+use crate::{config, drain, launch, subxact};
+use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-
-/// Name shown as `backend_type` in pg_stat_activity.
-pub const HELPER_TYPE: &str = "stripe_sync apply";
+use stripe_sync_core::job::Job;
 
 /// The helpers the worker started and that may still run, with the share
 /// of the queue each one drains (the worker's is share 0).
@@ -42,8 +37,7 @@ pub struct Helpers {
 
 impl Helpers {
     fn prune(&mut self) {
-        self.running
-            .retain(|(_, h)| matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)));
+        self.running.retain(|(_, h)| launch::running(h));
     }
 
     /// What the worker claims next: its own share while helpers drain
@@ -69,7 +63,7 @@ impl Helpers {
             if self.running.iter().any(|(s, _)| *s == slot) {
                 continue;
             }
-            match start(slot, of) {
+            match launch::launch(Job::Apply { share: slot, of }) {
                 Some(h) => {
                     self.running.push((slot, h));
                     self.starved = false;
@@ -88,20 +82,6 @@ impl Helpers {
     }
 }
 
-fn start(slot: i32, of: i32) -> Option<DynamicBackgroundWorker> {
-    BackgroundWorkerBuilder::new(HELPER_TYPE)
-        .set_type(HELPER_TYPE)
-        .set_library("stripe_sync")
-        .set_function("stripe_sync_apply_main")
-        .enable_spi_access()
-        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId }.to_u32())))
-        .set_extra(&format!("{slot}\t{of}"))
-        // The worker's latch is set when a helper exits: it looks at the queue again.
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic()
-        .ok()
-}
-
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn stripe_sync_apply_main(arg: pg_sys::Datum) {
@@ -110,12 +90,13 @@ pub extern "C-unwind" fn stripe_sync_apply_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     crate::security::pin_session();
     unsafe { pg_sys::pgstat_report_appname(c"stripe_sync apply".as_ptr()) };
-    let extra = BackgroundWorker::get_extra().to_owned();
-    let share = extra.split_once('\t').and_then(|(s, o)| Some((s.parse().ok()?, o.parse().ok()?)));
-    if share.is_none() {
-        warning!("stripe_sync apply helper: malformed share \"{extra}\"");
-        return;
-    }
+    let share = match launch::spec().map(|s| s.job) {
+        Ok(Job::Apply { share, of }) => Some((share, of)),
+        other => {
+            warning!("stripe_sync apply helper: not an apply helper's job: {other:?}");
+            return;
+        }
+    };
     let limit = config::batch_size();
     let (mut batches, mut events) = (0usize, 0usize);
     while !BackgroundWorker::sigterm_received() {

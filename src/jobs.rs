@@ -8,20 +8,15 @@
 //! What a job is to do travels in `bgw_extra`, written and read by
 //! `stripe_sync_core::job`.
 
-use crate::backfill::{self, Run};
-use crate::{catch_up, stripe, verify};
-use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
-};
-use pgrx::datum::DatumWithOid;
+use crate::launch::{launch, stopped};
+use crate::runs::{self, Run};
+use crate::{backfill, catch_up, stripe, verify};
+use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker};
 use pgrx::prelude::*;
 use std::time::Duration;
 use stripe_sync_core::http::ApiError;
-use stripe_sync_core::job::{Job, Spec};
+use stripe_sync_core::job::Job;
 use stripe_sync_core::objects;
-
-/// `backend_type` of job workers.
-pub const JOB_TYPE: &str = "stripe_sync job";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -45,11 +40,6 @@ pub fn start_background(job: Background) -> Option<DynamicBackgroundWorker> {
         Background::CatchUpAll => Job::CatchUpAll,
         Background::Refresh => Job::Refresh,
     })
-}
-
-/// Whether a job worker started by [`start_background`] is still running.
-pub fn running(h: &DynamicBackgroundWorker) -> bool {
-    !stopped(h)
 }
 
 /// Starts a job and waits for it; returns the objects (or events) it applied.
@@ -89,7 +79,7 @@ pub fn run_and_wait_for_run(
             "stripe_sync: backfill, catch_up and verify must be called at READ COMMITTED isolation to follow their job"
         );
     }
-    let token = new_token();
+    let token = runs::new_token();
     let (object_name, account) = (object.to_owned(), account.map(str::to_owned));
     let job = match kind {
         Kind::Backfill => {
@@ -121,59 +111,6 @@ pub fn run_and_wait_for_run(
         .execute()
 }
 
-/// Starts a job worker in this database for `job`, with this session's retry
-/// and timeout settings, that reports to this process (its latch is set when
-/// the worker exits). None when no worker slot is free.
-fn launch(job: Job) -> Option<DynamicBackgroundWorker> {
-    let spec = Spec { job, settings: crate::config::session_settings() };
-    let extra = spec.encode().unwrap_or_else(|e| {
-        crate::errors::raise_with_code(
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("stripe_sync: {e}"),
-        )
-    });
-    let db = unsafe { pg_sys::MyDatabaseId };
-    BackgroundWorkerBuilder::new(JOB_TYPE)
-        .set_type(JOB_TYPE)
-        .set_library("stripe_sync")
-        .set_function("stripe_sync_job_main")
-        .enable_spi_access()
-        .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
-        .set_extra(&extra)
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic()
-        .ok()
-}
-
-/// Starts a helper that pages slices of the run beside its leader (this job
-/// worker). None when no worker slot is free: the leader pages on with fewer.
-pub fn start_slice_helper(run: &Run, object: &str) -> Option<DynamicBackgroundWorker> {
-    launch(Job::Slices {
-        object: object.to_owned(),
-        run: run.id,
-        leader: unsafe { pg_sys::MyProcPid },
-        account: run.account.clone(),
-    })
-}
-
-fn stopped(h: &DynamicBackgroundWorker) -> bool {
-    matches!(h.pid(), Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied))
-}
-
-/// Waits until every helper has exited.
-pub fn wait_for_helpers(helpers: &[DynamicBackgroundWorker]) {
-    while !helpers.iter().all(stopped) {
-        stripe::wait_for_latch(Duration::from_millis(100));
-    }
-}
-
-/// Stops the helpers (the leader failed) and waits until they have exited.
-pub fn stop_helpers(helpers: Vec<DynamicBackgroundWorker>) {
-    for h in helpers {
-        let _ = h.terminate().wait_for_shutdown();
-    }
-}
-
 /// Follows the run row until the job worker has finished; returns the run's
 /// id and its objects.
 fn follow(
@@ -184,17 +121,15 @@ fn follow(
     let mut pages_reported = 0;
     loop {
         let stopped = handle.borrow().as_ref().is_none_or(stopped);
-        if let Some(run) = read_run(token) {
+        if let Some(run) = runs::read(token) {
             if run.pages > pages_reported {
                 pages_reported = run.pages;
                 notice!("stripe_sync: {object}: {} pages, {} objects", run.pages, run.objects);
             }
             match run.status.as_str() {
                 "completed" => return (run.id, run.objects),
-                "failed" | "cancelled" => crate::errors::raise_with_code(
-                    crate::subxact::sqlstate_from_text(
-                        run.error_code.as_deref().unwrap_or("38000"),
-                    ),
+                "failed" | "cancelled" => crate::errors::reraise(
+                    run.error_code.as_deref().unwrap_or("38000"),
                     run.error.unwrap_or_else(|| "the job failed".into()),
                 ),
                 _ => {}
@@ -202,7 +137,7 @@ fn follow(
         }
         if stopped {
             // The worker is gone; read once more in case it finished just now.
-            if let Some(run) = read_run(token)
+            if let Some(run) = runs::read(token)
                 && run.status == "completed"
             {
                 return (run.id, run.objects);
@@ -215,39 +150,6 @@ fn follow(
         // so the end of a run is seen at once; the timeout paces progress notices.
         stripe::wait_for_latch(Duration::from_millis(100));
     }
-}
-
-/// A job's row in stripe_sync.sync_runs, as its caller follows it.
-struct RunRow {
-    id: i64,
-    status: String,
-    pages: i32,
-    objects: i64,
-    error: Option<String>,
-    error_code: Option<String>,
-}
-
-/// Reads the run row. Through the read-write SPI path on purpose: only that
-/// takes a new snapshot per query, so the job's commits become visible.
-fn read_run(token: &str) -> Option<RunRow> {
-    Spi::connect_mut(|c| {
-        let rows = c
-            .update(
-                "SELECT status, pages, objects, error, error_code, id FROM stripe_sync.sync_runs WHERE token = $1",
-                None,
-                &[token.into()],
-            )
-            .ok()?;
-        let row = rows.first();
-        Some(RunRow {
-            id: row.get::<i64>(6).ok().flatten()?,
-            status: row.get::<String>(1).ok().flatten()?,
-            pages: row.get::<i32>(2).ok().flatten().unwrap_or(0),
-            objects: row.get::<i64>(3).ok().flatten().unwrap_or(0),
-            error: row.get::<String>(4).ok().flatten(),
-            error_code: row.get::<String>(5).ok().flatten(),
-        })
-    })
 }
 
 /// Entry point of a job worker.
@@ -266,7 +168,7 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
     let db = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     crate::security::pin_session();
-    let spec = match Spec::decode(BackgroundWorker::get_extra()) {
+    let spec = match crate::launch::spec() {
         Ok(spec) => spec,
         Err(e) => {
             warning!("stripe_sync job: {e}");
@@ -290,6 +192,10 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
         Job::CatchUp { token, account } => {
             (Kind::CatchUp, "event".to_owned(), None, token, account)
         }
+        Job::Apply { .. } => {
+            warning!("stripe_sync job: an apply helper's job given to a job worker");
+            return;
+        }
         Job::Verify { object, repair, token, account } => {
             (Kind::Verify { repair }, object, None, token, account)
         }
@@ -300,24 +206,24 @@ pub extern "C-unwind" fn stripe_sync_job_main(arg: pg_sys::Datum) {
         Kind::Verify { .. } => "verify",
     };
     let run_id = BackgroundWorker::transaction(|| {
-        start_run(recorded, &object, created_after, &token, account.as_deref())
+        runs::start(recorded, &object, created_after, &token, account.as_deref())
     });
     let run = Run { id: run_id, account };
-    let outcome = run_outcome(|| match (kind, objects::resource(&object)) {
+    let outcome = runs::outcome(|| match (kind, objects::resource(&object)) {
         (Kind::Backfill, Some(resource)) => backfill::backfill(&run, resource, created_after),
         (Kind::CatchUp, _) => catch_up::catch_up(&run),
         (Kind::Verify { repair }, Some(resource)) => verify::verify(&run, resource, repair),
-        _ => Err(ApiError::network(format!("unknown job {recorded} {object}"))),
+        _ => Err(ApiError::InvalidArgument(format!("unknown job {recorded} {object}"))),
     });
-    BackgroundWorker::transaction(|| finish_run(run_id, outcome));
+    BackgroundWorker::transaction(|| runs::finish(run_id, outcome));
 }
 
 /// A helper pages slices until none is left, its leader is gone or a worker
 /// of the run failed; its own failure is recorded for the leader to raise.
 fn help(run: Run, resource: &'static objects::Resource, leader: i32) {
-    let outcome = run_outcome(|| backfill::work_slices(&run, resource, Some(leader)));
+    let outcome = runs::outcome(|| backfill::work_slices(&run, resource, Some(leader)));
     if let Err((message, code)) = outcome {
-        BackgroundWorker::transaction(|| backfill::record_failure(run.id, &message, &code));
+        BackgroundWorker::transaction(|| runs::record_failure(run.id, &message, &code));
     }
 }
 
@@ -336,20 +242,20 @@ unsafe extern "C-unwind" fn on_sigterm(_signal: i32) {
 fn catch_up_all() {
     let accounts = BackgroundWorker::transaction(crate::accounts::known);
     for account in accounts {
-        let token = new_token();
+        let token = runs::new_token();
         let account = (!account.is_empty()).then_some(account);
         let run_id = BackgroundWorker::transaction(|| {
-            start_run("catch_up", "event", None, &token, account.as_deref())
+            runs::start("catch_up", "event", None, &token, account.as_deref())
         });
         let run = Run { id: run_id, account };
-        let outcome = run_outcome(|| catch_up::catch_up(&run));
+        let outcome = runs::outcome(|| catch_up::catch_up(&run));
         if let Err((message, _)) = &outcome {
             warning!(
                 "stripe_sync: catch-up of {} failed: {message}",
                 crate::accounts::describe(run.account_key())
             );
         }
-        BackgroundWorker::transaction(|| finish_run(run_id, outcome));
+        BackgroundWorker::transaction(|| runs::finish(run_id, outcome));
     }
 }
 
@@ -366,64 +272,4 @@ fn refresh_all() {
             }
         }
     }
-}
-
-/// Runs a job's work, between transactions, mapping its failure to a message
-/// and SQLSTATE for its run row.
-fn run_outcome(
-    work: impl FnOnce() -> Result<i64, ApiError> + std::panic::UnwindSafe,
-) -> Result<i64, (String, String)> {
-    crate::subxact::catch_between_transactions(|| {
-        work().map_err(|e| (e.describe(), crate::subxact::sqlstate_text(stripe::sqlstate(&e))))
-    })
-    .unwrap_or_else(|f| Err((f.message, f.sqlstate)))
-}
-
-/// A random handle for a run row.
-fn new_token() -> String {
-    format!("{:016x}", (stripe_sync_core::backoff::random_unit() * 2f64.powi(60)) as u64)
-}
-
-fn start_run(
-    kind: &str,
-    object: &str,
-    created_after: Option<i64>,
-    token: &str,
-    account: Option<&str>,
-) -> i64 {
-    let args: [DatumWithOid; 6] = [
-        kind.into(),
-        object.into(),
-        created_after.map(|t| t as f64).into(),
-        token.into(),
-        unsafe { pg_sys::MyProcPid }.into(),
-        account.into(),
-    ];
-    Spi::connect_mut(|c| {
-        c.update(
-            "INSERT INTO stripe_sync.sync_runs (kind, object, created_after, token, worker_pid, account)
-             VALUES ($1, $2, to_timestamp($3), $4, $5, $6) RETURNING id",
-            None,
-            &args,
-        )
-        .expect("create run")
-        .first()
-        .get_one::<i64>()
-        .expect("run id")
-        .expect("run id")
-    })
-}
-
-fn finish_run(run_id: i64, outcome: Result<i64, (String, String)>) {
-    let (status, error, code) = match &outcome {
-        Ok(_) => ("completed", None, None),
-        Err((message, code)) => ("failed", Some(message.as_str()), Some(code.as_str())),
-    };
-    let args: [DatumWithOid; 4] = [run_id.into(), status.into(), error.into(), code.into()];
-    Spi::run_with_args(
-        "UPDATE stripe_sync.sync_runs SET status = $2, error = $3, error_code = $4, finished_at = now()
-          WHERE id = $1",
-        &args,
-    )
-    .expect("finish run");
 }

@@ -7,18 +7,19 @@
 //! metadata), and the POST carries an Idempotency-Key derived from table and
 //! user, so a crash between Stripe's answer and our commit creates nothing twice.
 
-use crate::{apply, config, stripe, subxact, users};
+use crate::{apply, outbox, stripe, subxact, users};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::{Value, json};
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
-use stripe_sync_core::backoff::{Backoff, random_unit};
 use stripe_sync_core::http::ApiError;
+use stripe_sync_core::retry::Failure;
 
-/// How long a claimed job stays invisible to other claimers.
-const LEASE: &str = "10 minutes";
+/// Claims and leases due jobs (for 10 minutes: how long a claimed job stays
+/// invisible to other claimers).
+const CLAIM: &str = include_str!("../sql/queries/provisioning_claim.sql");
+const FAILED: &str = include_str!("../sql/queries/provisioning_failed.sql");
 
 /// One job with what the users row says now.
 struct Job {
@@ -51,20 +52,7 @@ pub fn run_due(limit: i64) -> usize {
 fn claim(limit: i64) -> Vec<Job> {
     Spi::connect_mut(|c| {
         let ids: Vec<i64> = c
-            .update(
-                &format!(
-                    "WITH due AS (
-                         SELECT id FROM stripe_sync.provisioning_jobs
-                          WHERE status = 'pending' AND next_attempt_at <= now()
-                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-                     UPDATE stripe_sync.provisioning_jobs j
-                        SET attempts = j.attempts + 1, next_attempt_at = now() + interval '{LEASE}'
-                       FROM due WHERE j.id = due.id
-                     RETURNING j.id"
-                ),
-                None,
-                &[limit.into()],
-            )
+            .update(CLAIM, None, &[limit.into()])
             .expect("claim provisioning jobs")
             .filter_map(|r| r.get::<i64>(1).ok().flatten())
             .collect();
@@ -120,7 +108,7 @@ fn claim(limit: i64) -> Vec<Job> {
 /// The Stripe side of a job: the customer it ends with.
 fn perform(job: &Job) -> Result<Value, ApiError> {
     if let Some(e) = &job.read_error {
-        return Err(ApiError::network(format!("reading the row from {} failed: {e}", job.users)));
+        return Err(ApiError::Local(format!("reading the row from {} failed: {e}", job.users)));
     }
     if !job.found {
         return Err(no_user(&job.users, &job.user_id));
@@ -140,7 +128,7 @@ fn perform(job: &Job) -> Result<Value, ApiError> {
                 None,
             )
         }
-        (_, None) => Err(ApiError::network("the user has no customer to update yet")),
+        (_, None) => Err(ApiError::Local("the user has no customer to update yet".into())),
     }
 }
 
@@ -193,7 +181,7 @@ fn record(job: &Job, outcome: Result<Value, ApiError>) {
         }
         let settled = subxact::run(AssertUnwindSafe(|| settle(job.relid, &job.user_id, &customer)));
         settled.map(|()| customer).map_err(|f| {
-            ApiError::network(format!(
+            ApiError::Local(format!(
                 "writing the customer id back to {} failed: {} (SQLSTATE {})",
                 job.users, f.message, f.sqlstate
             ))
@@ -212,28 +200,15 @@ fn record(job: &Job, outcome: Result<Value, ApiError>) {
         }
         Err(e) => {
             // Only what Stripe may accept later is retried; a refused request fails at once.
-            let retryable = match e.status {
-                None => e.error_type.is_none(), // a network error; not a missing user
-                Some(s) => s == 409 || s == 429 || s >= 500,
-            };
-            let give_up = !retryable || job.attempts >= config::max_attempts();
-            let policy =
-                Backoff { base: config::retry_base_delay(), cap: Duration::from_secs(3600) };
-            let delay = policy.delay(job.attempts as u32, random_unit());
+            let failure = if e.retryable() { Failure::Retryable } else { Failure::Permanent };
+            let next = outbox::next(job.attempts, failure);
             let args: [DatumWithOid; 4] = [
                 job.id.into(),
                 e.describe().as_str().into(),
-                give_up.into(),
-                (delay.as_millis() as f64).into(),
+                next.status().into(),
+                next.delay_ms().into(),
             ];
-            Spi::run_with_args(
-                "UPDATE stripe_sync.provisioning_jobs
-                    SET status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END, last_error = $2,
-                        next_attempt_at = now() + $4::double precision * interval '1 millisecond'
-                  WHERE id = $1",
-                &args,
-            )
-            .expect("mark job failed");
+            Spi::run_with_args(FAILED, &args).expect("mark job failed");
         }
     }
 }
@@ -364,7 +339,7 @@ pub fn queue_existing_users() -> i64 {
 }
 
 fn no_user(users: &str, user_id: &str) -> ApiError {
-    ApiError::local("no_user", format!("no row with id \"{user_id}\" in {users}"))
+    ApiError::NoUser(format!("no row with id \"{user_id}\" in {users}"))
 }
 
 /// The one provisioning target, when `users` was not named.
@@ -372,16 +347,13 @@ fn only_target() -> Result<pg_sys::Oid, ApiError> {
     let targets = users::targets();
     match targets.as_slice() {
         [one] => Ok(one.relid),
-        [] => Err(ApiError::local(
-            "configuration",
-            "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)",
+        [] => Err(ApiError::NotConfigured(
+            "provisioning is not enabled for any table (call stripe_sync.enable_provisioning first)"
+                .into(),
         )),
-        many => Err(ApiError::local(
-            "ambiguous",
-            format!(
-                "several users tables are provisioned ({}): name one as the second argument",
-                many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        )),
+        many => Err(ApiError::InvalidArgument(format!(
+            "several users tables are provisioned ({}): name one as the second argument",
+            many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }

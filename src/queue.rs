@@ -5,6 +5,7 @@ use crate::plans::{self, types::*};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use stripe_sync_core::event::EventMeta;
+use stripe_sync_core::retry::Next;
 use stripe_sync_core::shares::share_bounds;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
@@ -123,21 +124,14 @@ pub fn purge(retention: pgrx::datum::Interval) -> i64 {
     })
 }
 
-/// Records a failed attempt: the event is retried after `retry_in`, or left
-/// `failed` once it has used `max_attempts` (with a Slack alert when
-/// `alert_dead_letter`).
-pub fn mark_failed(
-    id: &str,
-    error: &str,
-    retry_in: std::time::Duration,
-    max_attempts: i32,
-    alert_dead_letter: bool,
-) {
+/// Records a failed attempt: the event is due again later, or left `failed`
+/// (with a Slack alert when `alert_dead_letter`), as `next` says.
+pub fn mark_failed(id: &str, error: &str, next: Next, alert_dead_letter: bool) {
     let args: [DatumWithOid; 5] = [
         id.into(),
         error.into(),
-        (retry_in.as_millis() as f64).into(),
-        max_attempts.into(),
+        next.delay_ms().into(),
+        next.status().into(),
         alert_dead_letter.into(),
     ];
     Spi::connect_mut(|client| {

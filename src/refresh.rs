@@ -3,7 +3,7 @@
 //! events alone (same-second ties, `refresh_requests`) and of rows whose
 //! embedded child list arrived partial. HTTP outside any transaction.
 
-use crate::backfill::{complete_children, get};
+use crate::listing::{complete_children, get};
 use crate::{apply, stripe};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
@@ -32,9 +32,7 @@ pub fn sync_object(id: &str) -> Result<&'static str, ApiError> {
     let (resource, spec) = objects::resource_for_id(id)
         .and_then(|r| Some((r, stripe_sync_core::mapping::spec_for(r.object)?)))
         .ok_or_else(|| {
-            ApiError::local(
-                "unknown_id",
-                format!("\"{id}\" has no known Stripe id prefix of a mirrored object (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"),
+            ApiError::InvalidArgument(format!("\"{id}\" has no known Stripe id prefix of a mirrored object (cus_, sub_, in_, ch_, pi_, prod_, price_, ...)"),
             )
         })?;
     let (object, fetched_at) = fetch_complete(resource, id, None)?;
@@ -111,13 +109,13 @@ pub fn refresh_round(limit: i64) -> usize {
         let (object, fetched_at) = match fetch_complete(resource, &w.id, account) {
             Ok(got) => got,
             // Gone from Stripe: a tombstone ends the attempts.
-            Err(e) if e.status == Some(404) => (
+            Err(e) if e.status() == Some(404) => (
                 serde_json::json!({"id": w.id, "object": w.object, "deleted": true}),
                 stripe::now(),
             ),
             // Refused (a 4xx other than 404 and 429: the key may not read it, say): the
             // tie rule stands meanwhile, and the re-read is tried again in an hour.
-            Err(e) if e.status.is_some_and(|s| (400..500).contains(&s) && s != 429) => {
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s) && s != 429) => {
                 warning!(
                     "stripe_sync: re-reading {} from the API was refused; trying again in an hour: {}",
                     w.id,

@@ -43,9 +43,8 @@ pub fn request(
 fn configured_key() -> Result<String, ApiError> {
     let key = config::api_key();
     if key.is_empty() {
-        return Err(ApiError::local(
-            "configuration",
-            "no Stripe API key is configured (set stripe_sync.api_key)",
+        return Err(ApiError::NotConfigured(
+            "no Stripe API key is configured (set stripe_sync.api_key)".into(),
         ));
     }
     Ok(key)
@@ -55,7 +54,7 @@ fn configured_key() -> Result<String, ApiError> {
 /// would otherwise record a run and start a job worker before its first request.
 pub fn require_key() {
     if let Err(e) = configured_key() {
-        raise(e)
+        crate::errors::raise_api(e)
     }
 }
 
@@ -139,14 +138,14 @@ pub fn request_with<T>(
         let (result, retry_after) = send_once(&method, &url, &key, account, &parse);
         let retry = match &result {
             Ok(_) => false,
-            Err((e, header)) => attempt < retries && should_retry(e.status, header.as_deref()),
+            Err((e, header)) => attempt < retries && should_retry(e.status(), header.as_deref()),
         };
         if !retry {
             return result.map_err(|(mut e, header)| {
                 if header.as_deref() == Some("false") {
-                    e.message.push_str(" (not retried: Stripe-Should-Retry: false)");
+                    e.message_mut().push_str(" (not retried: Stripe-Should-Retry: false)");
                 } else if attempt > 0 {
-                    e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+                    e.message_mut().push_str(&format!(" (after {} attempts)", attempt + 1));
                 }
                 clean(e, &key)
             });
@@ -222,9 +221,11 @@ fn send_once<T>(
         return match parse(body) {
             Ok(v) => (Ok(v), None),
             Err(e) => {
-                let mut err = ApiError::network(format!("the answer is not JSON: {e}"));
-                err.status = Some(status);
-                err.request_id = request_id;
+                let err = ApiError::Unreachable {
+                    message: format!("the answer is not JSON: {e}"),
+                    status: Some(status),
+                    request_id,
+                };
                 // A garbled 2xx is a transport fault: retry it like one.
                 (Err((err, Some("true".into()))), retry_after)
             }
@@ -264,7 +265,8 @@ pub fn agent() -> ureq::Agent {
 
 /// Masks the key wherever an error message might echo it.
 fn clean(mut e: ApiError, key: &str) -> ApiError {
-    e.message = redact(&e.message, &[key]);
+    let message = e.message_mut();
+    *message = redact(message, &[key]);
     e
 }
 
@@ -304,24 +306,4 @@ pub fn wait_for_latch(d: Duration) {
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
     check_for_interrupts!();
-}
-
-/// The SQLSTATE that says what kind of API error it is (README, Errors).
-pub fn sqlstate(e: &ApiError) -> PgSqlErrorCode {
-    use PgSqlErrorCode::*;
-    match (e.status, e.error_type.as_deref()) {
-        (None, Some("configuration")) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        (None, Some("no_user")) => ERRCODE_NO_DATA_FOUND,
-        (None, Some("ambiguous" | "unknown_id")) => ERRCODE_INVALID_PARAMETER_VALUE,
-        (None, _) => ERRCODE_CONNECTION_FAILURE,
-        (Some(401), _) | (Some(403), _) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-        (Some(404), _) => ERRCODE_NO_DATA_FOUND,
-        (Some(400), _) | (Some(402), _) => ERRCODE_INVALID_PARAMETER_VALUE,
-        _ => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-    }
-}
-
-/// Raises an API error as an SQL ERROR.
-pub fn raise(e: ApiError) -> ! {
-    crate::errors::raise_with_code(sqlstate(&e), e.describe())
 }

@@ -4,7 +4,8 @@
 //! `stripe_sync.drift`, counts to the run's row in `sync_runs`. Runs in a job
 //! worker (jobs.rs) like a backfill: HTTP between transactions.
 
-use crate::backfill::{Run, customers_after, get, list_of_customer, list_page, per_customer};
+use crate::listing::{complete_children, customers_after, get, list_of_customer, list_page};
+use crate::runs::{Run, record_page};
 use crate::{apply, stripe};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
@@ -18,10 +19,7 @@ use stripe_sync_core::pagination;
 /// Runs one verify of `resource`; returns how many objects the API listed.
 pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiError> {
     let spec = spec_for(resource.object).ok_or_else(|| {
-        ApiError::local(
-            "not_mirrored",
-            format!("{} is not a mirrored object type", resource.object),
-        )
+        ApiError::InvalidArgument(format!("{} is not a mirrored object type", resource.object))
     })?;
     let account = run.account.as_deref();
     let mut listed = 0i64;
@@ -30,7 +28,7 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
         listed += n;
         let drifted = BackgroundWorker::transaction(|| {
             let drifted = compare_chunk(run, spec, &objects, fetched_at);
-            crate::backfill::record_page(run.id, n);
+            record_page(run.id, n);
             drifted
         });
         if repair && !drifted.is_empty() {
@@ -48,7 +46,7 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
             });
         }
     };
-    if per_customer(resource) {
+    if resource.per_customer() {
         let mut after: Option<String> = None;
         loop {
             let customers = BackgroundWorker::transaction(|| {
@@ -70,7 +68,7 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
             let fetched_at = stripe::now();
             let query = pagination::list_query(resource.list_params, after.as_deref(), None);
             let mut page = list_page(resource.path, &query, account)?;
-            crate::backfill::complete_children(&mut page.data, account)?;
+            complete_children(&mut page.data, account)?;
             let last = page.last_id().map(str::to_owned);
             let more = page.has_more;
             compare(page.data, fetched_at);
@@ -169,7 +167,7 @@ fn extras(run: &Run, spec: &ObjectSpec, resource: &Resource, repair: bool) -> Re
         let object = match get(&format!("{}/{id}", resource.path), &[], account) {
             Ok(v) if v.get("deleted").and_then(Value::as_bool) == Some(true) => None,
             Ok(v) => Some(v),
-            Err(e) if e.status == Some(404) => None,
+            Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(e),
         };
         let fix = match object {

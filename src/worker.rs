@@ -187,7 +187,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// runs): the apply goes on meanwhile. Without a key the tie rule stands and
 /// the requests are dropped.
 fn refresh_round(refresher: &mut Option<DynamicBackgroundWorker>) {
-    if refresher.as_ref().is_some_and(crate::jobs::running) {
+    if refresher.as_ref().is_some_and(crate::launch::running) {
         return;
     }
     *refresher = None;
@@ -219,7 +219,7 @@ const CATCH_UP_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// from SQL or pg_cron) started within the interval or still runs.
 fn catch_up_round(catcher: &mut Option<DynamicBackgroundWorker>) {
     let Some(interval) = config::catch_up_interval() else { return };
-    if !config::api_key_configured() || catcher.as_ref().is_some_and(crate::jobs::running) {
+    if !config::api_key_configured() || catcher.as_ref().is_some_and(crate::launch::running) {
         return;
     }
     *catcher = None;

@@ -19,15 +19,30 @@ pub fn should_retry(status: Option<u16>, stripe_should_retry: Option<&str>) -> b
     }
 }
 
-/// A Stripe API error as the SQL error reports it.
+/// What went wrong with a call of the Stripe API, or before it could be made.
+/// Its SQLSTATE is chosen in one place (`crate::sqlstate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status; None when no answer came (network error, timeout).
-    pub status: Option<u16>,
-    pub error_type: Option<String>,
-    pub code: Option<String>,
-    pub message: String,
-    pub request_id: Option<String>,
+pub enum ApiError {
+    /// Stripe answered with an error status; its `{"error": {...}}` body read.
+    Refused {
+        status: u16,
+        error_type: Option<String>,
+        code: Option<String>,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// No usable answer: a network error, a timeout, a body cut short or
+    /// garbled (`status`: the status of a garbled answer, if one came).
+    Unreachable { message: String, status: Option<u16>, request_id: Option<String> },
+    /// Nothing can be asked: no API key is configured, or no table is provisioned.
+    NotConfigured(String),
+    /// The users row a customer is asked for is not there.
+    NoUser(String),
+    /// A bad argument: an id of no mirrored type, several users tables to choose from.
+    InvalidArgument(String),
+    /// A step beside the call failed and may succeed later (reading or
+    /// writing the users row): the message says which.
+    Local(String),
 }
 
 impl ApiError {
@@ -37,8 +52,8 @@ impl ApiError {
         let err = parsed.as_ref().and_then(|v| v.get("error"));
         let field =
             |name: &str| err.and_then(|e| e.get(name)).and_then(Value::as_str).map(str::to_owned);
-        ApiError {
-            status: Some(status),
+        ApiError::Refused {
+            status,
             error_type: field("type"),
             code: field("code"),
             message: field("message")
@@ -47,44 +62,79 @@ impl ApiError {
         }
     }
 
-    /// An error found before or beside any HTTP exchange (configuration, a
-    /// missing user, a bad argument): `kind` names it, the message says it all.
-    pub fn local(kind: &str, message: impl Into<String>) -> ApiError {
-        ApiError { error_type: Some(kind.to_owned()), ..ApiError::network(message) }
+    /// No answer (a network error, a timeout).
+    pub fn network(message: impl Into<String>) -> ApiError {
+        ApiError::Unreachable { message: message.into(), status: None, request_id: None }
     }
 
-    pub fn network(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: None,
-            error_type: None,
-            code: None,
-            message: message.into(),
-            request_id: None,
+    /// An answer that is not what Stripe sends (a page that is not a list).
+    pub fn malformed(message: impl Into<String>) -> ApiError {
+        ApiError::network(format!("the answer is not a Stripe list: {}", message.into()))
+    }
+
+    /// The HTTP status Stripe refused the request with.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether asking again later may succeed: no answer, or Stripe's
+    /// 409 (lock contention), 429 and 5xx, or a failure beside the call.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::Refused { status, .. } => should_retry(Some(*status), None),
+            ApiError::Unreachable { .. } | ApiError::Local(_) => true,
+            ApiError::NotConfigured(_) | ApiError::NoUser(_) | ApiError::InvalidArgument(_) => {
+                false
+            }
+        }
+    }
+
+    /// The text of the message (where secrets are masked).
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            ApiError::Refused { message, .. } | ApiError::Unreachable { message, .. } => message,
+            ApiError::NotConfigured(m)
+            | ApiError::NoUser(m)
+            | ApiError::InvalidArgument(m)
+            | ApiError::Local(m) => m,
         }
     }
 
     /// One line: `stripe API error 404 invalid_request_error (resource_missing): ... [request req_1]`.
     pub fn describe(&self) -> String {
-        let mut s = match (self.status, &self.error_type) {
-            (Some(code), _) => format!("stripe API error {code}"),
-            (None, None) => "stripe API unreachable".to_owned(),
-            // Not an HTTP failure (configuration, a missing user, ...): the message says it all.
-            (None, Some(_)) => return self.message.clone(),
-        };
-        if let Some(t) = &self.error_type {
-            s.push(' ');
-            s.push_str(t);
+        match self {
+            ApiError::Refused { status, error_type, code, message, request_id } => {
+                let mut s = format!("stripe API error {status}");
+                if let Some(t) = error_type {
+                    s.push(' ');
+                    s.push_str(t);
+                }
+                if let Some(c) = code {
+                    s.push_str(&format!(" ({c})"));
+                }
+                s.push_str(": ");
+                s.push_str(message);
+                with_request(s, request_id)
+            }
+            ApiError::Unreachable { message, request_id, .. } => {
+                with_request(format!("stripe API unreachable: {message}"), request_id)
+            }
+            ApiError::NotConfigured(m)
+            | ApiError::NoUser(m)
+            | ApiError::InvalidArgument(m)
+            | ApiError::Local(m) => m.clone(),
         }
-        if let Some(c) = &self.code {
-            s.push_str(&format!(" ({c})"));
-        }
-        s.push_str(": ");
-        s.push_str(&self.message);
-        if let Some(r) = &self.request_id {
-            s.push_str(&format!(" [request {r}]"));
-        }
-        s
     }
+}
+
+fn with_request(mut s: String, request_id: &Option<String>) -> String {
+    if let Some(r) = request_id {
+        s.push_str(&format!(" [request {r}]"));
+    }
+    s
 }
 
 /// Replaces every occurrence of each secret (of 8 characters or more) in `text`
@@ -126,11 +176,21 @@ mod tests {
             e.describe(),
             "stripe API error 404 invalid_request_error (resource_missing): No such customer: 'cus_x' [request req_123]"
         );
+        assert_eq!(e.status(), Some(404));
+        assert!(!e.retryable());
         let e = ApiError::from_response(502, "<html>bad gateway</html>", None);
         assert_eq!(e.describe(), "stripe API error 502: HTTP 502 without a Stripe error body");
+        assert!(e.retryable());
         assert_eq!(
             ApiError::network("connection refused").describe(),
             "stripe API unreachable: connection refused"
+        );
+        assert_eq!(ApiError::network("timeout").status(), None);
+        assert!(ApiError::network("timeout").retryable());
+        assert!(!ApiError::NoUser("no row".into()).retryable());
+        assert_eq!(
+            ApiError::NoUser("no row with id \"7\"".into()).describe(),
+            "no row with id \"7\""
         );
     }
 

@@ -1,4 +1,4 @@
-//! What a job worker is asked to do, written into the 128 bytes PostgreSQL
+//! What a job worker (or an apply helper) is asked to do, written into the 128 bytes PostgreSQL
 //! gives a dynamic background worker (`bgw_extra`) and read back by the job
 //! worker. One variant per kind of job, each with its own fields; the session
 //! settings the job must follow travel beside it.
@@ -21,6 +21,9 @@ pub enum Job {
     CatchUpAll,
     /// The worker's re-reads, until none is left (no caller).
     Refresh,
+    /// An apply helper draining share `share` of `of` of the queue beside the
+    /// worker (helpers.rs); not a job worker, but started the same way.
+    Apply { share: i32, of: i32 },
 }
 
 /// A job and the session settings it runs with (`config::session_settings`).
@@ -69,6 +72,7 @@ impl Spec {
             ],
             Job::CatchUpAll => vec!["catch_up_all".into()],
             Job::Refresh => vec!["refresh".into()],
+            Job::Apply { share, of } => vec!["apply".into(), share.to_string(), of.to_string()],
         };
         if fields.iter().chain([&self.settings]).any(|f| f.contains(['\t', '\0'])) {
             return Err("a job field holds a tab or NUL".into());
@@ -90,6 +94,7 @@ impl Spec {
         let (fields, settings) = f.split_at(f.len().checked_sub(1).ok_or_else(bad)?);
         let settings = settings[0].to_owned();
         let int = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let int32 = |s: &str| s.parse::<i32>().map_err(|_| bad());
         let job = match fields {
             ["backfill", object, created, token, account] => Job::Backfill {
                 object: (*object).into(),
@@ -109,11 +114,12 @@ impl Spec {
             ["slices", object, run, leader, account] => Job::Slices {
                 object: (*object).into(),
                 run: int(run)?,
-                leader: i32::try_from(int(leader)?).map_err(|_| bad())?,
+                leader: int32(leader)?,
                 account: some(account),
             },
             ["catch_up_all"] => Job::CatchUpAll,
             ["refresh"] => Job::Refresh,
+            ["apply", share, of] => Job::Apply { share: int32(share)?, of: int32(of)? },
             _ => return Err(bad()),
         };
         Ok(Spec { job, settings })
@@ -160,6 +166,7 @@ mod tests {
         round_trip(Job::Slices { object: "invoice".into(), run: 42, leader: 31337, account: None });
         round_trip(Job::CatchUpAll);
         round_trip(Job::Refresh);
+        round_trip(Job::Apply { share: 3, of: 4 });
     }
 
     #[test]
@@ -179,6 +186,8 @@ mod tests {
             "backfill",
             "backfill\tcustomer\tx\tt\t\ts",
             "slices\tinvoice\t1\tnope\t\ts",
+            "apply\t1\ts",
+            "apply\t1\t99999999999\ts",
             "nope\ts",
         ] {
             assert!(Spec::decode(bad).is_err(), "{bad:?}");

@@ -19,9 +19,11 @@ pub mod money;
 pub mod objects;
 pub mod pagination;
 pub mod ratelimit;
+pub mod retry;
 pub mod shares;
 pub mod signature;
 pub mod slices;
+pub mod sqlstate;
 pub mod watermark;
 
 pub use error::Error;

@@ -31,6 +31,11 @@ pub enum Listing {
 }
 
 impl Resource {
+    /// Whether a backfill lists it customer by customer.
+    pub fn per_customer(&self) -> bool {
+        matches!(self.listing, Listing::PerCustomer(_))
+    }
+
     /// The list path of one customer's objects, for a per-customer listing.
     pub fn customer_path(&self, customer: &str) -> Option<String> {
         match self.listing {

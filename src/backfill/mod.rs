@@ -1,0 +1,179 @@
+//! Backfill pages through a list endpoint (or, for payment methods and tax
+//! ids, through each customer's), applying each page with the same
+//! statements as events and committing it together with its cursor, so an
+//! interrupted run resumes at the next page. It runs inside a job worker
+//! (jobs.rs): HTTP happens between transactions, never inside one.
+//!
+//! Here: the page loop. `cursors`: where a run starts and how far it got;
+//! `slices`: a run cut by created time for several workers; `reconcile`:
+//! rows a full listing no longer returned.
+
+mod cursors;
+mod reconcile;
+mod slices;
+
+pub use slices::work_slices;
+
+use crate::listing::{CUSTOMERS_PER_COMMIT, complete_children, customers_after, list_of_customer};
+use crate::runs::{Run, record_page};
+use crate::{apply, stripe};
+use cursors::{Start, begin_cursor, finish_cursor, save_cursor};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use stripe_sync_core::http::ApiError;
+use stripe_sync_core::objects::{self, Resource};
+use stripe_sync_core::pagination::{self, Page, RawPage};
+
+/// A page as fetched: its text taken apart, and its tree when a child list
+/// had to be completed first.
+pub(super) struct Fetched {
+    page: RawPage,
+    completed: Option<Page>,
+    fetched_at: TimestampWithTimeZone,
+}
+
+/// Fetches one list page (HTTP only, no transaction) and completes any child
+/// list that stopped short in the page's tree; otherwise the text goes to the
+/// database as it came.
+pub(super) fn fetch(
+    resource: &Resource,
+    query: &[(String, String)],
+    account: Option<&str>,
+) -> Result<Fetched, ApiError> {
+    let fetched_at = stripe::now();
+    let page = stripe::request_with(
+        stripe::Method::Get,
+        resource.path,
+        query,
+        account,
+        pagination::scan_page,
+    )?;
+    let completed = if page.has_partial_children() {
+        let mut tree = pagination::parse_page(&page.body).map_err(ApiError::malformed)?;
+        complete_children(&mut tree.data, account)?;
+        Some(tree)
+    } else {
+        None
+    };
+    Ok(Fetched { page, completed, fetched_at })
+}
+
+/// Applies a fetched page and commits it together with what `save` records
+/// (where the listing stands). Returns the objects applied, and whether
+/// another worker of the run has failed (time to stop).
+///
+/// The commit does not wait for its WAL to reach the disk
+/// (`synchronous_commit = off` for this transaction only): a crash can lose
+/// only whole page transactions, each with the cursor that points past it, so
+/// the resumed run lists those pages again. The run's last transaction
+/// (`finish_cursor`) waits, and the flush covers every page before it.
+pub(super) fn commit_page(
+    run: &Run,
+    f: &Fetched,
+    save: impl FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+) -> (i64, bool) {
+    let n = f.page.items.len() as i64;
+    let failed = BackgroundWorker::transaction(move || {
+        Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
+        match &f.completed {
+            Some(tree) => apply::apply_objects(&tree.data, f.fetched_at, run.account.as_deref()),
+            None if f.page.object_types().contains(&objects::ACCOUNT) => {
+                crate::accounts::apply_listed(&f.page.body)
+            }
+            None => apply::apply_page(&f.page, f.fetched_at, run.account.as_deref()),
+        };
+        save();
+        record_page(run.id, n)
+    });
+    (n, failed)
+}
+
+/// Runs one backfill of `resource`; returns the objects this process applied.
+/// With `stripe_sync.backfill_workers` above 1, what the first page leaves is
+/// cut into slices of created time that job workers page through at once.
+pub fn backfill(
+    run: &Run,
+    resource: &Resource,
+    created_after: Option<i64>,
+) -> Result<i64, ApiError> {
+    let account = run.account.as_deref();
+    let start = BackgroundWorker::transaction(|| begin_cursor(run, resource.object, created_after));
+    if resource.per_customer() {
+        let total = backfill_per_customer(run, resource, &start)?;
+        if start.full {
+            reconcile::reconcile(run, resource)?;
+        }
+        BackgroundWorker::transaction(|| finish_cursor(run, resource.object));
+        return Ok(total);
+    }
+    let workers = crate::config::backfill_workers();
+    let mut sliced =
+        start.resumed && BackgroundWorker::transaction(|| slices::has_slices(run, resource.object));
+    let mut after = start.starting_after.clone();
+    let mut total = 0i64;
+    while !sliced {
+        check_for_interrupts!();
+        let query =
+            pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
+        let f = fetch(resource, &query, account)?;
+        let last = f.page.last_id().map(str::to_owned);
+        let high = f.page.max_created();
+        let (n, _) =
+            commit_page(run, &f, || save_cursor(run, resource.object, last.as_deref(), high));
+        total += n;
+        if !f.page.has_more || last.is_none() {
+            break;
+        }
+        if workers > 1 && !start.resumed && after.is_none() {
+            sliced = slices::plan_slices(run, resource, &start, &f.page, workers)?;
+        }
+        after = last;
+    }
+    if sliced {
+        total += slices::run_slices(run, resource, workers)?;
+    }
+    if start.full {
+        reconcile::reconcile(run, resource)?;
+    }
+    BackgroundWorker::transaction(|| finish_cursor(run, resource.object));
+    Ok(total)
+}
+
+/// A per-customer listing (payment methods, tax ids): every customer of the
+/// account in the mirror (those created since the last completed run, for
+/// an incremental one), in id order, each listed in full; committed every
+/// [`CUSTOMERS_PER_COMMIT`] customers with the last one's id as the cursor,
+/// so an interrupted run resumes after it. A customer Stripe no longer has
+/// (404) has nothing to list: its own deletion reaches the mirror by event
+/// or by the customers' reconciliation.
+fn backfill_per_customer(run: &Run, resource: &Resource, start: &Start) -> Result<i64, ApiError> {
+    let account = run.account.as_deref();
+    let mut after = start.starting_after.clone();
+    let mut total = 0i64;
+    loop {
+        let customers = BackgroundWorker::transaction(|| {
+            customers_after(run.account_key(), after.as_deref(), start.created_gte)
+        });
+        let Some((last, _)) = customers.last().cloned() else { break };
+        let fetched_at = stripe::now();
+        let mut objects = Vec::new();
+        for (customer, _) in &customers {
+            objects.extend(list_of_customer(resource, customer, account)?);
+        }
+        let high = customers.iter().filter_map(|(_, created)| *created).max();
+        let n = objects.len() as i64;
+        BackgroundWorker::transaction(|| {
+            Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
+            apply::apply_objects(&objects, fetched_at, account);
+            save_cursor(run, resource.object, Some(&last), high);
+            record_page(run.id, n);
+        });
+        total += n;
+        if (customers.len() as i64) < CUSTOMERS_PER_COMMIT {
+            break;
+        }
+        after = Some(last);
+    }
+    Ok(total)
+}

@@ -82,7 +82,7 @@ fn replay_event(id: &str) -> &'static str {
         errors::raise_with_hint(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             format!("no event \"{id}\" in stripe_sync.events"),
-            "replay_event() replays events that were ingested; catch_up() fetches missing ones from Stripe".into(),
+            "replay_event() replays events that were ingested; catch_up() fetches missing ones from Stripe.".into(),
         );
     }
     shmem::wake_worker_after_commit();
@@ -163,7 +163,7 @@ fn backfill(
         errors::raise_with_hint(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown object type \"{object}\" for backfill"),
-            format!("use 'all' or one of: {}", names.join(", ")),
+            format!("Use 'all' or one of: {}.", names.join(", ")),
         );
     };
     run_and_wait(Kind::Backfill, name, created_after, account)

@@ -83,7 +83,10 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
                     meta.account = run.account.clone();
                 }
                 let data = jsonb::from_text(&text).unwrap_or_else(|e| {
-                    pgrx::error!("event {} from the API cannot be stored as jsonb: {e}", meta.id)
+                    crate::errors::raise_with_code(
+                        PgSqlErrorCode::ERRCODE_INVALID_JSON_TEXT,
+                        format!("event {} from the API cannot be stored as jsonb: {e}", meta.id),
+                    )
                 });
                 if queue::insert(&meta, data) {
                     new += 1;

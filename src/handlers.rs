@@ -81,13 +81,20 @@ fn claim(limit: i64) -> Vec<Run> {
 /// One call, inside its subtransaction: an ERROR unwinds out of here.
 fn call(run: &Run) {
     let Some(sql) = &run.call else {
-        error!(
-            "handler {} no longer exists (remove it with stripe_sync.remove_handler)",
-            run.handler
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+            format!("handler {} no longer exists", run.handler),
+            "Remove it with stripe_sync.remove_handler().".into(),
         )
     };
     if !run.role_exists {
-        error!("the role handler {} runs as (oid {}) no longer exists", run.handler, run.run_as)
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "the role handler {} runs as (oid {}) no longer exists",
+                run.handler, run.run_as
+            ),
+        )
     }
     if let Some(owner) = &run.weaker_owner {
         crate::errors::raise_with_hint(

@@ -75,8 +75,10 @@ pub fn run_and_wait_for_run(
     crate::stripe::require_key();
     crate::stripe::require_server_settings();
     if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
-        error!(
-            "stripe_sync: backfill, catch_up and verify must be called at READ COMMITTED isolation to follow their job"
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            "stripe_sync: backfill, catch_up and verify must be called at READ COMMITTED isolation to follow their job".into(),
+            "Call it in a READ COMMITTED transaction (the default), or on its own.".into(),
         );
     }
     let token = runs::new_token();
@@ -95,7 +97,7 @@ pub fn run_and_wait_for_run(
             ERROR,
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             "stripe_sync: could not start a job worker",
-            "raise max_worker_processes (each running backfill or catch_up uses one)"
+            "Raise max_worker_processes: each running backfill, catch_up or verify uses one."
         );
     };
     // Only touched again on the error path, after follow() has unwound.
@@ -142,8 +144,10 @@ fn follow(
             {
                 return (run.id, run.objects);
             }
-            error!(
-                "stripe_sync: the job worker for {object} stopped before finishing; call again to resume"
+            crate::errors::raise_with_hint(
+                PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN,
+                format!("stripe_sync: the job worker for {object} stopped before finishing"),
+                "Call it again to resume: the pages it committed stay.".into(),
             );
         }
         // The postmaster sets our latch when the job worker exits (notify_pid),

@@ -35,14 +35,19 @@ fn _enqueue_provisioning<'a>(
     let data = trigger.trigger_data();
     let args = trigger.extra_args()?;
     let [id_column, customer_id_column] = args.as_slice() else {
-        error!(
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
             "stripe_sync: _enqueue_provisioning takes two arguments: the id and customer id columns"
+                .into(),
         )
     };
     let kind = match trigger.op()? {
         PgTriggerOperation::Insert => "create",
         PgTriggerOperation::Update => "update",
-        _ => error!("stripe_sync: _enqueue_provisioning runs on INSERT or UPDATE only"),
+        _ => crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "stripe_sync: _enqueue_provisioning runs on INSERT or UPDATE only".into(),
+        ),
     };
     let tuple = if kind == "update" { data.tg_newtuple } else { data.tg_trigtuple };
     // SAFETY: a row trigger's relation and tuple are valid while it runs.

@@ -134,8 +134,12 @@ fn jsonb(text: &str, field: Option<&str>) -> DatumWithOid<'static> {
         Some(field) => crate::jsonb::member_from_text(text, field),
         None => crate::jsonb::from_text(text),
     };
-    let datum =
-        datum.unwrap_or_else(|e| pgrx::error!("a Stripe response cannot be stored as jsonb: {e}"));
+    let datum = datum.unwrap_or_else(|e| {
+        crate::errors::raise_with_code(
+            PgSqlErrorCode::ERRCODE_INVALID_JSON_TEXT,
+            format!("a Stripe response cannot be stored as jsonb: {e}"),
+        )
+    });
     // SAFETY: a jsonb datum in the current memory context.
     unsafe { DatumWithOid::new(datum, pg_sys::JSONBOID) }
 }

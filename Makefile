@@ -59,6 +59,10 @@ demo: install
 bench: install
 	$(VENV)/bin/python bench/run.py
 
-lint:
+## Formatting, clippy (warnings are errors), the layout rules (no import loop, no source file over
+## 700 lines: scripts/check_layout.py) and the released SQL scripts unchanged (scripts/check_releases.sh).
+lint: setup
 	cargo fmt --all --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features "pg15 pg_test" -- -D warnings
+	$(VENV)/bin/python scripts/check_layout.py
+	bash scripts/check_releases.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The invoice backfill's job workers: how the rate changes with their number, and where one
-job worker's CPU goes. One private cluster (bench/run.py's) and bench/fast_stripe.py, full
-`backfill('invoice')` runs into emptied tables as in bench/run.py's section 6, one run first
-that is not counted.
+job worker's CPU goes. One private cluster (bench/run.py's) and its Stripe stand-in
+(bench/measures/api.py), full `backfill('invoice')` runs into emptied tables as in bench/run.py's
+section 6, one run first that is not counted.
 
 - `workers N [N ...]`: rounds of runs with each `stripe_sync.backfill_workers` value in turn;
   prints every run's rate, all of PostgreSQL's CPU and the job workers' wait-event samples,
@@ -25,6 +25,8 @@ import subprocess
 import sys
 
 import run as R
+from common import BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, OUT
+from procstat import PerfOnBackend
 
 # (label, a frame the phase's stacks hold), most specific first.
 PHASES = [
@@ -41,7 +43,7 @@ PHASES = [
 
 
 def workers(bench: R.Bench, rounds: int, counts: list[int]) -> None:
-    path, table = R.BACKFILL_OBJECTS["invoice"]
+    path, table = BACKFILL_OBJECTS["invoice"]
     rates: dict[int, list[float]] = {w: [] for w in counts}
     bench.backfill_run("invoice", path, table, counts[0])  # not counted
     for k in range(rounds):
@@ -56,10 +58,10 @@ def workers(bench: R.Bench, rounds: int, counts: list[int]) -> None:
 
 
 def phases(bench: R.Bench) -> None:
-    path, table = R.BACKFILL_OBJECTS["invoice"]
-    data = R.OUT / "perf-backfill-dwarf.data"
+    path, table = BACKFILL_OBJECTS["invoice"]
+    data = OUT / "perf-backfill-dwarf.data"
     bench.backfill_run("invoice", path, table, 1)  # not counted
-    perf = R.PerfOnBackend(bench, "stripe_sync job", data, ["-F", "499", "--call-graph", "dwarf,32768"])
+    perf = PerfOnBackend(bench, "stripe_sync job", data, ["-F", "499", "--call-graph", "dwarf,32768"])
     try:
         r = bench.backfill_run("invoice", path, table, 1)
     finally:
@@ -94,7 +96,7 @@ def main() -> int:
     bench = R.Bench(args)
     try:
         bench.start_cluster()
-        bench.configure_api(R.BACKFILL_RATE_LIMIT)
+        bench.configure_api(BACKFILL_RATE_LIMIT)
         if a.what == "workers":
             workers(bench, a.rounds, a.counts)
         else:

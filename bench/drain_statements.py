@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lab as L
 import run as R
+from common import DB
 
 TOP = """SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), calls, round(total_exec_time),
                 shared_blks_hit, shared_blks_read
@@ -36,10 +37,10 @@ def main() -> int:
         # The restart that points the worker at the queue loads pg_stat_statements.
         L.start_with_queue(bench, args, conf={"shared_preload_libraries": "stripe_sync, pg_stat_statements",
                                               "pg_stat_statements.track": "all"})
-        bench.cluster.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=R.DB)
+        bench.cluster.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=DB)
         bench.set_apply_workers(a.apply_workers)
         for r in range(a.rounds):
-            bench.cluster.query("SELECT pg_stat_statements_reset()", dbname=R.DB)
+            bench.cluster.query("SELECT pg_stat_statements_reset()", dbname=DB)
             d = bench.drain("big", bench.worker_pid(), 600)
             print(f"drain {r + 1}, apply_workers {a.apply_workers}: {d['rate']:,.0f} events/s in {d['seconds']:.2f} s",
                   flush=True)

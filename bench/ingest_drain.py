@@ -25,6 +25,9 @@ from pathlib import Path
 
 import lab as L
 import run as R
+from common import DB
+from procstat import cpu_seconds
+from stream import Stream
 
 CLAIM = "-- Claims up to $1 due pending events%"
 TOP = """SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), calls, round(total_exec_time),
@@ -49,8 +52,8 @@ def one_run(bench: R.Bench, args, clients: int, rows: int, top: int) -> dict:
     bench.resign("bench.deliveries")
     worker = bench.worker_pid()
     for sql in ("SELECT pg_stat_statements_reset()", "SELECT pg_stat_reset_shared('wal')"):
-        bench.cluster.query(sql, dbname=R.DB)
-    cpu0 = R.cpu_seconds(worker)
+        bench.cluster.query(sql, dbname=DB)
+    cpu0 = cpu_seconds(worker)
     waits: collections.Counter = collections.Counter()
     stop = threading.Event()
     sampler = threading.Thread(target=sample_waits, args=(bench, stop, waits))
@@ -60,7 +63,7 @@ def one_run(bench: R.Bench, args, clients: int, rows: int, top: int) -> dict:
     finally:
         stop.set()
         sampler.join()
-    cpu = R.cpu_seconds(worker) - cpu0
+    cpu = cpu_seconds(worker) - cpu0
     with bench.conn() as conn:
         wal_bytes, = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()
         batches = conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE %s",
@@ -87,14 +90,14 @@ def main() -> int:
     bench = R.Bench(args)
     results: dict[str, list[dict]] = {v: [] for v in scripts}
     try:
-        stream = R.Stream(args.stream_events, 0.05, 0.1)
+        stream = Stream(args.stream_events, 0.05, 0.1)
         bench.start_cluster()
         bench.load_tables(stream)
         bench.cluster.append_conf({"shared_preload_libraries": "stripe_sync, pg_stat_statements",
                                    "pg_stat_statements.track": "all"})
         # The restart that attaches the worker loads pg_stat_statements.
-        bench.point_worker_at("postgres" if a.alone else R.DB)
-        bench.cluster.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=R.DB)
+        bench.point_worker_at("postgres" if a.alone else DB)
+        bench.cluster.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=DB)
         one_run(bench, args, a.clients, len(stream.distinct), 0)  # warm-up, not counted
         for rnd in range(a.rounds):
             for v, (do, undo) in scripts.items():

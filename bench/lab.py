@@ -7,10 +7,11 @@ meets the same machine state.
   (`stripe_sync.apply_workers = 1`, which a variant may change and undo). Prints the
   worker's CPU per event (utime + stime from /proc, the steadier measure on a shared machine),
   the rate and the WAL of every drain, then the median of each variant.
-- `--measure backfill`: full `backfill('invoice')` runs against bench/fast_stripe.py into emptied
-  tables, as bench/run.py's section 6, with `--backfill-workers` job workers (default 1: its CPU
-  per page is then one process's). Prints the job workers' CPU per page (all of PostgreSQL's
-  CPU with several), the rate and the WAL of every run, then the median of each variant.
+- `--measure backfill`: full `backfill('invoice')` runs against the stand-in's pre-built pages
+  (bench/measures/api.py) into emptied tables, as bench/run.py's section 6, with
+  `--backfill-workers` job workers (default 1: its CPU per page is then one process's). Prints the
+  job workers' CPU per page (all of PostgreSQL's CPU with several), the rate and the WAL of every
+  run, then the median of each variant.
 
 A variant is `-` (the build as installed, or --package) or a file of SQL statements run before
 its drains; what follows a line `-- undo:` in it runs after each of its drains. bench/variants/
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Optional
 
 import run as R
+from common import BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, DB, fmt
+from procstat import cpu_per_event_us
+from stream import Stream
 
 
 def run_sql(bench: R.Bench, sql: str) -> None:
@@ -51,13 +55,13 @@ def load_variants(names: list[str]) -> dict[str, tuple[str, str]]:
 def start_with_queue(bench: R.Bench, args, conf: Optional[dict] = None) -> None:
     """The cluster, the 100,000-event queue, the worker on it, and one drain not counted. `conf`:
     settings added to postgresql.conf before the restart that points the worker at the queue."""
-    stream = R.Stream(args.stream_events, 0.05, 0.1)
+    stream = Stream(args.stream_events, 0.05, 0.1)
     bench.start_cluster()
     bench.load_tables(stream)
     bench.prepare_queues(stream)
     if conf:
         bench.cluster.append_conf(conf)
-    bench.point_worker_at(R.DB)
+    bench.point_worker_at(DB)
     bench.set_apply_workers(1)
     bench.drain("big", bench.worker_pid(), 600)  # warm-up, not counted
 
@@ -109,7 +113,7 @@ def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict, wal: bool = Fals
             d = bench.drain("big", bench.worker_pid(), 600)
             run_sql(bench, undo)
             results[v].append(d)
-            print(f"round {r + 1} {v}: {R.cpu_per_event_us(d)} µs/event, {d['rate']:,.0f} events/s, "
+            print(f"round {r + 1} {v}: {cpu_per_event_us(d)} µs/event, {d['rate']:,.0f} events/s, "
                   f"WAL {d['wal_bytes'] / 1e6:,.0f} MB, wait samples {d['waits']}", flush=True)
             if wal:
                 print_wal(wal_breakdown(bench, d), d["queued"])
@@ -118,10 +122,10 @@ def lab_apply(bench: R.Bench, args, rounds: int, scripts: dict, wal: bool = Fals
 
 def lab_backfill(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {v: [] for v in scripts}
-    path, table = R.BACKFILL_OBJECTS["invoice"]
+    path, table = BACKFILL_OBJECTS["invoice"]
     workers = args.backfill_workers
     bench.start_cluster()
-    bench.configure_api(R.BACKFILL_RATE_LIMIT)
+    bench.configure_api(BACKFILL_RATE_LIMIT)
 
     def once() -> dict:
         wal0 = bench.cluster.scalar("SELECT pg_current_wal_lsn()::text")
@@ -139,9 +143,9 @@ def lab_backfill(bench: R.Bench, args, rounds: int, scripts: dict) -> dict[str, 
             r = once()
             run_sql(bench, undo)
             results[v].append(r)
-            print(f"round {k + 1} {v}: {R.fmt(r['cpu_per_page_ms'], 2)} ms CPU/page "
-                  f"({'job worker' if workers == 1 else 'all of PostgreSQL'}), {R.fmt(r['rate'])} objects/s, "
-                  f"paging {R.fmt(r['paging_rate'])}/s, WAL {r['wal_bytes'] / 1e6:,.0f} MB", flush=True)
+            print(f"round {k + 1} {v}: {fmt(r['cpu_per_page_ms'], 2)} ms CPU/page "
+                  f"({'job worker' if workers == 1 else 'all of PostgreSQL'}), {fmt(r['rate'])} objects/s, "
+                  f"paging {fmt(r['paging_rate'])}/s, WAL {r['wal_bytes'] / 1e6:,.0f} MB", flush=True)
     return results
 
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 def pytest_sessionstart(session):
     if not session.config.option.collectonly and not h.extension_installed():

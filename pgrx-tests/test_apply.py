@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional
 
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 SHARED = Path(os.environ.get("STRIPE_SYNC_SHARED", "/work/shared"))
 FIXTURE_EVENTS = SHARED / "stripe" / "events"

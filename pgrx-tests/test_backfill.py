@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 N_CUSTOMERS = 230  # three pages of 100
 

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 CUSTOMERS = 10
 VERSIONS = 3  # customer.created, then two customer.updated, one second apart

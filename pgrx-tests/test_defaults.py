@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 N_EVENTS = 3000
 

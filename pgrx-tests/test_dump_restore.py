@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-import harness as h
-from slackstub import SlackStub
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.slackstub import SlackStub
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import time
 import psycopg
 import pytest
 
-import harness as h
-from faultproxy import FaultProxy
-from standin import StandIn
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.faultproxy import FaultProxy
+from stripe_sync_testkit.standin import StandIn
 
 N_CUSTOMERS = 530  # six pages
 READ_TIMEOUT_MS = 2000  # the cluster's stripe_sync.read_timeout; the proxy's slow answers take longer

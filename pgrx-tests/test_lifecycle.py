@@ -8,7 +8,7 @@ import re
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 PROBLEM = re.compile(r"\b(ERROR|FATAL|PANIC):")
 

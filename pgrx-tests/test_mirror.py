@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import harness as h
-from standin import StandIn, StripeError
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.standin import StandIn, StripeError
 
 WINDOW = 30 * 86400
 OVERLAP = 120  # stripe_sync_core::watermark::OVERLAP_SECONDS

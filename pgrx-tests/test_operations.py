@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 SHARED = Path(os.environ.get("STRIPE_SYNC_SHARED", "/work/shared"))
 FIXTURE_EVENTS = SHARED / "stripe" / "events"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-import harness as h
-from standin import StandIn, StripeError
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.standin import StandIn, StripeError
 
 WORKERS = 3
 N_CUSTOMERS = 1_050  # eleven pages, three a second

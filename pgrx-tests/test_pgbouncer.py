@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SENDERS = 32
@@ -52,7 +52,7 @@ pidfile = {work / 'pgbouncer.pid'}
     proc = subprocess.Popen(["runuser", "-u", "postgres", "--", PGBOUNCER, str(work / "pgbouncer.ini")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        h.wait_until(lambda: h._port_open("127.0.0.1", port), timeout=20, what="pgbouncer to listen")
+        h.wait_until(lambda: h.port_open("127.0.0.1", port), timeout=20, what="pgbouncer to listen")
         yield f"host=127.0.0.1 port={port} dbname=postgres user=postgres"
     finally:
         proc.terminate()

@@ -9,7 +9,7 @@ import signal
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 N_SIGNUPS = 200
 
@@ -169,7 +169,7 @@ def test_email_changes_follow_when_asked(cluster, api):
 
 
 def test_stripe_refusing_a_user_fails_its_job_visibly_and_a_blip_is_retried(stand_in):
-    from faultproxy import FaultProxy
+    from stripe_sync_testkit.faultproxy import FaultProxy
 
     with FaultProxy(stand_in.base) as proxy, \
             h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY, api_base=proxy.base,

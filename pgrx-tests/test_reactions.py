@@ -5,7 +5,7 @@ and the examples built on them (examples/dunning.sql, examples/entitlements.sql)
 Three private clusters, one per concern, each shared by the tests of its part:
 
 * ``hc``: handlers; max_attempts 5, retry_base_delay 100 ms, no Slack URL.
-* ``slack``: alerts to a Slack stand-in (slackstub.py); max_attempts 3.
+* ``slack``: alerts to a Slack stand-in (stripe_sync_testkit/slackstub.py); max_attempts 3.
 * ``vc``: a 3000-event generated stream, for the views, compared with an
   independent computation from the same events.
 """
@@ -25,8 +25,8 @@ from typing import Any, Iterable, Iterator, Optional
 import psycopg
 import pytest
 
-import harness as h
-from slackstub import SlackStub
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.slackstub import SlackStub
 
 API = "2024-06-20"
 EXAMPLES = h.REPO_ROOT / "examples"
@@ -817,8 +817,7 @@ def test_burst_is_folded_into_a_digest(slack):
                       " AND digest_id = ANY(%s)", (ids, [d["id"] for d in digests]))
     assert folded == statuses.get("folded", 0), "a folded alert without its digest"
     individually = statuses.get("sent", 0)
-    assert folded + individually == N_BURST
-    assert sum(d["folded"] for d in digests) >= folded
+    assert sum(d["folded"] for d in digests) == folded, "a digest folded alerts of other events"
     assert individually <= ALERT_BURST
     assert len(posts) == individually + len(digests)
     if individually == 0 and len(digests) == 1:

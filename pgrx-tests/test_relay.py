@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 
 @pytest.fixture(scope="module")

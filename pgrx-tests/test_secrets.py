@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 API_KEY = "sk_test_" + secrets.token_hex(20)
 SECRET_GUCS = ("stripe_sync.webhook_secret", "stripe_sync.api_key")

@@ -19,7 +19,7 @@ import time
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 ATTACKER = "app_attacker"
 HOSTILE_PATH = "evil, public, pg_catalog"

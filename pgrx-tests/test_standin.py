@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-import harness as h
-from standin import StandIn
+from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.standin import StandIn
 
 DAY = 86400
 
@@ -138,7 +138,7 @@ def test_backfill_of_what_localstripe_lacks(cluster, api, obj):
     path, table, n, _, checks = KINDS[obj]
     got, notices = backfill(cluster, obj)
     listed = api.listed(path)
-    assert got == n == len(listed)
+    assert got == n
     assert table_data(cluster, table) == {o["id"]: o for o in listed}
     pages = math.ceil(n / 100)
     assert ("NOTICE", f"stripe_sync: {obj}: {pages} pages, {n} objects") in notices
@@ -351,11 +351,11 @@ def test_a_connected_account_is_backfilled_under_its_own_id_and_cursor(cluster, 
         with pytest.raises(psycopg.Error) as err:
             conn.execute("SELECT stripe_sync.backfill('coupon', account => 'not-an-account')")
     assert err.value.sqlstate == "22023"
-    assert n == len(theirs) == len(api.listed("/v1/coupons", account="acct_1Connected"))
+    assert n == len(theirs)
     sent = {r["account"] for r in api.requests("/v1/coupons")}
     assert sent == {"acct_1Connected"}, sent
-    rows = cluster.query("SELECT count(*) FROM stripe_sync.coupons WHERE _account_id = 'acct_1Connected'")
-    assert rows == [(n,)]
+    rows = cluster.query("SELECT id FROM stripe_sync.coupons WHERE _account_id = 'acct_1Connected'")
+    assert sorted(r[0] for r in rows) == sorted(o["id"] for o in theirs)
     assert cluster.query("SELECT completed IS NOT NULL FROM (SELECT last_completed_at AS completed"
                          " FROM stripe_sync.sync_cursors WHERE account = 'acct_1Connected' AND object = 'coupon') c") \
         == [(True,)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 OLD, NEW = "0.1.0", "0.7.0"
 PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0"  # every release between, one upgrade script each

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-import harness as h
+from stripe_sync_testkit import harness as h
 
 
 def ts(epoch: int) -> datetime:
@@ -35,7 +35,9 @@ def test_worker_is_visible(cluster):
     )
     assert len(rows) == 1, rows
     pid, datname = rows[0]
-    assert pid > 0
+    with open(f"/proc/{pid}/stat") as f:
+        parent = int(f.read().rpartition(")")[2].split()[1])
+    assert parent == int((cluster.data / "postmaster.pid").read_text().split()[0]), "not this cluster's worker"
     assert datname == "postgres"  # stripe_sync.database
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """stripe_sync demo: Stripe customers flow into PostgreSQL through webhooks.
 
-Run by `make demo` once the extension is installed. It starts everything it
-needs on this machine and removes it afterwards:
+Run by `make demo` once the extension is installed, with the project's
+virtualenv (scripts/setup.sh installs stripe_sync_testkit, pgrx-tests/, into
+it). It starts everything it needs on this machine and removes it afterwards:
 
   * a private PostgreSQL 15 cluster that preloads stripe_sync,
   * localstripe, a local stand-in for the Stripe API,
@@ -23,11 +24,8 @@ import contextlib
 import os
 import secrets
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pgrx-tests"))
-
-import harness as h  # noqa: E402
+from stripe_sync_testkit import harness as h
 
 N_CUSTOMERS = 5
 TIMEOUT = 30.0

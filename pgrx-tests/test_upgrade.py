@@ -11,15 +11,18 @@ import difflib
 import json
 import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from stripe_sync_testkit import harness as h
+from stripe_sync_testkit.standin import FIXTURES
 
-OLD, NEW = "0.1.0", "0.7.0"
-PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0"  # every release between, one upgrade script each
+OLD, NEW = "0.1.0", "0.8.0"
+PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0--0.8.0"  # every release between, one upgrade script each
 
 # Everything in schema stripe_sync and everything the extension owns, as sorted
 # text, free of OIDs and of anything that depends on the rows.
@@ -318,12 +321,15 @@ def test_update_from_0_5_0_fixes_a_provisioned_database_in_place():
                     " SELECT format('%s %s %s', subscription, quote_nullable(_account_id), mrr)"
                     " FROM stripe_sync.subscription_history ORDER BY 1")
         before = c.query(mirrored)
-        c.query("ALTER EXTENSION stripe_sync UPDATE")
-        # Every row kept; the platform's account is '' now.
+        # The re-read request is looked at in the update's own transaction: once committed, the
+        # worker (no API key here) drops every request, as it should.
+        with c.connect() as conn, conn.transaction():
+            conn.execute("ALTER EXTENSION stripe_sync UPDATE")
+            kept = conn.execute("SELECT account, id FROM stripe_sync.refresh_requests").fetchall()
+        assert kept == [("", "cus_p")]
         # The platform's NULL is '' now; nothing else changed.
         assert len(before) == 6 and sum("NULL" in r[0] for r in before) == 4
         assert c.query(mirrored) == [(r[0].replace(" NULL ", " '' "),) for r in before]
-        assert c.query("SELECT account, id FROM stripe_sync.refresh_requests") == [("", "cus_p")]
         assert c.query("SELECT id FROM stripe_sync.accounts ORDER BY id") == [("",), ("acct_c",)]
         assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
         assert not c.scalar("SELECT prosecdef FROM pg_proc WHERE oid = 'stripe_sync._enqueue_provisioning'::regproc")
@@ -353,3 +359,99 @@ def test_the_schema_guard_is_the_same_in_the_install_and_the_update():
     install = guard.findall((sql / "schema.sql").read_text())
     update = guard.findall((sql / "stripe_sync--0.5.0--0.6.0.sql").read_text())
     assert len(install) == 1 and install == update
+
+
+def test_update_from_0_7_0_fills_the_new_columns_and_child_rows_and_applies_skipped_events():
+    """0.7.0 holds a subscription, an invoice (with a line), a charge and credit notes (of the
+    platform and of a connected account) whose data has what 0.8.0 types, and skipped events of
+    a type 0.8.0 mirrors (a payout) and of one it does not. After the update the new columns say
+    what the data says, the credit notes' embedded lines are rows, and the worker applies the
+    payout event; the other stays skipped."""
+    fx = json.loads(FIXTURES.read_text())["resources"]
+    t = int(time.time()) - 3600
+    sub = dict(fx["subscription"], id="sub_up", billing_mode={"type": "flexible", "flexible": {}},
+               billing_cycle_anchor=t - 86400, days_until_due=14, description="Upgraded plan",
+               cancellation_details={"comment": None, "feedback": "too_expensive", "reason": "cancellation_requested"},
+               customer_account="acct_1CustomerV2")
+    invoice = dict(fx["invoice"], id="in_up", total_excluding_tax=4242, subtotal_excluding_tax=4000,
+                   starting_balance=-100, ending_balance=0, amount_overpaid=5, amount_shipping=300,
+                   effective_at=t - 60, next_payment_attempt=t + 3600, invoice_pdf="https://pay.example/in_up.pdf",
+                   total_taxes=[{"amount": 242, "tax_behavior": "exclusive", "taxability_reason": "standard_rated",
+                                 "type": "tax_rate_details"}],
+                   parent={"type": "quote_details", "quote_details": {"quote": "qt_up"}},
+                   status_transitions={"finalized_at": t - 120, "marked_uncollectible_at": None, "paid_at": t - 30,
+                                       "voided_at": None})
+    line = dict(fx["line_item"], id="il_up", invoice="in_up", subtotal=4000, discountable=False)
+    card = dict(fx["charge"]["payment_method_details"]["card"], brand="mastercard", last4="4444", country="GB")
+    charge = dict(fx["charge"], id="ch_up", payment_method_details={"type": "card", "card": card},
+                  outcome=dict(fx["charge"]["outcome"], network_status="approved_by_network", risk_level="elevated",
+                               reason="elevated_risk_level"),
+                  application_fee_amount=123, transfer_group="group_up", on_behalf_of="acct_1OnBehalf")
+    notes = {account: dict(fx["credit_note"], id=f"cn_up{k}", total_excluding_tax=1500 + k,
+                           pdf=f"https://pay.example/cn_up{k}.pdf",
+                           lines=dict(fx["credit_note"]["lines"], data=[
+                               dict(li, id=f"cnli_up{k}{n}", amount=100 * n + k)
+                               for n, li in enumerate(fx["credit_note"]["lines"]["data"] * 2)]))
+             for k, account in enumerate(("", "acct_1Up"))}
+    payout = dict(fx["payout"], id="po_up", amount=98765, status="paid")
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, create_extension=False) as c:
+        c.query("CREATE EXTENSION stripe_sync VERSION '0.7.0'")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == "0.7.0"
+        assert c.scalar("SELECT to_regclass('stripe_sync.payouts')") is None
+        c.query("INSERT INTO stripe_sync.subscriptions (id, status, data) VALUES ('sub_up', 'active', %s)",
+                (Jsonb(sub),))
+        c.query("INSERT INTO stripe_sync.invoices (id, status, data) VALUES ('in_up', 'paid', %s)", (Jsonb(invoice),))
+        c.query("INSERT INTO stripe_sync.invoice_line_items (id, invoice, data) VALUES ('il_up', 'in_up', %s)",
+                (Jsonb(line),))
+        c.query("INSERT INTO stripe_sync.charges (id, data) VALUES ('ch_up', %s)", (Jsonb(charge),))
+        for account, note in notes.items():
+            c.query("INSERT INTO stripe_sync.credit_notes (id, data, _account_id) VALUES (%s, %s, %s)",
+                    (note["id"], Jsonb(note), account))
+        # Ingested under 0.7.0, which skipped their object types.
+        events = {"payout.paid": json.dumps({"id": h.new_id("evt_"), "object": "event", "type": "payout.paid",
+                                             "created": t, "api_version": "2026-07-29.dahlia",
+                                             "data": {"object": payout}}),
+                  "issuing_card.created": h.unmirrored_event(t)}
+        with c.connect() as conn:
+            for payload in events.values():
+                assert h.ingest(conn, payload, secret) == "queued"
+        ids = {kind: h.event_id_of(p) for kind, p in events.items()}
+        c.query("UPDATE stripe_sync.events SET status = 'skipped', processed_at = now() WHERE id = ANY(%s)",
+                (list(ids.values()),))
+
+        c.query("ALTER EXTENSION stripe_sync UPDATE")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
+
+        at = lambda v: None if v is None else datetime.fromtimestamp(v, timezone.utc)  # noqa: E731
+        assert c.query("SELECT customer_account, billing_mode, billing_cycle_anchor, cancellation_reason,"
+                       " cancellation_feedback, pause_collection, days_until_due, trial_settings, description"
+                       " FROM stripe_sync.subscriptions") == \
+            [("acct_1CustomerV2", "flexible", at(t - 86400), "cancellation_requested", "too_expensive",
+              sub["pause_collection"], 14, sub["trial_settings"], "Upgraded plan")]
+        assert c.query("SELECT parent_type, quote, total_taxes, total_excluding_tax, subtotal_excluding_tax,"
+                       " starting_balance, ending_balance, amount_overpaid, amount_shipping, finalized_at, voided_at,"
+                       " marked_uncollectible_at, effective_at, next_payment_attempt, invoice_pdf"
+                       " FROM stripe_sync.invoices") == \
+            [("quote_details", "qt_up", invoice["total_taxes"], 4242, 4000, -100, 0, 5, 300, at(t - 120), None,
+              None, at(t - 60), at(t + 3600), "https://pay.example/in_up.pdf")]
+        assert c.query("SELECT subtotal, discountable, parent_type FROM stripe_sync.invoice_line_items") == \
+            [(4000, False, line["parent"]["type"])]
+        assert c.query("SELECT payment_method_type, card_brand, card_last_four, card_country, outcome_network_status,"
+                       " outcome_risk_level, outcome_reason, application_fee_amount, transfer_group, on_behalf_of,"
+                       " receipt_url FROM stripe_sync.charges") == \
+            [("card", "mastercard", "4444", "GB", "approved_by_network", "elevated", "elevated_risk_level", 123,
+              "group_up", "acct_1OnBehalf", charge["receipt_url"])]
+        assert sorted(c.query("SELECT _account_id, id, total_excluding_tax, pdf, _children_complete"
+                              " FROM stripe_sync.credit_notes")) == \
+            sorted((a, n["id"], n["total_excluding_tax"], n["pdf"], True) for a, n in notes.items())
+        assert sorted(c.query("SELECT _account_id, credit_note, id, amount, type, data"
+                              " FROM stripe_sync.credit_note_line_items")) == \
+            sorted((a, n["id"], li["id"], li["amount"], li["type"], li)
+                   for a, n in notes.items() for li in n["lines"]["data"])
+
+        # The payout's event is queued again and applied by the worker; the other stays skipped.
+        h.wait_until(lambda: c.query("SELECT id, amount, status, data FROM stripe_sync.payouts")
+                     == [("po_up", 98765, "paid", payout)], timeout=60, what="the skipped payout event applied")
+        assert dict(c.query("SELECT type, status FROM stripe_sync.events")) == \
+            {"payout.paid": "processed", "issuing_card.created": "skipped"}

@@ -3,8 +3,8 @@
 
   * no import loop among the extension's modules (src/): data flows one way,
     ingest -> queue -> apply -> tables -> notify;
-  * no hand-written source file over 700 lines: Rust counted up to its
-    `#[cfg(test)]` module; tests (src/pg_tests/, *_tests.rs, pgrx-tests/test_*.py)
+  * no hand-written source file over 700 lines: Rust counted up to its inline
+    `#[cfg(test)] mod tests { ... }`; tests (src/pg_tests/, *_tests.rs, pgrx-tests/test_*.py)
     and what is vendored (bench/peer/) left out.
 """
 from __future__ import annotations
@@ -100,7 +100,9 @@ def long_files() -> list[tuple[str, int]]:
             continue
         lines = f.read_text().split("\n")
         if path.endswith(".rs"):
-            lines = lines[: next((i for i, l in enumerate(lines) if l.strip() == "#[cfg(test)]"), len(lines))]
+            lines = lines[: next((i for i, l in enumerate(lines[:-1])
+                                  if l.strip() == "#[cfg(test)]" and lines[i + 1].rstrip().endswith("{")),
+                                 len(lines))]
         if len(lines) > LIMIT:
             out.append((path, len(lines)))
     return out

@@ -15,13 +15,15 @@ use stripe_sync_core::retry::Failure;
 
 /// Alerts looked at per round (a larger burst is folded over several digests).
 const LIMIT: i64 = 1000;
-/// How long a leased alert stays invisible (a crash mid-send retries after it).
-const LEASE: &str = "2 minutes";
 /// Retries of a transient failure wait at most this long.
 const RETRY_CAP: Duration = Duration::from_secs(600);
 
 const CLAIM: &str = include_str!("../sql/queries/alert_claim.sql");
 const FAILED: &str = include_str!("../sql/queries/alert_failed.sql");
+/// Leases claimed alerts for 2 minutes (a crash mid-send retries after it).
+const LEASE: &str = include_str!("../sql/queries/alert_lease.sql");
+const SENT: &str = include_str!("../sql/queries/alert_sent.sql");
+const RELEASE: &str = include_str!("../sql/queries/alert_release.sql");
 
 /// Messages sent in the last minute, and whether a digest went out in it.
 const RECENT: &str = include_str!("../sql/queries/alert_recent.sql");
@@ -157,15 +159,7 @@ fn claim(client: &mut pgrx::spi::SpiClient) -> Vec<Outgoing> {
         // Otherwise a digest went out less than a minute ago: these wait for the next one.
     }
     let ids: Vec<i64> = outbox.iter().map(|m| m.id).collect();
-    client
-        .update(
-            &format!(
-                "UPDATE stripe_sync.alerts SET next_attempt_at = now() + interval '{LEASE}' WHERE id = ANY($1)"
-            ),
-            None,
-            &[ids.into()],
-        )
-        .expect("lease alerts");
+    client.update(LEASE, None, &[ids.into()]).expect("lease alerts");
     outbox
 }
 
@@ -223,13 +217,8 @@ fn fold(client: &mut pgrx::spi::SpiClient, alerts: &[&Due]) -> Outgoing {
 }
 
 fn sent(msg: &Outgoing) {
-    Spi::run_with_args(
-        "UPDATE stripe_sync.alerts
-            SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL, message = $2
-          WHERE id = $1",
-        &[msg.id.into(), msg.text.as_str().into()],
-    )
-    .expect("record a sent alert");
+    Spi::run_with_args(SENT, &[msg.id.into(), msg.text.as_str().into()])
+        .expect("record a sent alert");
 }
 
 /// Records a failed POST; a refused one ends failed after
@@ -252,11 +241,6 @@ fn release(ids: &[i64], delay: Duration) {
     if ids.is_empty() {
         return;
     }
-    Spi::run_with_args(
-        "UPDATE stripe_sync.alerts
-            SET next_attempt_at = now() + $2::double precision * interval '1 millisecond'
-          WHERE id = ANY($1)",
-        &[ids.to_vec().into(), (delay.as_millis() as f64).into()],
-    )
-    .expect("release alerts");
+    Spi::run_with_args(RELEASE, &[ids.to_vec().into(), (delay.as_millis() as f64).into()])
+        .expect("release alerts");
 }

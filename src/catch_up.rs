@@ -3,7 +3,9 @@
 //! events not stored yet. Its watermark is its own (`sync_cursors`, object
 //! `event`), never the newest event delivered: while Stripe retries missed
 //! deliveries it keeps delivering new events, and those must not hide the
-//! missed ones. Runs in a job worker (jobs.rs), HTTP between transactions.
+//! missed ones. Balance transactions, which have no events, are brought up to
+//! date in the same run (balance.rs). Runs in a job worker (jobs.rs), HTTP
+//! between transactions.
 
 use crate::listing::list_page;
 use crate::runs::{Run, record_page};
@@ -104,6 +106,7 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
         }
         after = last;
     }
+    crate::balance::catch_up(run, created_gte)?;
     BackgroundWorker::transaction(|| finish(run.account_key(), started));
     Ok(queued)
 }

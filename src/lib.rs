@@ -9,6 +9,7 @@ mod alerts;
 mod api;
 mod apply;
 mod backfill;
+mod balance;
 mod catch_up;
 mod config;
 mod drain;
@@ -33,6 +34,7 @@ mod signup;
 mod slack;
 mod stripe;
 mod subxact;
+mod upgrade;
 mod users;
 mod verify;
 mod version;
@@ -76,7 +78,8 @@ extension_sql_file!("../sql/stripe_sync--0.2.0--0.3.0.sql", name = "v0_3_0", req
 extension_sql_file!("../sql/stripe_sync--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
 extension_sql_file!("../sql/stripe_sync--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
 extension_sql_file!("../sql/stripe_sync--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
-extension_sql_file!("../sql/stripe_sync--0.6.0--0.7.0.sql", name = "v0_7_0", finalize);
+extension_sql_file!("../sql/stripe_sync--0.6.0--0.7.0.sql", name = "v0_7_0", requires = ["v0_6_0"]);
+extension_sql_file!("../sql/stripe_sync--0.7.0--0.8.0.sql", name = "v0_8_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -20,6 +20,7 @@ use stripe_sync_core::retry::Failure;
 /// invisible to other claimers).
 const CLAIM: &str = include_str!("../sql/queries/provisioning_claim.sql");
 const FAILED: &str = include_str!("../sql/queries/provisioning_failed.sql");
+const DONE: &str = include_str!("../sql/queries/provisioning_done.sql");
 
 /// One job with what the users row says now.
 struct Job {
@@ -191,12 +192,7 @@ fn record(job: &Job, outcome: Result<Value, ApiError>) {
         Ok(customer) => {
             let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
             let args: [DatumWithOid; 2] = [job.id.into(), id.as_str().into()];
-            Spi::run_with_args(
-                "UPDATE stripe_sync.provisioning_jobs
-                    SET status = 'done', customer_id = $2, done_at = now(), last_error = NULL WHERE id = $1",
-                &args,
-            )
-            .expect("mark job done");
+            Spi::run_with_args(DONE, &args).expect("mark job done");
         }
         Err(e) => {
             // Only what Stripe may accept later is retried; a refused request fails at once.

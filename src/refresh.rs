@@ -21,7 +21,13 @@ fn fetch_complete(
     account: Option<&str>,
 ) -> Result<(Value, TimestampWithTimeZone), ApiError> {
     let fetched_at = stripe::now();
-    let mut object = get(&format!("{}/{id}", resource.path), &[], account)?;
+    let path = resource.retrieve_path(id).ok_or_else(|| {
+        ApiError::InvalidArgument(format!(
+            "{} cannot be retrieved by its id alone",
+            resource.object
+        ))
+    })?;
+    let mut object = get(&path, &[], account)?;
     complete_children(std::slice::from_mut(&mut object), account)?;
     Ok((object, fetched_at))
 }
@@ -47,31 +53,20 @@ struct Wanted {
     object: String,
 }
 
-/// What waits to be re-read and is due, up to `$1` of each kind: the
-/// requests whose time has come (oldest first), and the rows whose embedded
-/// child list is partial. A re-read that was refused waits an hour (its
-/// request is stamped ahead: see [`defer`]), a partial row's too.
-const DUE: &str = "
-    (SELECT account, id, object FROM stripe_sync.refresh_requests
-      WHERE requested_at <= now() ORDER BY requested_at LIMIT $1)
-    UNION
-    (SELECT s._account_id, s.id, 'subscription' FROM stripe_sync.subscriptions s
-      WHERE NOT s._children_complete AND NOT s._deleted
-        AND NOT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests r
-                         WHERE r.account = s._account_id AND r.id = s.id AND r.requested_at > now())
-      LIMIT $1)
-    UNION
-    (SELECT i._account_id, i.id, 'invoice' FROM stripe_sync.invoices i
-      WHERE NOT i._children_complete AND NOT i._deleted
-        AND NOT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests r
-                         WHERE r.account = i._account_id AND r.id = i.id AND r.requested_at > now())
-      LIMIT $1)";
+/// What waits to be re-read and is due (stripe_sync_core::mapping::due_rereads_sql):
+/// the requests whose time has come, and the rows whose embedded child list is
+/// partial. A re-read that was refused waits an hour (its request is stamped
+/// ahead: see [`defer`]), a partial row's too.
+fn due_sql() -> &'static str {
+    static DUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUE.get_or_init(stripe_sync_core::mapping::due_rereads_sql)
+}
 
 /// Objects to re-read now.
 fn wanted(limit: i64) -> Vec<Wanted> {
     BackgroundWorker::transaction(|| {
         Spi::connect(|c| {
-            c.select(DUE, None, &[limit.into()])
+            c.select(due_sql(), None, &[limit.into()])
                 .expect("objects to refresh")
                 .filter_map(|r| {
                     Some(Wanted {
@@ -87,7 +82,7 @@ fn wanted(limit: i64) -> Vec<Wanted> {
 
 /// Whether anything is due to be re-read.
 pub fn any_wanted() -> bool {
-    Spi::get_one_with_args::<bool>(&format!("SELECT EXISTS ({DUE})"), &[1i64.into()])
+    Spi::get_one_with_args::<bool>(&format!("SELECT EXISTS ({})", due_sql()), &[1i64.into()])
         .ok()
         .flatten()
         .unwrap_or(false)

@@ -164,7 +164,8 @@ fn extras(run: &Run, spec: &ObjectSpec, resource: &Resource, repair: bool) -> Re
     for id in candidates {
         check_for_interrupts!();
         let fetched_at = stripe::now();
-        let object = match get(&format!("{}/{id}", resource.path), &[], account) {
+        let Some(path) = resource.retrieve_path(&id) else { continue };
+        let object = match get(&path, &[], account) {
             Ok(v) if v.get("deleted").and_then(Value::as_bool) == Some(true) => None,
             Ok(v) => Some(v),
             Err(e) if e.status() == Some(404) => None,

@@ -212,6 +212,18 @@ def customer_event(
     return json.dumps(event, indent=2)
 
 
+def unmirrored_event(created: Optional[int] = None) -> str:
+    """An event about an object type stripe_sync does not mirror (an Issuing card, Stripe's own
+    example from fixtures3.json): stored, then skipped by the worker."""
+    from .standin import FIXTURES  # the stand-in's examples of every object
+
+    card = json.loads(FIXTURES.read_text())["resources"]["issuing.card"]
+    return json.dumps({"id": new_id("evt_", 24), "object": "event", "type": "issuing_card.created",
+                       "api_version": "2026-07-29.dahlia", "data": {"object": card},
+                       "created": int(created if created is not None else time.time()),
+                       "livemode": False, "pending_webhooks": 1, "request": None}, indent=2)
+
+
 def event_id_of(payload: str) -> str:
     return json.loads(payload)["id"]
 

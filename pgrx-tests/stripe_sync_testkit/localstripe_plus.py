@@ -3,7 +3,9 @@
 - ``GET /v1/customers/{id}/payment_methods`` (Stripe's per-customer listing of payment
   methods; localstripe only lists ``/v1/payment_methods?customer=&type=card``);
 - ``limit`` and ``starting_after`` on ``GET /v1/customers/{id}/tax_ids`` (localstripe
-  refuses any parameter there; Stripe pages it like every list).
+  refuses any parameter there; Stripe pages it like every list);
+- ``created[gt|gte|lt|lte]`` on ``GET /v1/balance_transactions`` (localstripe refuses them;
+  Stripe filters by them, and every catch-up lists the new balance transactions so).
 
 Everything else is localstripe's own. Run as ``python localstripe_plus.py --port N
 --from-scratch``, as the ``localstripe`` command is."""
@@ -11,7 +13,8 @@ Everything else is localstripe's own. Run as ``python localstripe_plus.py --port
 from __future__ import annotations
 
 from localstripe import resources
-from localstripe.resources import Customer, List, PaymentMethod
+from localstripe.errors import UserError
+from localstripe.resources import BalanceTransaction, Customer, List, PaymentMethod
 
 PM_PATH = "/v1/customers/{id}/payment_methods"
 TAX_PATH = "/v1/customers/{id}/tax_ids"
@@ -28,6 +31,25 @@ def list_customer_tax_ids(id, limit=None, starting_after=None, **kwargs):  # noq
     page._list = list(Customer._api_retrieve(id).tax_ids._list)
     return page
 
+
+_list_balance_transactions = BalanceTransaction._api_list_all.__func__
+_BOUNDS = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+
+
+def list_balance_transactions(cls, url, created=None, **kwargs):
+    page = _list_balance_transactions(cls, url, **kwargs)
+    if created is None:
+        return page
+    try:
+        bounds = {op: int(value) for op, value in created.items() if op in _BOUNDS}
+        assert bounds and len(bounds) == len(created)
+    except (AttributeError, AssertionError, TypeError, ValueError):
+        raise UserError(400, "Bad request") from None
+    page._list = [t for t in page._list if all(_BOUNDS[op](t.created, v) for op, v in bounds.items())]
+    return page
+
+
+BalanceTransaction._api_list_all = classmethod(list_balance_transactions)
 
 # The server module builds its routes from resources.extra_apis when imported: replace
 # localstripe's tax id listing first.

@@ -1,9 +1,13 @@
 """The Stripe stand-in of the tests and the benchmarks: a small in-memory Stripe
 API that behaves like the real one where localstripe does not: lists newest
-first with cursors and created filters, deleted stubs, embedded child lists cut
-at ten, customers created by POST (a repeated Idempotency-Key gets the first
-answer again), and the resources localstripe lacks (prices, disputes, credit
-notes, checkout sessions, early fraud warnings, subscription schedules).
+first with cursors and created filters (refusing them where Stripe has none),
+deleted stubs, embedded child lists cut at ten with their own list endpoints,
+per-customer lists, customers created by POST (a repeated Idempotency-Key gets
+the first answer again), and the resources localstripe lacks (prices, disputes,
+credit notes, checkout sessions, early fraud warnings, subscription schedules,
+and the money ledger: balance transactions, payouts, transfers, application
+fees, invoice payments, customer balance transactions, promotion codes, tax
+rates, quotes, reviews, billing meters, entitlement features).
 Objects start from the API's own examples (fixtures3.json) with fresh ids and
 increasing ``created``.
 
@@ -69,17 +73,49 @@ RESOURCES: dict[str, tuple[str, str, bool, bool]] = {
     "/v1/tax_ids": ("tax_id", "txi_", False, True),
     "/v1/accounts": ("account", "acct_", False, False),
     "/v1/events": ("event", "evt_", False, False),
+    "/v1/balance_transactions": ("balance_transaction", "txn_", False, False),
+    "/v1/payouts": ("payout", "po_", False, False),
+    "/v1/transfers": ("transfer", "tr_", False, False),
+    "/v1/application_fees": ("application_fee", "fee_", False, False),
+    "/v1/invoice_payments": ("invoice_payment", "inpay_", False, False),
+    "/v1/promotion_codes": ("promotion_code", "promo_", False, False),
+    "/v1/tax_rates": ("tax_rate", "txr_", False, False),
+    "/v1/quotes": ("quote", "qt_", False, False),
+    "/v1/reviews": ("review", "prv_", False, False),
+    "/v1/billing/meters": ("billing.meter", "mtr_", False, False),
+    "/v1/entitlements/features": ("entitlements.feature", "feat_", False, False),
+    # Not a Stripe path: where the stand-in keeps them. Stripe lists and retrieves them under
+    # their customer only (/v1/customers/{id}/balance_transactions[/{id}]).
+    "/v1/customer_balance_transactions": ("customer_balance_transaction", "cbtxn_", False, False),
 }
+NOT_TOP_LEVEL = {"/v1/customer_balance_transactions"}
 # Lists of one customer's objects: sub-path -> the collection holding them.
-PER_CUSTOMER = {"payment_methods": "/v1/payment_methods", "tax_ids": "/v1/tax_ids"}
-# parent object -> (embedded field, child fixture, child id prefix)
-CHILDREN = {"subscription": ("items", "subscription_item", "si_"), "invoice": ("lines", "line_item", "il_")}
+PER_CUSTOMER = {"payment_methods": "/v1/payment_methods", "tax_ids": "/v1/tax_ids",
+                "balance_transactions": "/v1/customer_balance_transactions"}
+# parent object -> (embedded field, child fixture, child id prefix, the child's field naming its parent).
+# The rest of a list: /v1/subscription_items?subscription={id}, else {parent's collection}/{id}/{field}.
+CHILDREN = {"subscription": ("items", "subscription_item", "si_", "subscription"),
+            "invoice": ("lines", "line_item", "il_", "invoice"),
+            "credit_note": ("lines", "credit_note_line_item", "cnli_", None),
+            "transfer": ("reversals", "transfer_reversal", "trr_", "transfer"),
+            "application_fee": ("refunds", "fee_refund", "fr_", "fee")}
 LIST_FILTERS = {"/v1/subscriptions": {"status", "customer", "price"}, "/v1/invoices": {"status", "customer", "subscription"},
                 "/v1/customers": {"email"}, "/v1/prices": {"active", "product", "type"}, "/v1/products": {"active"},
-                "/v1/events": {"type"}}
+                "/v1/events": {"type"}, "/v1/balance_transactions": {"type"}, "/v1/payouts": {"status"},
+                "/v1/invoice_payments": {"invoice", "status"}, "/v1/quotes": {"customer", "status"},
+                "/v1/promotion_codes": {"customer"}, "/v1/billing/meters": {"status"},
+                "/v1/customer_balance_transactions": {"invoice"}}
+# Lists that take no created filter at Stripe (a created[...] is an unknown parameter there).
+NO_CREATED_FILTER = {"/v1/quotes", "/v1/billing/meters", "/v1/entitlements/features"}
+# Objects that have no created time at Stripe: the stand-in keeps one for their list order only.
+NO_CREATED = {"entitlements.feature"}
 EMBEDDED = 10
-EQUAL_FILTERS = ("email", "customer", "product", "type", "subscription")  # list parameters matched as they are
+EQUAL_FILTERS = ("email", "customer", "product", "type", "subscription", "invoice")  # list parameters matched as is
+CREATED_PARAMS = ("created", "created[gte]", "created[gt]", "created[lte]", "created[lt]")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+COLLECTION = {name: path for path, (name, *_) in RESOURCES.items()}  # object -> its collection
 
 
 def new_id(prefix: str, n: int = 24) -> str:
@@ -96,11 +132,11 @@ class StripeError(Exception):
 
 
 def route_of(method: str, path: str, params: dict) -> str:
-    """A request's label in the log: its path with object ids as {id} (``GET /v1/customers/{id}``),
-    and ``?email=`` for a look-up by email."""
+    """A request's label in the log: its path with object ids as {id} (``GET /v1/customers/{id}``,
+    ``GET /v1/customers/{id}/balance_transactions/{id}``), and ``?email=`` for a look-up by email."""
     parts = path.rstrip("/").split("/")
     for i in range(3, len(parts)):
-        if "/".join(parts[:i]) in RESOURCES and parts[i] != "search":
+        if ("/".join(parts[:i]) in RESOURCES and parts[i] != "search") or (i == 5 and parts[4] in PER_CUSTOMER):
             parts[i] = "{id}"
     lookup = "?email=" if method == "GET" and "email" in params else ""
     return f"{method} {'/'.join(parts)}{lookup}"
@@ -160,12 +196,13 @@ class StandIn(LocalServer):
     def add_children(self, parent_id: str, n: int, _parent: Optional[dict] = None) -> list[dict]:
         with self.lock:
             parent = _parent or self.get(parent_id)
-            field, fixture, prefix = CHILDREN[parent["object"]]
+            _, fixture, prefix, parent_field = CHILDREN[parent["object"]]
             new = []
             for _ in range(n):
                 item = copy.deepcopy(self.fixtures[fixture])
                 item["id"] = new_id(prefix, 14)
-                item["subscription" if field == "items" else "invoice"] = parent_id
+                if parent_field:
+                    item[parent_field] = parent_id
                 new.append(item)
             self.children[parent_id].extend(new)
             return new
@@ -287,11 +324,13 @@ class StandIn(LocalServer):
     def render(self, obj: dict) -> dict:
         out = copy.deepcopy(obj)
         out.pop("_account", None)
+        if obj["object"] in NO_CREATED:
+            out.pop("created", None)
         if obj["object"] in CHILDREN:
             field = CHILDREN[obj["object"]][0]
             items = self.children[obj["id"]]
             url = (f"/v1/subscription_items?subscription={obj['id']}" if field == "items"
-                   else f"/v1/invoices/{obj['id']}/lines")
+                   else f"{COLLECTION[obj['object']]}/{obj['id']}/{field}")
             out[field] = {"object": "list", "data": copy.deepcopy(items[:EMBEDDED]),
                           "has_more": len(items) > EMBEDDED, "total_count": len(items), "url": url}
         return out
@@ -395,11 +434,18 @@ class StandIn(LocalServer):
             return {"object": "search_result", "data": [], "has_more": False, "next_page": None, "url": path}
         if (len(parts) == 5 and parts[:3] == ["", "v1", "customers"] and parts[4] in PER_CUSTOMER
                 and method == "GET"):
-            self._check(params, set())
             if parts[3] not in self.objects["/v1/customers"]:
                 raise StripeError(404, f"No such customer: '{parts[3]}'", "resource_missing", "customer")
-            mine = self._select(PER_CUSTOMER[parts[4]], {"customer": parts[3]}, account)
+            collection = PER_CUSTOMER[parts[4]]
+            self._check(params, LIST_FILTERS.get(collection, set()))
+            mine = self._select(collection, {**params, "customer": parts[3]}, account)
             return self._page(mine, params, path, keyed=True)
+        if (len(parts) == 6 and parts[:3] == ["", "v1", "customers"] and parts[4] == "balance_transactions"
+                and method == "GET"):
+            found = self.objects["/v1/customer_balance_transactions"].get(parts[5])
+            if not found or found.get("customer") != parts[3] or found.get("_account") != account:
+                raise StripeError(404, f"No such customer balance transaction: '{parts[5]}'", "resource_missing", "id")
+            return self.render(found)
         if path == "/v1/payment_methods" and method == "GET":
             # Without a customer Stripe lists Treasury's payment methods: not these.
             raise StripeError(400, "Missing required param: customer.", "parameter_missing", "customer")
@@ -411,19 +457,23 @@ class StandIn(LocalServer):
             if sub not in self.objects["/v1/subscriptions"]:
                 raise StripeError(404, f"No such subscription: '{sub}'", "resource_missing", "subscription")
             return self._page(self.children[sub], params, path, keyed=False)
-        if len(parts) == 5 and parts[:3] == ["", "v1", "invoices"] and parts[4] == "lines" and method == "GET":
+        parent_path = "/".join(parts[:3])
+        if (len(parts) == 5 and method == "GET" and parent_path in RESOURCES
+                and CHILDREN.get(RESOURCES[parent_path][0], ("",))[0] == parts[4]):
             self._check(params, set())
-            if parts[3] not in self.objects["/v1/invoices"]:
-                raise StripeError(404, f"No such invoice: '{parts[3]}'", "resource_missing", "invoice")
+            parent = self.objects[parent_path].get(parts[3])
+            if parent is None or parent.get("_account") != account:
+                name = RESOURCES[parent_path][0].replace("_", " ")
+                raise StripeError(404, f"No such {name}: '{parts[3]}'", "resource_missing", "id")
             return self._page(self.children[parts[3]], params, path, keyed=False)
-        if path in RESOURCES and method == "GET":
-            self._check(params, LIST_FILTERS.get(path, set()))
+        if path in RESOURCES and path not in NOT_TOP_LEVEL and method == "GET":
+            self._check(params, LIST_FILTERS.get(path, set()), created=path not in NO_CREATED_FILTER)
             listed = self._select(path, params, account)
             if path == "/v1/tax_ids":  # the account's own tax ids, not its customers'
                 listed = [o for o in listed if not o.get("customer")]
             return self._page(listed, params, path, keyed=True)
         parent, _, obj_id = path.rpartition("/")
-        if parent in RESOURCES and method in ("GET", "DELETE"):
+        if parent in RESOURCES and parent not in NOT_TOP_LEVEL and method in ("GET", "DELETE"):
             name, _, _, deletable = RESOURCES[parent]
             if obj_id in self.objects[parent] and self.objects[parent][obj_id].get("_account") == account:
                 if method == "DELETE":
@@ -440,9 +490,8 @@ class StandIn(LocalServer):
                                "or we can help at https://support.stripe.com/.")
 
     @staticmethod
-    def _check(params: dict, allowed: set) -> None:
-        common = {"limit", "starting_after", "ending_before", "expand[]", "created",
-                  "created[gte]", "created[gt]", "created[lte]", "created[lt]"}
+    def _check(params: dict, allowed: set, created: bool = True) -> None:
+        common = {"limit", "starting_after", "ending_before", "expand[]", *(CREATED_PARAMS if created else ())}
         for key in params:
             if key not in common | allowed:
                 raise StripeError(400, f"Received unknown parameter: {key}", "parameter_unknown", key)

@@ -14,8 +14,14 @@ pub(super) struct Start {
     pub resumed: bool,
 }
 
-/// Starts (or resumes) the run of `object`.
-pub(super) fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) -> Start {
+/// Starts (or resumes) the run of `object`. Without `by_created` (a list that
+/// takes no created filter) every run lists everything: a full run.
+pub(super) fn begin_cursor(
+    run: &Run,
+    object: &str,
+    created_after: Option<i64>,
+    by_created: bool,
+) -> Start {
     let account = run.account_key();
     Spi::connect_mut(|c| {
         let args: [DatumWithOid; 2] = [account.into(), object.into()];
@@ -51,7 +57,7 @@ pub(super) fn begin_cursor(run: &Run, object: &str, created_after: Option<i64>) 
         } else {
             // Explicit filter, or incremental from the last completed run, or
             // everything (no filter at all: created_after at or before the epoch).
-            let created_gte = created_after.or(high_water).filter(|t| *t > 0);
+            let created_gte = created_after.or(high_water).filter(|t| *t > 0 && by_created);
             Start { starting_after: None, created_gte, full: created_gte.is_none(), resumed: false }
         };
         let args: [DatumWithOid; 6] = [

@@ -98,7 +98,10 @@ pub fn backfill(
     created_after: Option<i64>,
 ) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
-    let start = BackgroundWorker::transaction(|| begin_cursor(run, resource.object, created_after));
+    let by_created = resource.filters_by_created();
+    let start = BackgroundWorker::transaction(|| {
+        begin_cursor(run, resource.object, created_after, by_created)
+    });
     if resource.per_customer() {
         let total = backfill_per_customer(run, resource, &start)?;
         if start.full {
@@ -125,7 +128,7 @@ pub fn backfill(
         if !f.page.has_more || last.is_none() {
             break;
         }
-        if workers > 1 && !start.resumed && after.is_none() {
+        if workers > 1 && by_created && !start.resumed && after.is_none() {
             sliced = slices::plan_slices(run, resource, &start, &f.page, workers)?;
         }
         after = last;

@@ -44,7 +44,9 @@ pub(super) fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> 
     let mut gone = Vec::new();
     for id in &missing {
         check_for_interrupts!();
-        match get(&format!("{}/{id}", resource.path), &[], account) {
+        // Kept when it cannot be retrieved by its id alone: nothing says it is gone.
+        let Some(path) = resource.retrieve_path(id) else { continue };
+        match get(&path, &[], account) {
             Ok(v) if v.get("deleted").and_then(Value::as_bool) == Some(true) => gone.push(v),
             Ok(_) => {} // still there, just not listed (e.g. a filter); keep it
             Err(e) if e.status() == Some(404) => {

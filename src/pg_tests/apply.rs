@@ -321,7 +321,6 @@ mod tests {
     #[pg_test]
     fn every_shared_customer_fixture_applies() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/stripe/events/");
-        let mut applied = 0;
         for (i, name) in [
             "customer.created.json",
             "customer.updated.json",
@@ -346,9 +345,7 @@ mod tests {
                 "SELECT count(*) FROM stripe_sync.customers WHERE id = '{object_id}' AND data->>'id' = '{object_id}'"
             ));
             assert_eq!(n, 1, "{name}");
-            applied += 1;
         }
-        assert_eq!(applied, 4);
         // The fixtures' clocks disagree: the R deletion is older than the R creation,
         // so it changes nothing; the S stub is as old as the S update and, being a
         // deletion, wins the tie while keeping the updated columns.

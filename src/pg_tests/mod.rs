@@ -7,6 +7,7 @@ mod apply;
 mod handlers;
 mod ingest;
 mod jsonb;
+mod ledger;
 mod provisioning;
 mod queue;
 mod revenue;

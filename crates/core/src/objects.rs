@@ -31,9 +31,22 @@ pub enum Listing {
 }
 
 impl Resource {
+    /// Whether its list takes a `created` filter: quotes, billing meters and
+    /// entitlement features do not (Stripe answers 400, parameter_unknown), so
+    /// they are listed in full every time and never cut into time slices.
+    pub fn filters_by_created(&self) -> bool {
+        !matches!(self.object, "quote" | "billing.meter" | "entitlements.feature")
+    }
+
     /// Whether a backfill lists it customer by customer.
     pub fn per_customer(&self) -> bool {
         matches!(self.listing, Listing::PerCustomer(_))
+    }
+
+    /// Where one object is retrieved by id; None where that needs more than
+    /// the id (a customer balance transaction is retrieved under its customer).
+    pub fn retrieve_path(&self, id: &str) -> Option<String> {
+        (self.object != "customer_balance_transaction").then(|| format!("{}/{id}", self.path))
     }
 
     /// The list path of one customer's objects, for a per-customer listing.
@@ -56,6 +69,10 @@ pub const RESOURCES: &[Resource] = &[
     r("price", "/v1/prices", &[], &["price_"]),
     r("plan", "/v1/plans", &[], &["plan_"]),
     r("coupon", "/v1/coupons", &[], &[]),
+    r("promotion_code", "/v1/promotion_codes", &[], &["promo_"]),
+    r("tax_rate", "/v1/tax_rates", &[], &["txr_"]),
+    r("billing.meter", "/v1/billing/meters", &[], &["mtr_"]),
+    r("entitlements.feature", "/v1/entitlements/features", &[], &["feat_"]),
     r("customer", "/v1/customers", &[], &["cus_"]),
     per_customer("tax_id", "/v1/tax_ids", "tax_ids", &["txi_"]),
     per_customer(
@@ -64,6 +81,13 @@ pub const RESOURCES: &[Resource] = &[
         "payment_methods",
         &["pm_", "card_", "src_"],
     ),
+    per_customer(
+        "customer_balance_transaction",
+        "/v1/customers/balance_transactions",
+        "balance_transactions",
+        &["cbtxn_"],
+    ),
+    r("quote", "/v1/quotes", &[], &["qt_"]),
     r("subscription", "/v1/subscriptions", &[("status", "all")], &["sub_"]),
     r("subscription_schedule", "/v1/subscription_schedules", &[], &["sub_sched_"]),
     r("invoice", "/v1/invoices", &[], &["in_"]),
@@ -74,6 +98,12 @@ pub const RESOURCES: &[Resource] = &[
     r("refund", "/v1/refunds", &[], &["re_", "pyr_"]),
     r("dispute", "/v1/disputes", &[], &["dp_", "du_"]),
     r("credit_note", "/v1/credit_notes", &[], &["cn_"]),
+    r("invoice_payment", "/v1/invoice_payments", &[], &["inpay_"]),
+    r("review", "/v1/reviews", &[], &["prv_"]),
+    r("transfer", "/v1/transfers", &[], &["tr_"]),
+    r("application_fee", "/v1/application_fees", &[], &["fee_"]),
+    r("payout", "/v1/payouts", &[], &["po_"]),
+    r("balance_transaction", "/v1/balance_transactions", &[], &["txn_"]),
     r("checkout.session", "/v1/checkout/sessions", &[], &["cs_"]),
     r("radar.early_fraud_warning", "/v1/radar/early_fraud_warnings", &[], &["issfr_"]),
 ];
@@ -124,6 +154,11 @@ pub fn child_list(
             Some(("/v1/subscription_items".into(), vec![("subscription".into(), parent_id.into())]))
         }
         ("invoice", "lines") => Some((format!("/v1/invoices/{parent_id}/lines"), vec![])),
+        ("credit_note", "lines") => Some((format!("/v1/credit_notes/{parent_id}/lines"), vec![])),
+        ("transfer", "reversals") => Some((format!("/v1/transfers/{parent_id}/reversals"), vec![])),
+        ("application_fee", "refunds") => {
+            Some((format!("/v1/application_fees/{parent_id}/refunds"), vec![]))
+        }
         _ => None,
     }
 }
@@ -154,6 +189,19 @@ mod tests {
         assert_eq!(obj("cus_"), None);
         assert_eq!(obj("evt_1"), None);
         assert_eq!(obj("bogus"), None);
+    }
+
+    #[test]
+    fn lists_without_a_created_filter_are_known() {
+        let by_created = |o| resource(o).unwrap().filters_by_created();
+        assert!(
+            !by_created("quote")
+                && !by_created("billing.meter")
+                && !by_created("entitlements.feature")
+        );
+        assert!(
+            by_created("customer") && by_created("balance_transaction") && by_created("payout")
+        );
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub const SUBSCRIPTION: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
+        col_at("billing_mode", Text, &[&["billing_mode", "type"]]),
+        col("billing_cycle_anchor", Timestamp),
+        col_at("cancellation_reason", Text, &[&["cancellation_details", "reason"]]),
+        col_at("cancellation_feedback", Text, &[&["cancellation_details", "feedback"]]),
+        col("pause_collection", Jsonb),
+        col("days_until_due", BigInt),
+        col("trial_settings", Jsonb),
+        col("description", Text),
     ],
     children: &[SUBSCRIPTION_ITEMS],
 };
@@ -116,6 +126,10 @@ const LINE_ITEM_COLUMNS: &[Column] = &[
     col_at("period_end", Timestamp, &[&["period", "end"]]),
     col("metadata", Jsonb),
     col("livemode", Bool),
+    // 0.8.0
+    col("subtotal", BigInt),
+    col("discountable", Bool),
+    col_at("parent_type", Text, &[&["parent", "type"]]),
 ];
 
 pub const INVOICE_LINE_ITEMS: ChildSpec = ChildSpec {
@@ -157,6 +171,28 @@ pub const INVOICE: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
+        col_at("parent_type", Text, &[&["parent", "type"]]),
+        col_at("quote", Ref, &[&["parent", "quote_details", "quote"]]),
+        col("total_taxes", Jsonb),
+        col("total_excluding_tax", BigInt),
+        col("subtotal_excluding_tax", BigInt),
+        col("starting_balance", BigInt),
+        col("ending_balance", BigInt),
+        col("amount_overpaid", BigInt),
+        col("amount_paid_off_stripe", BigInt),
+        col("amount_shipping", BigInt),
+        col_at("finalized_at", Timestamp, &[&["status_transitions", "finalized_at"]]),
+        col_at("voided_at", Timestamp, &[&["status_transitions", "voided_at"]]),
+        col_at(
+            "marked_uncollectible_at",
+            Timestamp,
+            &[&["status_transitions", "marked_uncollectible_at"]],
+        ),
+        col("effective_at", Timestamp),
+        col("next_payment_attempt", Timestamp),
+        col("invoice_pdf", Text),
     ],
     children: &[INVOICE_LINE_ITEMS],
 };
@@ -199,6 +235,8 @@ pub const INVOICE_ITEM: ObjectSpec = ObjectSpec {
         col("test_clock", Ref),
         col("metadata", Jsonb),
         col("livemode", Bool),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };
@@ -225,8 +263,13 @@ pub const CREDIT_NOTE: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
+        col("total_taxes", Jsonb),
+        col("total_excluding_tax", BigInt),
+        col("pdf", Text),
     ],
-    children: &[],
+    children: &[super::ledger::CREDIT_NOTE_LINE_ITEMS],
 };
 
 pub const SUBSCRIPTION_SCHEDULE: ObjectSpec = ObjectSpec {
@@ -248,6 +291,8 @@ pub const SUBSCRIPTION_SCHEDULE: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };

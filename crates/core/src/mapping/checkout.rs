@@ -26,6 +26,8 @@ pub const CHECKOUT_SESSION: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };

@@ -39,6 +39,8 @@ pub const TAX_ID: ObjectSpec = ObjectSpec {
         col_at("verification_status", Text, &[&["verification", "status"]]),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };

@@ -15,6 +15,7 @@ mod billing;
 mod catalog;
 mod checkout;
 mod customers;
+mod ledger;
 mod payments;
 #[cfg(test)]
 mod spec_tests;
@@ -126,6 +127,19 @@ pub const SPECS: &[ObjectSpec] = &[
     checkout::CHECKOUT_SESSION,
     payments::EARLY_FRAUD_WARNING,
     billing::SUBSCRIPTION_SCHEDULE,
+    // 0.8.0: the money ledger and around it.
+    ledger::BALANCE_TRANSACTION,
+    ledger::PAYOUT,
+    ledger::TRANSFER,
+    ledger::APPLICATION_FEE,
+    ledger::INVOICE_PAYMENT,
+    ledger::CUSTOMER_BALANCE_TRANSACTION,
+    ledger::PROMOTION_CODE,
+    ledger::TAX_RATE,
+    ledger::QUOTE,
+    ledger::REVIEW,
+    ledger::BILLING_METER,
+    ledger::ENTITLEMENT_FEATURE,
 ];
 
 /// The spec for a Stripe `object` value, if we mirror it.
@@ -167,6 +181,77 @@ fn read_path(kind: Kind, src: &str, path: &[&str]) -> String {
         Kind::Jsonb => json,
         Kind::Ref => format!("coalesce({json}->>'id', {text})"),
     }
+}
+
+/// The statement that recomputes `columns` of `table` (a mirrored table or
+/// a child table) from each row's `data`: for columns a later version adds,
+/// so that existing rows get them without reading Stripe again. None when
+/// the table is not mirrored or a column is not one of its typed columns.
+pub fn refill_sql(table: &str, columns: &[&str]) -> Option<String> {
+    let own = SPECS.iter().find(|s| s.table == table).map(|s| s.columns).or_else(|| {
+        SPECS.iter().flat_map(|s| s.children).find(|c| c.table == table).map(|c| c.columns)
+    })?;
+    let sets = columns
+        .iter()
+        .map(|n| {
+            own.iter().find(|c| c.name == *n).map(|c| format!("{n} = {}", read_expr(c, "data")))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!sets.is_empty()).then(|| {
+        format!("UPDATE stripe_sync.{table} SET {} WHERE data IS NOT NULL", sets.join(", "))
+    })
+}
+
+/// The statements that write the child rows of every row of `parent_table`
+/// from the lists its stored objects embed: for a child table a later version
+/// adds, so that existing parents get their children without a re-read. Rows
+/// already there are kept. Empty when the table has no children.
+pub fn refill_children_sql(parent_table: &str) -> Vec<String> {
+    let Some(spec) = SPECS.iter().find(|s| s.table == parent_table) else { return Vec::new() };
+    spec.children
+        .iter()
+        .map(|c| {
+            let names: Vec<&str> = c.columns.iter().map(|x| x.name).collect();
+            let reads: Vec<String> = c.columns.iter().map(|x| read_expr(x, "o")).collect();
+            format!(
+                "INSERT INTO stripe_sync.{child} (id, {parent_column}, {cols}, data, _account_id)
+SELECT o->>'id', p.id, {reads}, o, p._account_id
+  FROM stripe_sync.{parent_table} p
+ CROSS JOIN LATERAL jsonb_array_elements(p.data #> '{{{list},data}}'::text[]) AS l(o)
+ WHERE NOT p._deleted AND o->>'id' IS NOT NULL
+ON CONFLICT (_account_id, id) DO NOTHING",
+                child = c.table,
+                parent_column = c.parent_column,
+                cols = names.join(", "),
+                reads = reads.join(", "),
+                list = c.list,
+            )
+        })
+        .collect()
+}
+
+/// What waits to be re-read and is due, up to `$1` of each kind: requests
+/// whose time has come (oldest first), and, for every type with embedded
+/// child lists, the rows whose list arrived partial (`has_more`) and that no
+/// deferred request holds back. Rows: account, id, object type.
+pub fn due_rereads_sql() -> String {
+    let mut parts = vec![
+        "(SELECT account, id, object FROM stripe_sync.refresh_requests
+      WHERE requested_at <= now() ORDER BY requested_at LIMIT $1)"
+            .to_owned(),
+    ];
+    for s in SPECS.iter().filter(|s| !s.children.is_empty()) {
+        parts.push(format!(
+            "(SELECT p._account_id, p.id, '{object}' FROM stripe_sync.{table} p
+      WHERE NOT p._children_complete AND NOT p._deleted
+        AND NOT EXISTS (SELECT 1 FROM stripe_sync.refresh_requests r
+                         WHERE r.account = p._account_id AND r.id = p.id AND r.requested_at > now())
+      LIMIT $1)",
+            object = s.object,
+            table = s.table,
+        ));
+    }
+    parts.join("\n    UNION\n    ")
 }
 
 /// Where a batch of objects comes from.
@@ -407,7 +492,10 @@ mod tests {
     fn children_are_replaced_unless_the_list_is_partial() {
         let children: Vec<_> = SPECS.iter().filter(|s| !s.children.is_empty()).collect();
         let objects: Vec<&str> = children.iter().map(|s| s.object).collect();
-        assert_eq!(objects, vec!["subscription", "invoice"]);
+        assert_eq!(
+            objects,
+            vec!["subscription", "invoice", "credit_note", "transfer", "application_fee"]
+        );
         for spec in &children {
             let sql = apply_sql(spec, Source::Events);
             for (i, child) in spec.children.iter().enumerate() {
@@ -452,9 +540,45 @@ mod tests {
     }
 
     #[test]
+    fn partial_child_lists_of_every_parent_are_due_for_a_re_read() {
+        let sql = due_rereads_sql();
+        for s in SPECS.iter().filter(|s| !s.children.is_empty()) {
+            assert!(
+                sql.contains(&format!("'{}' FROM stripe_sync.{} p", s.object, s.table)),
+                "{}",
+                s.table
+            );
+        }
+        assert_eq!(sql.matches(" UNION").count(), 5, "requests and five parents: {sql}");
+    }
+
+    #[test]
+    fn added_columns_are_refilled_from_data() {
+        let sql = refill_sql("subscriptions", &["billing_mode", "days_until_due"]).unwrap();
+        assert_eq!(
+            sql,
+            "UPDATE stripe_sync.subscriptions SET billing_mode = data#>>'{billing_mode,type}'::text[], \
+             days_until_due = (data->>'days_until_due')::bigint WHERE data IS NOT NULL"
+        );
+        let child = refill_sql("credit_note_line_items", &["amount"]).unwrap();
+        assert!(child.starts_with("UPDATE stripe_sync.credit_note_line_items SET amount = "));
+        assert_eq!(refill_sql("subscriptions", &["no_such_column"]), None);
+        assert_eq!(refill_sql("events", &["id"]), None);
+        assert_eq!(refill_sql("subscriptions", &[]), None);
+        let lines = refill_children_sql("credit_notes");
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with(
+            "INSERT INTO stripe_sync.credit_note_line_items (id, credit_note, type, invoice_line_item,"
+        ));
+        assert!(lines[0].contains("jsonb_array_elements(p.data #> '{lines,data}'::text[])"));
+        assert!(refill_children_sql("customers").is_empty());
+        assert!(refill_children_sql("nothing").is_empty());
+    }
+
+    #[test]
     fn unknown_objects_are_not_mirrored() {
         assert!(spec_for("customer").is_some());
-        assert!(spec_for("balance_transaction").is_none());
+        assert!(spec_for("issuing.card").is_none());
         assert_eq!(mirrored_objects().len(), SPECS.len());
     }
 }

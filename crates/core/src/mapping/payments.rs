@@ -31,6 +31,18 @@ pub const CHARGE: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col_at("payment_method_type", Text, &[&["payment_method_details", "type"]]),
+        col_at("card_brand", Text, &[&["payment_method_details", "card", "brand"]]),
+        col_at("card_last_four", Text, &[&["payment_method_details", "card", "last4"]]),
+        col_at("card_country", Text, &[&["payment_method_details", "card", "country"]]),
+        col_at("outcome_network_status", Text, &[&["outcome", "network_status"]]),
+        col_at("outcome_risk_level", Text, &[&["outcome", "risk_level"]]),
+        col_at("outcome_reason", Text, &[&["outcome", "reason"]]),
+        col("receipt_url", Text),
+        col("application_fee_amount", BigInt),
+        col("transfer_group", Text),
+        col("on_behalf_of", Ref),
     ],
     children: &[],
 };
@@ -52,6 +64,8 @@ pub const REFUND: ObjectSpec = ObjectSpec {
         col("description", Text),
         col("metadata", Jsonb),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };
@@ -80,6 +94,11 @@ pub const PAYMENT_INTENT: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
+        col("payment_method_types", Jsonb),
+        col("application_fee_amount", BigInt),
+        col("on_behalf_of", Ref),
     ],
     children: &[],
 };
@@ -100,6 +119,8 @@ pub const PAYMENT_METHOD: ObjectSpec = ObjectSpec {
         col("metadata", Jsonb),
         col("livemode", Bool),
         col("created", Timestamp),
+        // 0.8.0
+        col("customer_account", Ref),
     ],
     children: &[],
 };

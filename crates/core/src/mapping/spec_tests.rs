@@ -33,6 +33,25 @@ const DESIGN_TABLES: &[&str] = &[
     "subscription_schedules",
 ];
 
+/// The tables of the money ledger and around it that issue 28 names (0.8.0).
+const LEDGER_TABLES: &[&str] = &[
+    "balance_transactions",
+    "payouts",
+    "transfers",
+    "transfer_reversals",
+    "application_fees",
+    "application_fee_refunds",
+    "invoice_payments",
+    "customer_balance_transactions",
+    "promotion_codes",
+    "tax_rates",
+    "quotes",
+    "reviews",
+    "billing_meters",
+    "entitlement_features",
+    "credit_note_line_items",
+];
+
 /// PostgreSQL 15 keywords that cannot be a column name unquoted: the
 /// "reserved" and "reserved (can be function or type)" categories of
 /// src/include/parser/kwlist.h. The generated SQL does not quote names.
@@ -185,7 +204,7 @@ fn all_tables() -> Vec<(&'static str, &'static [Column])> {
 fn every_design_table_is_covered_exactly_once() {
     let mut covered: Vec<&str> = all_tables().iter().map(|(t, _)| *t).collect();
     covered.sort();
-    let mut expected = DESIGN_TABLES.to_vec();
+    let mut expected = [DESIGN_TABLES, LEDGER_TABLES].concat();
     expected.sort();
     assert_eq!(covered, expected);
 }
@@ -200,6 +219,8 @@ fn objects_are_unique_and_tables_are_their_plural() {
         let base = match s.object {
             "checkout.session" => "checkout_session",
             "invoiceitem" => "invoice_item",
+            "billing.meter" => "billing_meter",
+            "entitlements.feature" => "entitlement_feature",
             o => o.rsplit('.').next().unwrap_or(o),
         };
         assert_eq!(s.table, format!("{base}s"), "{}", s.object);
@@ -224,9 +245,20 @@ fn objects_are_unique_and_tables_are_their_plural() {
         "checkout.session",
         "radar.early_fraud_warning",
         "subscription_schedule",
+        "balance_transaction",
+        "payout",
+        "transfer",
+        "application_fee",
+        "invoice_payment",
+        "customer_balance_transaction",
+        "promotion_code",
+        "tax_rate",
+        "quote",
+        "review",
+        "billing.meter",
+        "entitlements.feature",
     ];
     assert_eq!(mirrored_objects(), expected);
-    assert!(spec_for("invoice_payment").is_none());
     assert!(spec_for("subscription_item").is_none(), "items only come embedded in subscriptions");
 }
 
@@ -291,6 +323,9 @@ fn parents_and_children_line_up() {
         vec![
             ("subscriptions", "subscription_items", "items", "subscription"),
             ("invoices", "invoice_line_items", "lines", "invoice"),
+            ("credit_notes", "credit_note_line_items", "lines", "credit_note"),
+            ("transfers", "transfer_reversals", "reversals", "transfer"),
+            ("application_fees", "application_fee_refunds", "refunds", "fee"),
         ]
     );
 }
@@ -345,9 +380,39 @@ fn moved_fields_read_the_newest_location_first() {
 // sql/tables.sql
 // ---------------------------------------------------------------------------
 
-/// `CREATE TABLE stripe_sync.<name> (...)` blocks: column name -> rest of its line.
-fn ddl_tables(sql: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut tables = BTreeMap::new();
+/// The mirror's schema as it grew: sql/tables.sql (0.1.0), then every
+/// upgrade script in version order.
+fn schema_sql() -> String {
+    let mut scripts: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(repo_file("sql"))
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            let to =
+                name.strip_prefix("stripe_sync--")?.strip_suffix(".sql")?.split("--").nth(1)?;
+            Some((to.split('.').map(|n| n.parse().unwrap()).collect(), path))
+        })
+        .collect();
+    scripts.sort();
+    let mut sql = read_repo_file("sql/tables.sql");
+    for (_, path) in scripts {
+        sql.push_str(&std::fs::read_to_string(path).unwrap());
+    }
+    sql
+}
+
+/// A table as the DDL defines it: its columns (name -> rest of the line,
+/// `ALTER TABLE ... ADD COLUMN`s appended), and whether an upgrade script
+/// created it keyed by account from the start (`PRIMARY KEY (_account_id, id)`).
+struct DdlTable {
+    columns: Vec<(String, String)>,
+    keyed_by_account: bool,
+}
+
+/// `CREATE TABLE stripe_sync.<name> (...)` blocks and `ALTER TABLE
+/// stripe_sync.<name> ADD COLUMN <column> <type>;` lines.
+fn ddl_tables(sql: &str) -> BTreeMap<String, DdlTable> {
+    let mut tables: BTreeMap<String, DdlTable> = BTreeMap::new();
     let mut rest = sql;
     while let Some(start) = rest.find("CREATE TABLE stripe_sync.") {
         rest = &rest[start + "CREATE TABLE stripe_sync.".len()..];
@@ -355,18 +420,32 @@ fn ddl_tables(sql: &str) -> BTreeMap<String, Vec<(String, String)>> {
         let name = rest[..name_end].to_string();
         let body_end = rest.find("\n);").unwrap();
         let body = &rest[rest.find('(').unwrap() + 1..body_end];
-        let cols = body
+        let lines: Vec<&str> = body
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("--"))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        let keyed_by_account = lines.contains(&"PRIMARY KEY (_account_id, id)");
+        let columns = lines
+            .iter()
+            .filter(|l| !l.starts_with("PRIMARY KEY"))
             .map(|l| {
-                let l = l.trim_end_matches(',');
                 let (n, t) = l.split_once(char::is_whitespace).unwrap();
                 (n.to_string(), t.trim().to_string())
             })
             .collect();
-        tables.insert(name, cols);
+        tables.insert(name, DdlTable { columns, keyed_by_account });
         rest = &rest[body_end..];
+    }
+    for line in sql.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("ALTER TABLE stripe_sync.") else { continue };
+        let Some((table, column)) = rest.split_once(" ADD COLUMN ") else { continue };
+        let (n, t) = column.trim_end_matches(';').split_once(char::is_whitespace).unwrap();
+        // Tables of schema.sql (the queue, runs) are not read here.
+        if let Some(entry) = tables.get_mut(table) {
+            entry.columns.push((n.to_string(), t.trim().to_string()));
+        }
     }
     tables
 }
@@ -384,26 +463,35 @@ fn ddl_type(kind: Kind) -> &'static str {
 
 #[test]
 fn tables_sql_has_every_table_with_exactly_the_mapped_columns() {
-    let sql = read_repo_file("sql/tables.sql");
+    let sql = schema_sql();
     let ddl = ddl_tables(&sql);
+    // Tables of 0.1.0 got their account key in 0.7.0's script; later ones have it from the start.
+    let key = |table: &str| {
+        if ddl.get(table).is_some_and(|t| t.keyed_by_account) {
+            ("text NOT NULL", "text NOT NULL DEFAULT ''")
+        } else {
+            ("text PRIMARY KEY", "text")
+        }
+    };
     let book_parent = [
-        ("_account_id", "text"),
         ("_last_event_at", "timestamptz"),
         ("_last_event_type", "text"),
         ("_last_event_id", "text"),
         ("_deleted", "boolean NOT NULL DEFAULT false"),
         ("_synced_at", "timestamptz NOT NULL DEFAULT now()"),
     ];
-    let book_child =
-        [("_account_id", "text"), ("_synced_at", "timestamptz NOT NULL DEFAULT now()")];
-    let mut expected: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
     let own = |cols: &[Column]| -> Vec<(String, String)> {
         cols.iter().map(|c| (c.name.to_string(), ddl_type(c.kind).to_string())).collect()
     };
+    // Compared as sets: a column added by a later script comes last in the
+    // DDL, and after the spec's line "// <version>" in the spec.
+    let mut expected: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
     for s in SPECS {
-        let mut cols = vec![("id".to_string(), "text PRIMARY KEY".to_string())];
+        let (id, account) = key(s.table);
+        let mut cols = vec![("id".to_string(), id.to_string())];
         cols.extend(own(s.columns));
         cols.push(("data".into(), "jsonb NOT NULL".into()));
+        cols.push(("_account_id".into(), account.into()));
         cols.extend(book_parent.iter().map(|(n, t)| (n.to_string(), t.to_string())));
         if let Some(c) = s.children.first() {
             assert_eq!(s.children.len(), 1, "one _children_complete per table");
@@ -415,23 +503,34 @@ fn tables_sql_has_every_table_with_exactly_the_mapped_columns() {
                 ),
             ));
         }
-        expected.insert(s.table, cols);
+        expected.insert(s.table, cols.into_iter().collect());
     }
     for (_, c) in children() {
+        let (id, account) = key(c.table);
         let mut cols = vec![
-            ("id".to_string(), "text PRIMARY KEY".to_string()),
+            ("id".to_string(), id.to_string()),
             (c.parent_column.to_string(), "text NOT NULL".to_string()),
         ];
         cols.extend(own(c.columns));
         cols.push(("data".into(), "jsonb NOT NULL".into()));
-        cols.extend(book_child.iter().map(|(n, t)| (n.to_string(), t.to_string())));
-        expected.insert(c.table, cols);
+        cols.push(("_account_id".into(), account.into()));
+        cols.push(("_synced_at".into(), "timestamptz NOT NULL DEFAULT now()".into()));
+        expected.insert(c.table, cols.into_iter().collect());
     }
-    let ddl_names: BTreeSet<&str> = ddl.keys().map(String::as_str).collect();
+    // The synced tables: an object in every row's data, and when it was written.
+    let synced = |t: &DdlTable| {
+        [("data", "jsonb NOT NULL"), ("_synced_at", "timestamptz NOT NULL DEFAULT now()")]
+            .iter()
+            .all(|(n, ty)| t.columns.iter().any(|(c, d)| c == n && d == ty))
+    };
+    let ddl_names: BTreeSet<&str> =
+        ddl.iter().filter(|(_, t)| synced(t)).map(|(n, _)| n.as_str()).collect();
     let expected_names: BTreeSet<&str> = expected.keys().copied().collect();
     assert_eq!(ddl_names, expected_names);
     for (table, cols) in &expected {
-        assert_eq!(&ddl[*table], cols, "stripe_sync.{table}");
+        let got: BTreeSet<(String, String)> = ddl[*table].columns.iter().cloned().collect();
+        assert_eq!(got.len(), ddl[*table].columns.len(), "stripe_sync.{table}: a column twice");
+        assert_eq!(&got, cols, "stripe_sync.{table}");
         assert!(
             sql.contains(&format!("COMMENT ON TABLE stripe_sync.{table} IS '")),
             "{table}: table comment"
@@ -447,9 +546,10 @@ fn tables_sql_has_every_table_with_exactly_the_mapped_columns() {
 
 #[test]
 fn tables_sql_indexes_every_reference_and_parent_column() {
-    let sql = read_repo_file("sql/tables.sql");
+    let sql = schema_sql();
     let has_index = |table: &str, col: &str| {
-        sql.contains(&format!("CREATE INDEX {table}_{col}_idx ON stripe_sync.{table} ({col});"))
+        let index = format!("CREATE INDEX {table}_{col}_idx ON stripe_sync.{table} ({col}");
+        sql.contains(&format!("{index});")) || sql.contains(&format!("{index}, _account_id);"))
     };
     for (table, columns) in all_tables() {
         for c in columns.iter().filter(|c| c.kind == Kind::Ref && INDEXED_REFS.contains(&c.name)) {
@@ -466,7 +566,7 @@ fn tables_sql_indexes_every_reference_and_parent_column() {
 
 #[test]
 fn amounts_are_commented_with_their_unit() {
-    let sql = read_repo_file("sql/tables.sql");
+    let sql = schema_sql();
     for (table, columns) in all_tables() {
         for c in columns.iter().filter(|c| {
             c.kind == Kind::BigInt
@@ -607,11 +707,13 @@ pub(super) fn sql_blocks(md: &str) -> Vec<String> {
 fn example_queries_use_only_synced_tables_and_their_columns() {
     let md = read_repo_file("docs/queries.md");
     let blocks = sql_blocks(&md);
-    assert_eq!(blocks.len(), 8, "one query per question");
+    assert_eq!(blocks.len(), 11, "one query per question");
     // Views and functions of the schema (sql/) that the queries may use beside the tables.
     let not_tables = [
         "mrr",
         "mrr_history",
+        "balance_by_month",
+        "invoice_money",
         "customer_billing_state",
         "active_entitlements",
         "subscription_mrr",
@@ -729,6 +831,13 @@ fn every_column_reads_a_field_stripe_has_sent_or_documents() {
         SPECS.iter().map(|s| (s.object, s.table, s.columns)).collect();
     tables.push(("subscription_item", "subscription_items", billing::SUBSCRIPTION_ITEMS.columns));
     tables.push(("line_item", "invoice_line_items", billing::INVOICE_LINE_ITEMS.columns));
+    tables.push((
+        "credit_note_line_item",
+        "credit_note_line_items",
+        ledger::CREDIT_NOTE_LINE_ITEMS.columns,
+    ));
+    tables.push(("transfer_reversal", "transfer_reversals", ledger::TRANSFER_REVERSALS.columns));
+    tables.push(("fee_refund", "application_fee_refunds", ledger::APPLICATION_FEE_REFUNDS.columns));
     for (object, table, columns) in tables {
         let keys = known_keys(&dir, object);
         assert!(!keys.is_empty(), "no data about {object}");

@@ -119,6 +119,13 @@ pub fn refresh_round(limit: i64) -> usize {
                 BackgroundWorker::transaction(|| defer(&w));
                 continue;
             }
+            // Not a request that can ever be made (an object retrieved only under its
+            // customer): asking again changes nothing.
+            Err(e) if !e.retryable() && e.status().is_none() => {
+                warning!("stripe_sync: {} is not re-read: {}", w.id, e.describe());
+                BackgroundWorker::transaction(|| forget(&w, None));
+                continue;
+            }
             Err(e) => {
                 warning!(
                     "stripe_sync worker: re-reading {} from the API failed: {}",

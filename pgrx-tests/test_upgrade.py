@@ -21,8 +21,8 @@ from psycopg.types.json import Jsonb
 from stripe_sync_testkit import harness as h
 from stripe_sync_testkit.standin import FIXTURES
 
-OLD, NEW = "0.1.0", "0.8.0"
-PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0--0.8.0"  # every release between, one upgrade script each
+OLD, NEW = "0.1.0", "0.9.0"
+PATH = "0.1.0--0.2.0--0.3.0--0.4.0--0.5.0--0.6.0--0.7.0--0.8.0--0.9.0"  # every release between, one upgrade script each
 
 # Everything in schema stripe_sync and everything the extension owns, as sorted
 # text, free of OIDs and of anything that depends on the rows.
@@ -455,3 +455,53 @@ def test_update_from_0_7_0_fills_the_new_columns_and_child_rows_and_applies_skip
                      == [("po_up", 98765, "paid", payout)], timeout=60, what="the skipped payout event applied")
         assert dict(c.query("SELECT type, status FROM stripe_sync.events")) == \
             {"payout.paid": "processed", "issuing_card.created": "skipped"}
+
+
+def test_update_from_0_8_0_applies_skipped_summaries_and_thin_events_stored_before_it():
+    """0.8.0 holds a customer's entitlement summary event, skipped (0.8.0 did not mirror it and
+    stored it without an object id), and a thin event this library stored into the 0.8.0 schema
+    before the update (webhooks keep arriving between the library's install and ALTER EXTENSION
+    ... UPDATE; the worker waits for the update). After the update the summary is applied (its
+    entitlements are rows), the thin event is marked thin and handled as one (its object asked
+    for, nothing applied from the event), and active_entitlements answers from them."""
+    t = int(time.time()) - 3600
+    ents = [{"id": f"ent_up{k}", "object": "entitlements.active_entitlement", "feature": f"feat_up{k}",
+             "livemode": False, "lookup_key": f"key{k}"} for k in range(3)]
+    summary = {"object": "entitlements.active_entitlement_summary", "customer": "cus_ent_up", "livemode": False,
+               "entitlements": {"object": "list", "data": ents, "has_more": False,
+                                "url": "/v1/entitlements/active_entitlements"}}
+    summary_event = json.dumps({"id": h.new_id("evt_"), "object": "event", "created": t,
+                                "type": "entitlements.active_entitlement_summary.updated",
+                                "api_version": "2026-07-29.dahlia", "data": {"object": summary}})
+    thin_event = json.dumps({"id": h.new_id("evt_"), "object": "v2.core.event", "type": "v1.billing.meter.updated",
+                             "livemode": False, "created": datetime.fromtimestamp(t, timezone.utc).isoformat(),
+                             "related_object": {"id": "mtr_up", "type": "billing.meter",
+                                                "url": "/v1/billing/meters/mtr_up"}})
+    secret = h.new_webhook_secret()
+    with h.stripe_sync_cluster(secret, create_extension=False) as c:
+        c.query("CREATE EXTENSION stripe_sync VERSION '0.8.0'")
+        assert c.scalar("SELECT to_regclass('stripe_sync.customer_entitlements')") is None
+        with c.connect() as conn:
+            assert h.ingest(conn, summary_event, secret) == "queued"
+            # The library is 0.9.0 already: it stores the thin event into the 0.8.0 schema.
+            assert h.ingest(conn, thin_event, secret) == "queued"
+        summary_id, thin_id = h.event_id_of(summary_event), h.event_id_of(thin_event)
+        # What 0.8.0 made of the summary event: no object id, skipped.
+        c.query("UPDATE stripe_sync.events SET status = 'skipped', processed_at = now(), object_id = NULL"
+                " WHERE id = %s", (summary_id,))
+        assert c.query("SELECT object_type, object_id FROM stripe_sync.events WHERE id = %s", (thin_id,)) == \
+            [("billing.meter", "mtr_up")]
+
+        c.query("ALTER EXTENSION stripe_sync UPDATE")
+        assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'stripe_sync'") == NEW
+        assert dict(c.query("SELECT id, thin FROM stripe_sync.events")) == {summary_id: False, thin_id: True}
+
+        h.wait_until(lambda: c.query("SELECT id, customer, feature, lookup_key FROM stripe_sync.customer_entitlements"
+                                     " ORDER BY id")
+                     == [(e["id"], "cus_ent_up", e["feature"], e["lookup_key"]) for e in ents],
+                     timeout=60, what="the skipped summary applied")
+        h.wait_until(lambda: dict(c.query("SELECT id, status FROM stripe_sync.events"))
+                     == {summary_id: "processed", thin_id: "processed"}, timeout=60, what="both events handled")
+        assert c.scalar("SELECT count(*) FROM stripe_sync.billing_meters") == 0
+        assert sorted(c.query("SELECT customer, feature_lookup_key, source FROM stripe_sync.active_entitlements")) == \
+            [("cus_ent_up", e["lookup_key"], "entitlements") for e in ents]

@@ -157,7 +157,9 @@ fn backfill(
         return total;
     }
     let name = names.iter().find(|n| {
-        **n == object || stripe_sync_core::mapping::spec_for(n).is_some_and(|s| s.table == object)
+        **n == object
+            || stripe_sync_core::mapping::spec_for(n).is_some_and(|s| s.table == object)
+            || stripe_sync_core::mapping::listed_for(n).is_some_and(|l| l.child.table == object)
     });
     let Some(name) = name else {
         errors::raise_with_hint(
@@ -166,6 +168,12 @@ fn backfill(
             format!("Use 'all' or one of: {}.", names.join(", ")),
         );
     };
+    let resource = stripe_sync_core::objects::resource(name);
+    if created_after.is_some() && resource.is_some_and(|r| !r.created_filter) {
+        notice!(
+            "stripe_sync: Stripe's list of {name} takes no created filter: every {name} is listed"
+        );
+    }
     run_and_wait(Kind::Backfill, name, created_after, account)
 }
 
@@ -237,12 +245,12 @@ fn verify(
     ),
 > {
     use crate::jobs::{Kind, run_and_wait_for_run};
-    let names: Vec<&str> =
-        stripe_sync_core::mapping::SPECS.iter().map(|s| s.object).collect::<Vec<_>>();
-    // Dependency order, as backfill('all').
-    let ordered: Vec<&'static str> = stripe_sync_core::objects::backfill_names()
-        .into_iter()
-        .filter(|n| names.contains(n))
+    // Dependency order, as backfill('all'): the mirrored types whose listing
+    // can be compared object by object.
+    let ordered: Vec<&'static str> = stripe_sync_core::objects::RESOURCES
+        .iter()
+        .filter(|r| r.verifiable() && stripe_sync_core::mapping::spec_for(r.object).is_some())
+        .map(|r| r.object)
         .collect();
     let object = object.unwrap_or_default();
     let chosen: Vec<&'static str> = if object == "all" {

@@ -3,11 +3,13 @@
 //! events not stored yet. Its watermark is its own (`sync_cursors`, object
 //! `event`), never the newest event delivered: while Stripe retries missed
 //! deliveries it keeps delivering new events, and those must not hide the
-//! missed ones. Balance transactions, which have no events, are brought up to
-//! date in the same run (balance.rs). Runs in a job worker (jobs.rs), HTTP
+//! missed ones. The platform's catch-up also lists thin events
+//! (`/v2/core/events`, Stripe's event destinations). Balance transactions,
+//! which have no events, are brought up to date in the same run, and paid
+//! payouts reconciled (balance.rs). Runs in a job worker (jobs.rs), HTTP
 //! between transactions.
 
-use crate::listing::list_page;
+use crate::listing::{get, list_page};
 use crate::runs::{Run, record_page};
 use crate::{jsonb, queue, shmem};
 use pgrx::bgworkers::BackgroundWorker;
@@ -74,41 +76,88 @@ pub fn catch_up(run: &Run) -> Result<i64, ApiError> {
         let query = pagination::list_query(&[], after.as_deref(), Some(created_gte));
         let page = list_page("/v1/events", &query, account)?;
         let last = page.last_id().map(str::to_owned);
-        let new = BackgroundWorker::transaction(|| {
-            let mut new = 0;
-            for event in &page.data {
-                let text = event.to_string();
-                // Events from the API need no signature; they still must be events.
-                let Ok(mut meta) = parse_event(&text, usize::MAX) else { continue };
-                // Listed for a connected account: its event, whether or not it says so.
-                if meta.account.is_none() {
-                    meta.account = run.account.clone();
-                }
-                let data = jsonb::from_text(&text).unwrap_or_else(|e| {
-                    crate::errors::raise_with_code(
-                        PgSqlErrorCode::ERRCODE_INVALID_JSON_TEXT,
-                        format!("event {} from the API cannot be stored as jsonb: {e}", meta.id),
-                    )
-                });
-                if queue::insert(&meta, data) {
-                    new += 1;
-                }
-            }
-            record_page(run.id, new);
-            new
-        });
-        if new > 0 {
-            shmem::wake_worker(); // committed above
-        }
-        queued += new;
+        queued += store_listed(run, &page.data);
         if !page.has_more || last.is_none() {
             break;
         }
         after = last;
     }
+    if run.account.is_none() {
+        queued += thin_events(run, created_gte)?;
+    }
     crate::balance::catch_up(run, created_gte)?;
     BackgroundWorker::transaction(|| finish(run.account_key(), started));
     Ok(queued)
+}
+
+/// Stores the listed events not stored yet, in one transaction, and wakes
+/// the worker when there were; returns how many.
+fn store_listed(run: &Run, events: &[serde_json::Value]) -> i64 {
+    let new = BackgroundWorker::transaction(|| {
+        let mut new = 0;
+        for event in events {
+            let text = event.to_string();
+            // Events from the API need no signature; they still must be events.
+            let Ok(mut meta) = parse_event(&text, usize::MAX) else { continue };
+            // Listed for a connected account: its event, whether or not it says so.
+            if meta.account.is_none() {
+                meta.account = run.account.clone();
+            }
+            let data = jsonb::from_text(&text).unwrap_or_else(|e| {
+                crate::errors::raise_with_code(
+                    PgSqlErrorCode::ERRCODE_INVALID_JSON_TEXT,
+                    format!("event {} from the API cannot be stored as jsonb: {e}", meta.id),
+                )
+            });
+            if queue::insert(&meta, data) {
+                new += 1;
+            }
+        }
+        record_page(run.id, new);
+        new
+    });
+    if new > 0 {
+        shmem::wake_worker(); // committed above
+    }
+    new
+}
+
+/// Where Stripe lists thin events (its event destinations').
+const THIN_EVENTS: &str = "/v2/core/events";
+
+/// Lists the thin events created since `since` (`/v2/core/events`, newest
+/// first, page by page through `next_page_url`) and queues those not stored
+/// yet. Thin events carry their connected account (`context`), so the
+/// platform's catch-up lists them all. A server without v2 events (404:
+/// localstripe, a stand-in) has none: nothing to do.
+fn thin_events(run: &Run, since: i64) -> Result<i64, ApiError> {
+    let from = chrono::DateTime::from_timestamp(since, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut path = THIN_EVENTS.to_owned();
+    let mut query = vec![("created[gte]".to_owned(), from), ("limit".to_owned(), "20".to_owned())];
+    let mut queued = 0;
+    loop {
+        check_for_interrupts!();
+        let page = match get(&path, &query, None) {
+            Err(e) if e.status() == Some(404) => {
+                log!("stripe_sync: no thin events listed here: {}", e.describe());
+                return Ok(queued);
+            }
+            other => other?,
+        };
+        let events = page.get("data").and_then(|d| d.as_array()).ok_or_else(|| {
+            ApiError::malformed("a v2 list page has no \"data\" array".to_owned())
+        })?;
+        queued += store_listed(run, events);
+        // Only ever the same list's next page, whatever the answer says.
+        match page.get("next_page_url").and_then(|u| u.as_str()) {
+            Some(next) if next.starts_with(&format!("{THIN_EVENTS}?")) && !events.is_empty() => {
+                (path, query) = stripe_sync_core::form::split_path(next);
+            }
+            _ => return Ok(queued),
+        }
+    }
 }
 
 /// The watermark moves to where the completed listing started.

@@ -116,8 +116,14 @@ fn apply_and_mark(
     alert_types: &[String],
 ) -> Vec<queue::Applied> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let types: Vec<Option<&str>> = events.iter().map(|e| e.object_type.as_deref()).collect();
+    // A thin event's object is read from the API: it goes to no statement here.
+    let types: Vec<Option<&str>> =
+        events.iter().map(|e| e.object_type.as_deref().filter(|_| !e.thin)).collect();
     apply::apply_events(&ids, &types);
+    let thin: Vec<&str> = events.iter().filter(|e| e.thin).map(|e| e.id.as_str()).collect();
+    if !thin.is_empty() {
+        apply::request_objects(&thin);
+    }
     queue::mark_done(&ids, mirrored, alert_types)
 }
 

@@ -79,7 +79,8 @@ extension_sql_file!("../sql/stripe_sync--0.3.0--0.4.0.sql", name = "v0_4_0", req
 extension_sql_file!("../sql/stripe_sync--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
 extension_sql_file!("../sql/stripe_sync--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
 extension_sql_file!("../sql/stripe_sync--0.6.0--0.7.0.sql", name = "v0_7_0", requires = ["v0_6_0"]);
-extension_sql_file!("../sql/stripe_sync--0.7.0--0.8.0.sql", name = "v0_8_0", finalize);
+extension_sql_file!("../sql/stripe_sync--0.7.0--0.8.0.sql", name = "v0_8_0", requires = ["v0_7_0"]);
+extension_sql_file!("../sql/stripe_sync--0.8.0--0.9.0.sql", name = "v0_9_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

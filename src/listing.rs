@@ -9,12 +9,12 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::Value;
 use stripe_sync_core::http::ApiError;
-use stripe_sync_core::objects::{self, Resource};
+use stripe_sync_core::objects::{self, Listing, Resource, Written};
 use stripe_sync_core::pagination::{self, Page};
 
-/// Customers whose objects a per-customer listing handles (and one backfill
-/// transaction commits) together.
-pub const CUSTOMERS_PER_COMMIT: i64 = 20;
+/// Parents (customers, products) whose objects a per-parent listing handles
+/// (and one backfill transaction commits) together.
+pub const PARENTS_PER_COMMIT: i64 = 20;
 
 /// One object (or any GET of the API).
 pub fn get(
@@ -35,13 +35,11 @@ pub fn list_page(
     pagination::page_of(body).map_err(ApiError::malformed)
 }
 
-/// Every page of a list from `after` on, until it ends; `on_404` is what a
-/// list that is not there (404) holds.
-fn list_all(
+/// Every page of a list, until it ends.
+pub fn list_all(
     path: &str,
     base: &[(String, String)],
     account: Option<&str>,
-    missing_is_empty: bool,
 ) -> Result<Vec<Value>, ApiError> {
     let mut objects = Vec::new();
     let mut after: Option<String> = None;
@@ -49,11 +47,7 @@ fn list_all(
         check_for_interrupts!();
         let mut query = base.to_vec();
         query.extend(pagination::list_query(&[], after.as_deref(), None));
-        let page = match list_page(path, &query, account) {
-            Ok(page) => page,
-            Err(e) if missing_is_empty && e.status() == Some(404) => break,
-            Err(e) => return Err(e),
-        };
+        let page = list_page(path, &query, account)?;
         after = page.last_id().map(str::to_owned);
         let more = page.has_more;
         objects.extend(page.data);
@@ -68,59 +62,73 @@ fn list_all(
 /// children tables get every item (the peers keep only the first ten).
 pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result<(), ApiError> {
     for object in objects.iter_mut() {
-        let (Some(kind), Some(id)) = (
-            object.get("object").and_then(Value::as_str).map(str::to_owned),
-            object.get("id").and_then(Value::as_str).map(str::to_owned),
-        ) else {
+        let Some(kind) = object.get("object").and_then(Value::as_str).map(str::to_owned) else {
             continue;
         };
         let Some(spec) = stripe_sync_core::mapping::spec_for(&kind) else { continue };
+        let Some(id) = object.get(spec.key).and_then(Value::as_str).map(str::to_owned) else {
+            continue;
+        };
         for child in spec.children {
             if !pagination::list_is_partial(object, child.list) {
                 continue;
             }
             let Some((path, base)) = objects::child_list(&kind, child.list, &id) else { continue };
-            let rest = list_all(&path, &base, account, false)?;
+            let rest = list_all(&path, &base, account)?;
             pagination::complete_list(object, child.list, rest);
         }
     }
     Ok(())
 }
 
-/// Every object of one customer's list (e.g. its payment methods);
-/// nothing when Stripe no longer has the customer.
-pub fn list_of_customer(
+/// Every object of one parent's list (a customer's payment methods, a
+/// product's features); None when Stripe no longer has the parent. For lists
+/// of objects that name their parent, any 404 is taken so (as 0.5.0 did);
+/// for a summary or listed children, which replace what the mirror holds,
+/// only a 404 `resource_missing`: another 404 is a server without that list
+/// (localstripe), an error rather than an empty set.
+pub fn list_of_parent(
     resource: &Resource,
-    customer: &str,
+    parent: &str,
     account: Option<&str>,
-) -> Result<Vec<Value>, ApiError> {
-    let Some(path) = resource.customer_path(customer) else { return Ok(Vec::new()) };
-    let base: Vec<(String, String)> =
-        resource.list_params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    list_all(&path, &base, account, true)
+) -> Result<Option<Vec<Value>>, ApiError> {
+    let Listing::PerParent { written, .. } = resource.listing else { return Ok(Some(Vec::new())) };
+    let Some((path, base)) = resource.parent_list(parent) else { return Ok(Some(Vec::new())) };
+    match list_all(&path, &base, account) {
+        Err(ApiError::Refused { status: 404, code, .. })
+            if written == Written::Objects || code.as_deref() == Some("resource_missing") =>
+        {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
 }
 
-/// The next customers of `account` in the mirror after `after` (by id),
-/// created at or after `created_gte` if given, with their created times.
-pub fn customers_after(
+/// The next live rows of `parent_table` (customers, products) of `account`
+/// in the mirror after `after` (by id), created at or after `created_gte` if
+/// given, with their created times.
+pub fn parents_after(
+    parent_table: &str,
     account: &str,
     after: Option<&str>,
     created_gte: Option<i64>,
 ) -> Vec<(String, Option<i64>)> {
     let args: [DatumWithOid; 4] =
-        [account.into(), after.into(), created_gte.into(), CUSTOMERS_PER_COMMIT.into()];
+        [account.into(), after.into(), created_gte.into(), PARENTS_PER_COMMIT.into()];
+    // The table is one of the mapping's own names, never user input.
+    let sql = format!(
+        "SELECT id, extract(epoch FROM created)::bigint FROM stripe_sync.{parent_table}
+          WHERE _account_id = $1 AND NOT _deleted
+            AND ($2::text IS NULL OR id > $2)
+            AND ($3::bigint IS NULL OR created >= to_timestamp($3))
+          ORDER BY id LIMIT $4"
+    );
     Spi::connect(|c| {
-        c.select(
-            "SELECT id, extract(epoch FROM created)::bigint FROM stripe_sync.customers
-              WHERE _account_id = $1 AND NOT _deleted
-                AND ($2::text IS NULL OR id > $2)
-                AND ($3::bigint IS NULL OR created >= to_timestamp($3))
-              ORDER BY id LIMIT $4",
-            None,
-            &args,
-        )
-        .expect("customers to list")
-        .filter_map(|r| Some((r.get::<String>(1).ok().flatten()?, r.get::<i64>(2).ok().flatten())))
-        .collect()
+        c.select(&sql, None, &args)
+            .expect("parents to list")
+            .filter_map(|r| {
+                Some((r.get::<String>(1).ok().flatten()?, r.get::<i64>(2).ok().flatten()))
+            })
+            .collect()
     })
 }

@@ -39,6 +39,7 @@ pub mod types {
     use pgrx::PgOid;
     use pgrx::pg_sys::PgBuiltInOids as Oids;
 
+    pub const BOOL: PgOid = PgOid::BuiltIn(Oids::BOOLOID);
     pub const TEXT: PgOid = PgOid::BuiltIn(Oids::TEXTOID);
     pub const TEXT_ARRAY: PgOid = PgOid::BuiltIn(Oids::TEXTARRAYOID);
     pub const FLOAT8: PgOid = PgOid::BuiltIn(Oids::FLOAT8OID);

@@ -9,6 +9,8 @@ use stripe_sync_core::retry::Next;
 use stripe_sync_core::shares::share_bounds;
 
 const INSERT_EVENT: &str = include_str!("../sql/queries/insert_event.sql");
+const INSERT_EVENT_BEFORE_0_9_0: &str =
+    include_str!("../sql/queries/insert_event_before_0_9_0.sql");
 const CLAIM_BATCH: &str = include_str!("../sql/queries/claim_batch.sql");
 const RECLAIM: &str = include_str!("../sql/queries/reclaim.sql");
 const MARK_DONE: &str = include_str!("../sql/queries/mark_done.sql");
@@ -29,12 +31,16 @@ pub struct Claimed {
     pub id: String,
     pub object_type: Option<String>,
     pub attempts: i32,
+    /// A thin event: its object is read from the API, not applied from it.
+    pub thin: bool,
 }
 
 /// Stores a verified event (`data`: its body as a jsonb datum) unless its id
-/// is already there. True when stored.
+/// is already there. True when stored. Webhooks keep arriving between the
+/// install of a new library and `ALTER EXTENSION stripe_sync UPDATE`: into
+/// an older schema an event goes as that schema can hold it.
 pub fn insert(meta: &EventMeta, data: pg_sys::Datum) -> bool {
-    let args: [DatumWithOid; 8] = [
+    let args: [DatumWithOid; 9] = [
         meta.id.as_str().into(),
         meta.event_type.as_str().into(),
         (meta.created as f64).into(),
@@ -44,10 +50,16 @@ pub fn insert(meta: &EventMeta, data: pg_sys::Datum) -> bool {
         meta.object_id.as_deref().into(),
         meta.account.as_deref().into(),
         meta.api_version.as_deref().into(),
+        meta.thin.into(),
     ];
-    let types = [TEXT, TEXT, FLOAT8, JSONB, TEXT, TEXT, TEXT, TEXT];
+    let types = [TEXT, TEXT, FLOAT8, JSONB, TEXT, TEXT, TEXT, TEXT, BOOL];
+    let (sql, n) = if crate::version::is_current() {
+        (INSERT_EVENT, 9)
+    } else {
+        (INSERT_EVENT_BEFORE_0_9_0, 8)
+    };
     Spi::connect_mut(|client| {
-        plans::execute(client, INSERT_EVENT, &types, &args, |rows| !rows.is_empty())
+        plans::execute(client, sql, &types[..n], &args[..n], |rows| !rows.is_empty())
     })
 }
 
@@ -78,6 +90,7 @@ fn claimed_rows(rows: pgrx::spi::SpiTupleTable) -> Vec<Claimed> {
         id: row.get::<String>(1).ok().flatten().unwrap_or_default(),
         object_type: row.get::<String>(2).ok().flatten(),
         attempts: row.get::<i32>(3).ok().flatten().unwrap_or(1),
+        thin: row.get::<bool>(4).ok().flatten().unwrap_or(false),
     })
     .collect()
 }

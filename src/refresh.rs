@@ -3,7 +3,7 @@
 //! events alone (same-second ties, `refresh_requests`) and of rows whose
 //! embedded child list arrived partial. HTTP outside any transaction.
 
-use crate::listing::{complete_children, get};
+use crate::listing::{complete_children, get, list_of_parent};
 use crate::{apply, stripe};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
@@ -21,6 +21,20 @@ fn fetch_complete(
     account: Option<&str>,
 ) -> Result<(Value, TimestampWithTimeZone), ApiError> {
     let fetched_at = stripe::now();
+    if let objects::Listing::PerParent { written: objects::Written::Summary, .. } = resource.listing
+    {
+        // A summary is made from its parent's list, listed in full.
+        return match list_of_parent(resource, id, account)? {
+            Some(listed) => Ok((objects::summary_of(id, listed), fetched_at)),
+            None => Err(ApiError::Refused {
+                status: 404,
+                error_type: None,
+                code: Some("resource_missing".into()),
+                message: format!("no such customer: {id}"),
+                request_id: None,
+            }),
+        };
+    }
     let path = resource.retrieve_path(id).ok_or_else(|| {
         ApiError::InvalidArgument(format!(
             "{} cannot be retrieved by its id alone",
@@ -104,10 +118,9 @@ pub fn refresh_round(limit: i64) -> usize {
         let (object, fetched_at) = match fetch_complete(resource, &w.id, account) {
             Ok(got) => got,
             // Gone from Stripe: a tombstone ends the attempts.
-            Err(e) if e.status() == Some(404) => (
-                serde_json::json!({"id": w.id, "object": w.object, "deleted": true}),
-                stripe::now(),
-            ),
+            Err(e) if e.status() == Some(404) => {
+                (stripe_sync_core::mapping::tombstone(&w.object, &w.id), stripe::now())
+            }
             // Refused (a 4xx other than 404 and 429: the key may not read it, say): the
             // tie rule stands meanwhile, and the re-read is tried again in an hour.
             Err(e) if e.status().is_some_and(|s| (400..500).contains(&s) && s != 429) => {

@@ -4,7 +4,7 @@
 //! `stripe_sync.drift`, counts to the run's row in `sync_runs`. Runs in a job
 //! worker (jobs.rs) like a backfill: HTTP between transactions.
 
-use crate::listing::{complete_children, customers_after, get, list_of_customer, list_page};
+use crate::listing::{complete_children, get, list_of_parent, list_page, parents_after};
 use crate::runs::{Run, record_page};
 use crate::{apply, stripe};
 use pgrx::bgworkers::BackgroundWorker;
@@ -13,13 +13,16 @@ use pgrx::prelude::*;
 use serde_json::Value;
 use stripe_sync_core::http::ApiError;
 use stripe_sync_core::mapping::{ObjectSpec, spec_for};
-use stripe_sync_core::objects::Resource;
+use stripe_sync_core::objects::{Listing, Resource};
 use stripe_sync_core::pagination;
 
 /// Runs one verify of `resource`; returns how many objects the API listed.
 pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiError> {
-    let spec = spec_for(resource.object).ok_or_else(|| {
-        ApiError::InvalidArgument(format!("{} is not a mirrored object type", resource.object))
+    let spec = spec_for(resource.object).filter(|_| resource.verifiable()).ok_or_else(|| {
+        ApiError::InvalidArgument(format!(
+            "{} cannot be verified object by object",
+            resource.object
+        ))
     })?;
     let account = run.account.as_deref();
     let mut listed = 0i64;
@@ -46,17 +49,17 @@ pub fn verify(run: &Run, resource: &Resource, repair: bool) -> Result<i64, ApiEr
             });
         }
     };
-    if resource.per_customer() {
+    if let Listing::PerParent { parent_table, .. } = resource.listing {
         let mut after: Option<String> = None;
         loop {
-            let customers = BackgroundWorker::transaction(|| {
-                customers_after(run.account_key(), after.as_deref(), None)
+            let parents = BackgroundWorker::transaction(|| {
+                parents_after(parent_table, run.account_key(), after.as_deref(), None)
             });
-            let Some((last, _)) = customers.last().cloned() else { break };
+            let Some((last, _)) = parents.last().cloned() else { break };
             let fetched_at = stripe::now();
             let mut objects = Vec::new();
-            for (customer, _) in &customers {
-                objects.extend(list_of_customer(resource, customer, account)?);
+            for (parent, _) in &parents {
+                objects.extend(list_of_parent(resource, parent, account)?.unwrap_or_default());
             }
             compare(objects, fetched_at);
             after = Some(last);
@@ -181,7 +184,7 @@ fn extras(run: &Run, spec: &ObjectSpec, resource: &Resource, repair: bool) -> Re
             }
             None => {
                 BackgroundWorker::transaction(|| record_extra(run, spec, &id));
-                Some(serde_json::json!({"id": id, "object": spec.object, "deleted": true}))
+                Some(stripe_sync_core::mapping::tombstone(spec.object, &id))
             }
         };
         if repair && let Some(fix) = fix {

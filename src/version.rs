@@ -16,6 +16,21 @@ pub fn installed() -> Option<String> {
     .flatten()
 }
 
+/// Whether the installed schema is this library's version. Once it is, this
+/// backend remembers it (a schema is never downgraded under a library), so
+/// the hot path asks only until then.
+pub fn is_current() -> bool {
+    thread_local! {
+        static CURRENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if CURRENT.get() {
+        return true;
+    }
+    let current = installed().as_deref() == Some(LIBRARY);
+    CURRENT.set(current);
+    current
+}
+
 /// Raises unless the installed schema is this library's version.
 pub fn require_current() {
     match installed() {

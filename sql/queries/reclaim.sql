@@ -2,7 +2,7 @@
 -- rollback of the batch's subtransaction released their locks, and each is now
 -- applied alone. Same columns as claim_batch.sql. An event another drainer
 -- claimed in between, or that is no longer pending, is left out: it is theirs.
-SELECT id, object_type, attempts + 1
+SELECT id, object_type, attempts + 1, thin
   FROM stripe_sync.events
  WHERE id = ANY($1) AND status = 'pending'
  ORDER BY created, id

@@ -7,6 +7,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::sync::OnceLock;
 use stripe_sync_core::mapping::{self, SPECS, Source};
+use stripe_sync_core::objects::{self, Listing, Resource, Written};
 use stripe_sync_core::pagination::RawPage;
 
 const HISTORY_FROM_EVENTS: &str = include_str!("../../sql/queries/subscription_history_events.sql");
@@ -143,6 +144,88 @@ fn jsonb(text: &str, field: Option<&str>) -> DatumWithOid<'static> {
     // SAFETY: a jsonb datum in the current memory context.
     unsafe { DatumWithOid::new(datum, pg_sys::JSONBOID) }
 }
+
+/// Writes what a per-parent listing found (`listed`: each parent with every
+/// object of its list, fetched at `fetched_at`): the objects themselves, one
+/// summary per parent (a customer's active entitlements, as Stripe's event
+/// carries it), or the parent's rows of a listed child table, replaced.
+/// Returns the rows written.
+pub fn apply_listed(
+    resource: &Resource,
+    listed: Vec<(String, Vec<serde_json::Value>)>,
+    fetched_at: pgrx::datum::TimestampWithTimeZone,
+    account: Option<&str>,
+) -> i64 {
+    let Listing::PerParent { written, .. } = resource.listing else { return 0 };
+    match written {
+        Written::Objects => {
+            let objects: Vec<_> = listed.into_iter().flat_map(|(_, objects)| objects).collect();
+            apply_objects(&objects, fetched_at, account)
+        }
+        Written::Summary => {
+            let summaries: Vec<_> = listed
+                .into_iter()
+                .map(|(parent, objects)| objects::summary_of(&parent, objects))
+                .collect();
+            apply_objects(&summaries, fetched_at, account)
+        }
+        Written::Children => {
+            let Some(sql) = listed_statement(resource.object) else { return 0 };
+            let groups: Vec<_> = listed
+                .into_iter()
+                .map(|(parent, items)| serde_json::json!({"parent": parent, "items": items}))
+                .collect();
+            let text = serde_json::to_string(&groups).expect("listed children serialize");
+            let args: [DatumWithOid; 2] = [jsonb(&text, None), account.into()];
+            Spi::connect_mut(|client| {
+                plans::execute(
+                    client,
+                    sql,
+                    &[plans::types::JSONB, plans::types::TEXT],
+                    &args,
+                    |rows| rows.first().get_one::<i64>().expect("row count").unwrap_or(0),
+                )
+            })
+        }
+    }
+}
+
+/// The statement that replaces the rows of the listed child table of
+/// `object` (mapping::LISTED), made once.
+fn listed_statement(object: &str) -> Option<&'static str> {
+    static STATEMENTS: OnceLock<Vec<String>> = OnceLock::new();
+    let all = STATEMENTS.get_or_init(|| {
+        mapping::LISTED.iter().map(|l| mapping::listed_children_sql(&l.child)).collect()
+    });
+    mapping::LISTED.iter().position(|l| l.object == object).map(|i| all[i].as_str())
+}
+
+/// Thin events `ids` point at their objects: each object of a type read by
+/// id is asked for through `refresh_requests` (the worker's re-reads, with
+/// an API key), in one statement. A request already waiting is stamped
+/// anew, as for a tie: a fetch begun before this event does not settle it.
+pub fn request_objects(ids: &[&str]) {
+    static READABLE: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let readable = READABLE.get_or_init(|| {
+        SPECS
+            .iter()
+            .map(|s| s.object)
+            .filter(|o| objects::resource(o).is_some_and(|r| r.retrieve))
+            .collect()
+    });
+    let args: [DatumWithOid; 2] = [ids.to_vec().into(), readable.clone().into()];
+    Spi::connect_mut(|client| {
+        plans::execute(
+            client,
+            REQUEST_OBJECTS,
+            &[plans::types::TEXT_ARRAY, plans::types::TEXT_ARRAY],
+            &args,
+            |_| (),
+        )
+    });
+}
+
+const REQUEST_OBJECTS: &str = include_str!("../../sql/queries/request_objects.sql");
 
 /// The object types we mirror, as stored in `events.object_type`.
 pub fn mirrored_objects() -> Vec<&'static str> {

@@ -1,5 +1,5 @@
-//! Backfill pages through a list endpoint (or, for payment methods and tax
-//! ids, through each customer's), applying each page with the same
+//! Backfill pages through a list endpoint (or, for payment methods, tax ids,
+//! active entitlements and product features, through each parent's), applying each page with the same
 //! statements as events and committing it together with its cursor, so an
 //! interrupted run resumes at the next page. It runs inside a job worker
 //! (jobs.rs): HTTP happens between transactions, never inside one.
@@ -14,7 +14,7 @@ mod slices;
 
 pub use slices::work_slices;
 
-use crate::listing::{CUSTOMERS_PER_COMMIT, complete_children, customers_after, list_of_customer};
+use crate::listing::{PARENTS_PER_COMMIT, complete_children, list_of_parent, parents_after};
 use crate::runs::{Run, record_page};
 use crate::{apply, stripe};
 use cursors::{Start, begin_cursor, finish_cursor, save_cursor};
@@ -22,7 +22,7 @@ use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use stripe_sync_core::http::ApiError;
-use stripe_sync_core::objects::{self, Resource};
+use stripe_sync_core::objects::{self, Listing, Resource};
 use stripe_sync_core::pagination::{self, Page, RawPage};
 
 /// A page as fetched: its text taken apart, and its tree when a child list
@@ -98,12 +98,12 @@ pub fn backfill(
     created_after: Option<i64>,
 ) -> Result<i64, ApiError> {
     let account = run.account.as_deref();
-    let by_created = resource.filters_by_created();
+    let by_created = resource.created_filter;
     let start = BackgroundWorker::transaction(|| {
         begin_cursor(run, resource.object, created_after, by_created)
     });
-    if resource.per_customer() {
-        let total = backfill_per_customer(run, resource, &start)?;
+    if resource.per_parent() {
+        let total = backfill_per_parent(run, resource, &start)?;
         if start.full {
             reconcile::reconcile(run, resource)?;
         }
@@ -143,37 +143,41 @@ pub fn backfill(
     Ok(total)
 }
 
-/// A per-customer listing (payment methods, tax ids): every customer of the
-/// account in the mirror (those created since the last completed run, for
+/// A per-parent listing (payment methods and tax ids per customer, active
+/// entitlements per customer, features per product): every live parent of
+/// the account in the mirror (those created since the last completed run, for
 /// an incremental one), in id order, each listed in full; committed every
-/// [`CUSTOMERS_PER_COMMIT`] customers with the last one's id as the cursor,
-/// so an interrupted run resumes after it. A customer Stripe no longer has
-/// (404) has nothing to list: its own deletion reaches the mirror by event
-/// or by the customers' reconciliation.
-fn backfill_per_customer(run: &Run, resource: &Resource, start: &Start) -> Result<i64, ApiError> {
+/// [`PARENTS_PER_COMMIT`] parents with the last one's id as the cursor, so an
+/// interrupted run resumes after it. A parent Stripe no longer has has
+/// nothing to list: its own deletion reaches the mirror by event or by its
+/// type's reconciliation.
+fn backfill_per_parent(run: &Run, resource: &Resource, start: &Start) -> Result<i64, ApiError> {
+    let Listing::PerParent { parent_table, .. } = resource.listing else { return Ok(0) };
     let account = run.account.as_deref();
     let mut after = start.starting_after.clone();
     let mut total = 0i64;
     loop {
-        let customers = BackgroundWorker::transaction(|| {
-            customers_after(run.account_key(), after.as_deref(), start.created_gte)
+        let parents = BackgroundWorker::transaction(|| {
+            parents_after(parent_table, run.account_key(), after.as_deref(), start.created_gte)
         });
-        let Some((last, _)) = customers.last().cloned() else { break };
+        let Some((last, _)) = parents.last().cloned() else { break };
         let fetched_at = stripe::now();
-        let mut objects = Vec::new();
-        for (customer, _) in &customers {
-            objects.extend(list_of_customer(resource, customer, account)?);
+        let mut listed = Vec::new();
+        for (parent, _) in &parents {
+            if let Some(objects) = list_of_parent(resource, parent, account)? {
+                listed.push((parent.clone(), objects));
+            }
         }
-        let high = customers.iter().filter_map(|(_, created)| *created).max();
-        let n = objects.len() as i64;
+        let high = parents.iter().filter_map(|(_, created)| *created).max();
+        let n = listed.iter().map(|(_, objects)| objects.len() as i64).sum();
         BackgroundWorker::transaction(|| {
             Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
-            apply::apply_objects(&objects, fetched_at, account);
+            apply::apply_listed(resource, listed, fetched_at, account);
             save_cursor(run, resource.object, Some(&last), high);
             record_page(run.id, n);
         });
         total += n;
-        if (customers.len() as i64) < CUSTOMERS_PER_COMMIT {
+        if (parents.len() as i64) < PARENTS_PER_COMMIT {
             break;
         }
         after = Some(last);

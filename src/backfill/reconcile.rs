@@ -50,7 +50,7 @@ pub(super) fn reconcile(run: &Run, resource: &Resource) -> Result<(), ApiError> 
             Ok(v) if v.get("deleted").and_then(Value::as_bool) == Some(true) => gone.push(v),
             Ok(_) => {} // still there, just not listed (e.g. a filter); keep it
             Err(e) if e.status() == Some(404) => {
-                gone.push(serde_json::json!({"id": id, "object": resource.object, "deleted": true}))
+                gone.push(stripe_sync_core::mapping::tombstone(resource.object, id))
             }
             Err(e) => return Err(e),
         }

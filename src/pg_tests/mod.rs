@@ -4,6 +4,7 @@
 
 mod accounts;
 mod apply;
+mod entitlements;
 mod handlers;
 mod ingest;
 mod jsonb;

@@ -18,9 +18,17 @@ pub struct EventMeta {
     pub api_version: Option<String>,
     /// `data.object.object`, e.g. `customer`.
     pub object_type: Option<String>,
-    /// `data.object.id`.
+    /// `data.object.id` (a customer's entitlement summary, which has no id:
+    /// its `customer`).
     pub object_id: Option<String>,
+    /// A thin event (`v2.core.event`, Stripe's event destinations): it
+    /// carries no object, only `related_object`, whose type and id are
+    /// `object_type` and `object_id`; the object is read from the API.
+    pub thin: bool,
 }
+
+/// The `object` of a thin event.
+pub const THIN: &str = "v2.core.event";
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -30,9 +38,15 @@ struct Envelope<'a> {
     object: Option<Cow<'a, str>>,
     #[serde(rename = "type", borrow)]
     event_type: Option<Cow<'a, str>>,
-    created: Option<serde_json::Number>,
+    #[serde(borrow)]
+    created: Option<&'a RawValue>,
     #[serde(borrow)]
     account: Option<Cow<'a, str>>,
+    /// A thin event's connected account.
+    #[serde(borrow)]
+    context: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    related_object: Option<Related<'a>>,
     #[serde(borrow)]
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -46,11 +60,22 @@ struct Data<'a> {
 }
 
 #[derive(Deserialize)]
+struct Related<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    object_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
 struct ObjectHead<'a> {
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     object: Option<Cow<'a, str>>,
+    /// Read only where it is the object's key; elsewhere it may be expanded.
+    #[serde(borrow)]
+    customer: Option<&'a RawValue>,
 }
 
 /// The last second of year 9999: a `created` beyond it is no Stripe event's
@@ -80,27 +105,53 @@ pub fn parse_event(payload: &str, max_bytes: usize) -> Result<EventMeta, Error> 
     if !id.starts_with("evt_") || id.len() > 255 {
         return Err(Error::NotAnEvent("\"id\" does not start with \"evt_\""));
     }
-    if env.object.as_deref().is_some_and(|o| o != "event") {
-        return Err(Error::NotAnEvent("\"object\" is not \"event\""));
+    let thin = env.object.as_deref() == Some(THIN);
+    if env.object.as_deref().is_some_and(|o| o != "event" && o != THIN) {
+        return Err(Error::NotAnEvent("\"object\" is not \"event\" or \"v2.core.event\""));
     }
     let event_type =
         env.event_type.filter(|t| !t.is_empty()).ok_or(Error::NotAnEvent("no \"type\""))?;
-    let created =
-        env.created.and_then(|n| n.as_i64()).ok_or(Error::NotAnEvent("no integer \"created\""))?;
+    let created = match env.created {
+        Some(raw) if thin => serde_json::from_str::<&str>(raw.get())
+            .ok()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp())
+            .ok_or(Error::NotAnEvent("\"created\" is not an RFC 3339 time"))?,
+        Some(raw) => serde_json::from_str::<i64>(raw.get())
+            .map_err(|_| Error::NotAnEvent("no integer \"created\""))?,
+        None if thin => return Err(Error::NotAnEvent("no \"created\"")),
+        None => return Err(Error::NotAnEvent("no integer \"created\"")),
+    };
     if !(0..=MAX_CREATED).contains(&created) {
         return Err(Error::NotAnEvent("\"created\" is not a Unix time between 1970 and 9999"));
     }
-    let raw = env.data.and_then(|d| d.object).ok_or(Error::NotAnEvent("no \"data.object\""))?;
-    let head: ObjectHead = serde_json::from_str(raw.get())
-        .map_err(|_| Error::NotAnEvent("\"data.object\" is not an object"))?;
+    let (object_type, object_id) = if thin {
+        // No object: what it points at, if anything (a ping points at nothing).
+        let related = env.related_object;
+        let (t, id) = related.map(|r| (r.object_type, r.id)).unwrap_or((None, None));
+        (t.map(Cow::into_owned), id.map(Cow::into_owned))
+    } else {
+        let raw = env.data.and_then(|d| d.object).ok_or(Error::NotAnEvent("no \"data.object\""))?;
+        let head: ObjectHead = serde_json::from_str(raw.get())
+            .map_err(|_| Error::NotAnEvent("\"data.object\" is not an object"))?;
+        let key = head.object.as_deref().and_then(crate::mapping::spec_for).map(|s| s.key);
+        let id = match key {
+            Some("customer") => {
+                head.customer.and_then(|c| serde_json::from_str::<String>(c.get()).ok())
+            }
+            _ => head.id.map(Cow::into_owned),
+        };
+        (head.object.map(Cow::into_owned), id)
+    };
     Ok(EventMeta {
         id: id.into_owned(),
         event_type: event_type.into_owned(),
         created,
-        account: env.account.map(Cow::into_owned),
+        account: env.account.or(env.context).map(Cow::into_owned),
         api_version: env.api_version.map(Cow::into_owned),
-        object_type: head.object.map(Cow::into_owned),
-        object_id: head.id.map(Cow::into_owned),
+        object_type,
+        object_id,
+        thin,
     })
 }
 
@@ -215,7 +266,7 @@ mod tests {
             ),
             (
                 r#"{"id":"evt_1","object":"customer","type":"a.b","created":1,"data":{"object":{}}}"#,
-                "\"object\" is not \"event\"",
+                "\"object\" is not \"event\" or \"v2.core.event\"",
             ),
             (
                 r#"{"id":5,"type":"a.b","created":1,"data":{"object":{}}}"#,
@@ -225,6 +276,66 @@ mod tests {
         for (body, why) in cases {
             assert_eq!(event(body), Err(Error::NotAnEvent(why)), "{body}");
         }
+    }
+
+    #[test]
+    fn thin_events_point_at_their_object() {
+        let m = event(
+            r#"{"id":"evt_test_65R9","object":"v2.core.event","type":"v1.billing.meter.error_report_triggered",
+                "livemode":false,"created":"2024-09-17T06:20:52.246Z","context":"acct_7",
+                "related_object":{"id":"mtr_test_61R9","type":"billing.meter","url":"/v1/billing/meters/mtr_test_61R9"}}"#,
+        )
+        .unwrap();
+        assert!(m.thin);
+        assert_eq!(m.created, 1_726_554_052);
+        assert_eq!(m.account.as_deref(), Some("acct_7"));
+        assert_eq!(m.object_type.as_deref(), Some("billing.meter"));
+        assert_eq!(m.object_id.as_deref(), Some("mtr_test_61R9"));
+        assert_eq!(m.api_version, None);
+        let ping = event(r#"{"id":"evt_2","object":"v2.core.event","type":"v2.core.event_destination.ping","created":"2026-12-01T10:00:00+01:00"}"#).unwrap();
+        assert_eq!((ping.object_type, ping.object_id, ping.created), (None, None, 1_796_115_600));
+        for (body, why) in [
+            (
+                r#"{"id":"evt_3","object":"v2.core.event","type":"a","created":1700000000}"#,
+                "\"created\" is not an RFC 3339 time",
+            ),
+            (
+                r#"{"id":"evt_3","object":"v2.core.event","type":"a","created":"yesterday"}"#,
+                "\"created\" is not an RFC 3339 time",
+            ),
+            (r#"{"id":"evt_3","object":"v2.core.event","type":"a"}"#, "no \"created\""),
+            (
+                r#"{"id":"evt_3","object":"v2.core.event","created":"2024-09-17T06:20:52Z"}"#,
+                "no \"type\"",
+            ),
+            (
+                r#"{"id":"x_3","object":"v2.core.event","type":"a","created":"2024-09-17T06:20:52Z"}"#,
+                "\"id\" does not start with \"evt_\"",
+            ),
+        ] {
+            assert_eq!(event(body), Err(Error::NotAnEvent(why)), "{body}");
+        }
+        // A snapshot event is never thin.
+        assert!(
+            !event(r#"{"id":"evt_4","type":"a.b","created":1,"data":{"object":{"id":"x_1"}}}"#)
+                .unwrap()
+                .thin
+        );
+    }
+
+    #[test]
+    fn an_entitlement_summary_is_keyed_by_its_customer() {
+        let m = event(
+            r#"{"id":"evt_5","object":"event","type":"entitlements.active_entitlement_summary.updated","created":1,
+                "data":{"object":{"object":"entitlements.active_entitlement_summary","customer":"cus_9",
+                "entitlements":{"object":"list","data":[],"has_more":false},"livemode":false}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.object_type.as_deref(), Some("entitlements.active_entitlement_summary"));
+        assert_eq!(m.object_id.as_deref(), Some("cus_9"));
+        // Elsewhere an expanded customer is no obstacle.
+        let m = event(r#"{"id":"evt_6","type":"charge.updated","created":1,"data":{"object":{"id":"ch_1","object":"charge","customer":{"id":"cus_1","object":"customer"}}}}"#).unwrap();
+        assert_eq!(m.object_id.as_deref(), Some("ch_1"));
     }
 
     #[test]

@@ -53,6 +53,50 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// Splits a path with a query (`/v2/core/events?page=a%3Db`, Stripe's
+/// `next_page_url`) into the path and its decoded `(key, value)` pairs, for a
+/// request that encodes them again.
+pub fn split_path(url: &str) -> (String, Vec<(String, String)>) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let pairs = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect();
+    (path.to_owned(), pairs)
+}
+
+/// Percent-decoding (and `+` as a space); a malformed escape stays as it is.
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +143,25 @@ mod tests {
     fn non_objects_encode_to_nothing() {
         assert!(encode(&json!([1, 2])).is_empty());
         assert!(encode(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn a_next_page_url_splits_into_path_and_decoded_query() {
+        let (path, q) = split_path(
+            "/v2/core/events?page=a%3Db%2Bc&created%5Bgte%5D=2026-12-01T00%3A00%3A00Z&x=1+2",
+        );
+        assert_eq!(path, "/v2/core/events");
+        let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            q,
+            vec![("page", "a=b+c"), ("created[gte]", "2026-12-01T00:00:00Z"), ("x", "1 2")]
+        );
+        assert_eq!(split_path("/v2/core/events"), ("/v2/core/events".into(), vec![]));
+        // A malformed escape stays; the query round-trips through to_query.
+        let (_, q) = split_path("/p?a=%zz%4");
+        assert_eq!(q, vec![("a".into(), "%zz%4".into())]);
+        let (_, back) =
+            split_path(&format!("/p?{}", to_query(&[("k[1]".into(), "a b&c=é".into())])));
+        assert_eq!(back, vec![("k[1]".into(), "a b&c=é".into())]);
     }
 }

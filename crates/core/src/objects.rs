@@ -16,6 +16,14 @@ pub struct Resource {
     pub prefixes: &'static [&'static str],
     /// How a backfill lists every object of the account.
     pub listing: Listing,
+    /// Whether its list takes a `created` filter. Quotes, billing meters and
+    /// entitlement features do not (Stripe answers 400, parameter_unknown):
+    /// they are listed in full every time and never cut into time slices.
+    pub created_filter: bool,
+    /// Whether `{path}/{id}` retrieves one object. A customer balance
+    /// transaction is retrieved only under its customer; a summary or a
+    /// listed child has no retrieve of its own.
+    pub retrieve: bool,
 }
 
 /// How a backfill lists an object type.
@@ -23,38 +31,61 @@ pub struct Resource {
 pub enum Listing {
     /// `GET {path}` lists every object of the account.
     Collection,
-    /// Listed per customer, `GET /v1/customers/{id}/{0}` for every customer
-    /// in the mirror: the top-level list means another set (`/v1/payment_methods`
-    /// needs a customer, or lists Treasury's; `/v1/tax_ids` lists the
-    /// account's own tax ids).
-    PerCustomer(&'static str),
+    /// Listed under every live row of `parent_table` in the mirror:
+    /// `path` with `{id}` replaced by the parent's id (its query, if any,
+    /// kept apart). The top-level list means another set, or there is none
+    /// (`/v1/payment_methods` needs a customer, `/v1/tax_ids` lists the
+    /// account's own tax ids, a product's features are listed only under it).
+    PerParent { parent_table: &'static str, path: &'static str, written: Written },
+}
+
+/// What one parent's listing becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The objects, each applied as fetched (they name their parent).
+    Objects,
+    /// One summary object of the parent, its list the whole listing
+    /// ([`summary_of`]): a customer's active entitlements.
+    Summary,
+    /// The parent's rows of a listed child table, replaced
+    /// (`mapping::LISTED`): a product's features.
+    Children,
 }
 
 impl Resource {
-    /// Whether its list takes a `created` filter: quotes, billing meters and
-    /// entitlement features do not (Stripe answers 400, parameter_unknown), so
-    /// they are listed in full every time and never cut into time slices.
-    pub fn filters_by_created(&self) -> bool {
-        !matches!(self.object, "quote" | "billing.meter" | "entitlements.feature")
+    /// Whether a backfill lists it parent by parent.
+    pub fn per_parent(&self) -> bool {
+        matches!(self.listing, Listing::PerParent { .. })
     }
 
-    /// Whether a backfill lists it customer by customer.
-    pub fn per_customer(&self) -> bool {
-        matches!(self.listing, Listing::PerCustomer(_))
+    /// Whether its listing is of objects that `verify()` can compare with
+    /// their rows one by one.
+    pub fn verifiable(&self) -> bool {
+        matches!(
+            self.listing,
+            Listing::Collection | Listing::PerParent { written: Written::Objects, .. }
+        )
     }
 
     /// Where one object is retrieved by id; None where that needs more than
-    /// the id (a customer balance transaction is retrieved under its customer).
+    /// the id.
     pub fn retrieve_path(&self, id: &str) -> Option<String> {
-        (self.object != "customer_balance_transaction").then(|| format!("{}/{id}", self.path))
+        self.retrieve.then(|| format!("{}/{id}", self.path))
     }
 
-    /// The list path of one customer's objects, for a per-customer listing.
-    pub fn customer_path(&self, customer: &str) -> Option<String> {
-        match self.listing {
-            Listing::PerCustomer(sub) => Some(format!("/v1/customers/{customer}/{sub}")),
-            Listing::Collection => None,
-        }
+    /// The list of one parent's objects, for a per-parent listing: the path
+    /// and its query.
+    pub fn parent_list(&self, parent: &str) -> Option<(String, Vec<(String, String)>)> {
+        let Listing::PerParent { path, .. } = self.listing else { return None };
+        let path = path.replace("{id}", parent);
+        let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+        let mut params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        params.extend(self.list_params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Some((path.to_owned(), params))
     }
 }
 
@@ -62,32 +93,50 @@ impl Resource {
 /// `stripe_sync.accounts`: the connected accounts of a platform.
 pub const ACCOUNT: &str = "account";
 
+/// The summary object Stripe's event for a customer's active entitlements carries.
+pub const ENTITLEMENT_SUMMARY: &str = "entitlements.active_entitlement_summary";
+
 /// Dependency order: what others point at comes first (`backfill('all')`).
 pub const RESOURCES: &[Resource] = &[
     r(ACCOUNT, "/v1/accounts", &[], &["acct_"]),
     r("product", "/v1/products", &[], &["prod_"]),
+    per_parent(
+        "product_feature",
+        "/v1/products/features",
+        ("products", "/v1/products/{id}/features", Written::Children),
+        &[],
+    )
+    .no_retrieve(),
     r("price", "/v1/prices", &[], &["price_"]),
     r("plan", "/v1/plans", &[], &["plan_"]),
     r("coupon", "/v1/coupons", &[], &[]),
     r("promotion_code", "/v1/promotion_codes", &[], &["promo_"]),
     r("tax_rate", "/v1/tax_rates", &[], &["txr_"]),
-    r("billing.meter", "/v1/billing/meters", &[], &["mtr_"]),
-    r("entitlements.feature", "/v1/entitlements/features", &[], &["feat_"]),
+    r("billing.meter", "/v1/billing/meters", &[], &["mtr_"]).no_created_filter(),
+    r("entitlements.feature", "/v1/entitlements/features", &[], &["feat_"]).no_created_filter(),
     r("customer", "/v1/customers", &[], &["cus_"]),
-    per_customer("tax_id", "/v1/tax_ids", "tax_ids", &["txi_"]),
+    per_customer("tax_id", "/v1/tax_ids", "/v1/customers/{id}/tax_ids", &["txi_"]),
     per_customer(
         "payment_method",
         "/v1/payment_methods",
-        "payment_methods",
+        "/v1/customers/{id}/payment_methods",
         &["pm_", "card_", "src_"],
     ),
     per_customer(
         "customer_balance_transaction",
         "/v1/customers/balance_transactions",
-        "balance_transactions",
+        "/v1/customers/{id}/balance_transactions",
         &["cbtxn_"],
-    ),
-    r("quote", "/v1/quotes", &[], &["qt_"]),
+    )
+    .no_retrieve(),
+    per_parent(
+        ENTITLEMENT_SUMMARY,
+        "/v1/entitlements/active_entitlements",
+        ("customers", "/v1/entitlements/active_entitlements?customer={id}", Written::Summary),
+        &[],
+    )
+    .no_retrieve(),
+    r("quote", "/v1/quotes", &[], &["qt_"]).no_created_filter(),
     r("subscription", "/v1/subscriptions", &[("status", "all")], &["sub_"]),
     r("subscription_schedule", "/v1/subscription_schedules", &[], &["sub_sched_"]),
     r("invoice", "/v1/invoices", &[], &["in_"]),
@@ -114,16 +163,65 @@ const fn r(
     list_params: &'static [(&'static str, &'static str)],
     prefixes: &'static [&'static str],
 ) -> Resource {
-    Resource { object, path, list_params, prefixes, listing: Listing::Collection }
+    Resource {
+        object,
+        path,
+        list_params,
+        prefixes,
+        listing: Listing::Collection,
+        created_filter: true,
+        retrieve: true,
+    }
+}
+
+const fn per_parent(
+    object: &'static str,
+    path: &'static str,
+    (parent_table, list, written): (&'static str, &'static str, Written),
+    prefixes: &'static [&'static str],
+) -> Resource {
+    let mut res = r(object, path, &[], prefixes);
+    res.listing = Listing::PerParent { parent_table, path: list, written };
+    res
 }
 
 const fn per_customer(
     object: &'static str,
     path: &'static str,
-    sub: &'static str,
+    list: &'static str,
     prefixes: &'static [&'static str],
 ) -> Resource {
-    Resource { object, path, list_params: &[], prefixes, listing: Listing::PerCustomer(sub) }
+    per_parent(object, path, ("customers", list, Written::Objects), prefixes)
+}
+
+impl Resource {
+    const fn no_created_filter(mut self) -> Resource {
+        self.created_filter = false;
+        self
+    }
+
+    const fn no_retrieve(mut self) -> Resource {
+        self.retrieve = false;
+        self
+    }
+}
+
+/// A parent's summary as Stripe's events carry it, made from a complete
+/// listing of its elements: for [`Written::Summary`] resources (the only one:
+/// a customer's active entitlements).
+pub fn summary_of(customer: &str, entitlements: Vec<serde_json::Value>) -> serde_json::Value {
+    let livemode = entitlements.first().and_then(|e| e.get("livemode")).cloned();
+    serde_json::json!({
+        "object": ENTITLEMENT_SUMMARY,
+        "customer": customer,
+        "entitlements": {
+            "object": "list",
+            "data": entitlements,
+            "has_more": false,
+            "url": "/v1/entitlements/active_entitlements",
+        },
+        "livemode": livemode.unwrap_or(serde_json::Value::Bool(false)),
+    })
 }
 
 /// The resource of an `object` value.
@@ -156,6 +254,10 @@ pub fn child_list(
         ("invoice", "lines") => Some((format!("/v1/invoices/{parent_id}/lines"), vec![])),
         ("credit_note", "lines") => Some((format!("/v1/credit_notes/{parent_id}/lines"), vec![])),
         ("transfer", "reversals") => Some((format!("/v1/transfers/{parent_id}/reversals"), vec![])),
+        (ENTITLEMENT_SUMMARY, "entitlements") => Some((
+            "/v1/entitlements/active_entitlements".into(),
+            vec![("customer".into(), parent_id.into())],
+        )),
         ("application_fee", "refunds") => {
             Some((format!("/v1/application_fees/{parent_id}/refunds"), vec![]))
         }
@@ -193,7 +295,7 @@ mod tests {
 
     #[test]
     fn lists_without_a_created_filter_are_known() {
-        let by_created = |o| resource(o).unwrap().filters_by_created();
+        let by_created = |o| resource(o).unwrap().created_filter;
         assert!(
             !by_created("quote")
                 && !by_created("billing.meter")
@@ -215,12 +317,72 @@ mod tests {
             assert!(resource(spec.object).is_some(), "no API resource for {}", spec.object);
         }
         for res in RESOURCES.iter().filter(|r| r.object != ACCOUNT) {
+            let listed = crate::mapping::listed_for(res.object);
             assert!(
-                crate::mapping::spec_for(res.object).is_some(),
+                crate::mapping::spec_for(res.object).is_some() || listed.is_some(),
                 "{} is not mirrored",
                 res.object
             );
+            // A listed child's rows are written by its own listing only.
+            let children =
+                matches!(res.listing, Listing::PerParent { written: Written::Children, .. });
+            assert_eq!(children, listed.is_some(), "{}", res.object);
         }
+        for l in crate::mapping::LISTED {
+            let Some(Listing::PerParent { parent_table, .. }) =
+                resource(l.object).map(|r| r.listing)
+            else {
+                panic!("{} is not listed per parent", l.object)
+            };
+            assert_eq!(parent_table, l.parent_table);
+        }
+    }
+
+    #[test]
+    fn per_parent_lists_keep_their_query_apart() {
+        let ent = resource(ENTITLEMENT_SUMMARY).unwrap();
+        assert_eq!(
+            ent.parent_list("cus_9"),
+            Some((
+                "/v1/entitlements/active_entitlements".to_owned(),
+                vec![("customer".to_owned(), "cus_9".to_owned())]
+            ))
+        );
+        assert_eq!(
+            resource("product_feature").unwrap().parent_list("prod_1"),
+            Some(("/v1/products/prod_1/features".to_owned(), vec![]))
+        );
+        assert!(!ent.verifiable() && !resource("product_feature").unwrap().verifiable());
+        assert!(
+            resource("tax_id").unwrap().verifiable() && resource("customer").unwrap().verifiable()
+        );
+        assert_eq!(ent.retrieve_path("cus_1"), None);
+        assert_eq!(
+            resource("customer_balance_transaction").unwrap().retrieve_path("cbtxn_1"),
+            None
+        );
+        assert_eq!(
+            resource("customer").unwrap().retrieve_path("cus_1").as_deref(),
+            Some("/v1/customers/cus_1")
+        );
+        let pos = |o| RESOURCES.iter().position(|r| r.object == o).unwrap();
+        assert!(
+            pos("product") < pos("product_feature") && pos("customer") < pos(ENTITLEMENT_SUMMARY)
+        );
+    }
+
+    #[test]
+    fn a_summary_is_made_from_a_complete_listing() {
+        let ents = vec![
+            serde_json::json!({"id": "ent_1", "object": "entitlements.active_entitlement", "livemode": true}),
+        ];
+        let s = summary_of("cus_1", ents);
+        assert_eq!(s["object"], ENTITLEMENT_SUMMARY);
+        assert_eq!(s["customer"], "cus_1");
+        assert_eq!(s["entitlements"]["has_more"], false);
+        assert_eq!(s["entitlements"]["data"][0]["id"], "ent_1");
+        assert_eq!(s["livemode"], true);
+        assert_eq!(summary_of("cus_2", vec![])["entitlements"]["data"], serde_json::json!([]));
     }
 
     #[test]
@@ -241,7 +403,7 @@ mod tests {
 
     #[test]
     fn payment_methods_and_tax_ids_are_listed_per_customer() {
-        let path = |o: &str| resource(o).unwrap().customer_path("cus_1");
+        let path = |o: &str| resource(o).unwrap().parent_list("cus_1").map(|(p, _)| p);
         assert_eq!(path("payment_method").as_deref(), Some("/v1/customers/cus_1/payment_methods"));
         assert_eq!(path("tax_id").as_deref(), Some("/v1/customers/cus_1/tax_ids"));
         assert_eq!(path("customer"), None);

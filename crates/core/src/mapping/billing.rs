@@ -37,6 +37,7 @@ pub const SUBSCRIPTION_ITEMS: ChildSpec = ChildSpec {
 
 pub const SUBSCRIPTION: ObjectSpec = ObjectSpec {
     object: "subscription",
+    key: "id",
     table: "subscriptions",
     columns: &[
         col("customer", Ref),
@@ -141,6 +142,7 @@ pub const INVOICE_LINE_ITEMS: ChildSpec = ChildSpec {
 
 pub const INVOICE: ObjectSpec = ObjectSpec {
     object: "invoice",
+    key: "id",
     table: "invoices",
     columns: &[
         col("customer", Ref),
@@ -199,6 +201,7 @@ pub const INVOICE: ObjectSpec = ObjectSpec {
 
 pub const INVOICE_ITEM: ObjectSpec = ObjectSpec {
     object: "invoiceitem",
+    key: "id",
     table: "invoice_items",
     columns: &[
         col("customer", Ref),
@@ -243,6 +246,7 @@ pub const INVOICE_ITEM: ObjectSpec = ObjectSpec {
 
 pub const CREDIT_NOTE: ObjectSpec = ObjectSpec {
     object: "credit_note",
+    key: "id",
     table: "credit_notes",
     columns: &[
         col("customer", Ref),
@@ -274,6 +278,7 @@ pub const CREDIT_NOTE: ObjectSpec = ObjectSpec {
 
 pub const SUBSCRIPTION_SCHEDULE: ObjectSpec = ObjectSpec {
     object: "subscription_schedule",
+    key: "id",
     table: "subscription_schedules",
     columns: &[
         col("customer", Ref),

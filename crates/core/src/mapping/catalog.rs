@@ -6,6 +6,7 @@ use super::{Kind::*, ObjectSpec, col, col_at};
 
 pub const PRODUCT: ObjectSpec = ObjectSpec {
     object: "product",
+    key: "id",
     table: "products",
     columns: &[
         col("name", Text),
@@ -28,6 +29,7 @@ pub const PRODUCT: ObjectSpec = ObjectSpec {
 
 pub const PRICE: ObjectSpec = ObjectSpec {
     object: "price",
+    key: "id",
     table: "prices",
     columns: &[
         col("product", Ref),
@@ -54,6 +56,7 @@ pub const PRICE: ObjectSpec = ObjectSpec {
 
 pub const PLAN: ObjectSpec = ObjectSpec {
     object: "plan",
+    key: "id",
     table: "plans",
     columns: &[
         col("product", Ref),
@@ -78,6 +81,7 @@ pub const PLAN: ObjectSpec = ObjectSpec {
 
 pub const COUPON: ObjectSpec = ObjectSpec {
     object: "coupon",
+    key: "id",
     table: "coupons",
     columns: &[
         col("name", Text),

@@ -5,6 +5,7 @@ use super::{Kind::*, ObjectSpec, col, col_at};
 
 pub const CHECKOUT_SESSION: ObjectSpec = ObjectSpec {
     object: "checkout.session",
+    key: "id",
     table: "checkout_sessions",
     columns: &[
         col("customer", Ref),

@@ -5,6 +5,7 @@ use super::{Kind::*, ObjectSpec, col, col_at};
 
 pub const CUSTOMER: ObjectSpec = ObjectSpec {
     object: "customer",
+    key: "id",
     table: "customers",
     columns: &[
         col("email", Text),
@@ -28,6 +29,7 @@ pub const CUSTOMER: ObjectSpec = ObjectSpec {
 /// A customer's tax id (`object: "tax_id"`, events `customer.tax_id.*`).
 pub const TAX_ID: ObjectSpec = ObjectSpec {
     object: "tax_id",
+    key: "id",
     table: "tax_ids",
     columns: &[
         // `owner.customer` since tax ids can belong to the account as well.

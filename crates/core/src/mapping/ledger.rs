@@ -12,6 +12,7 @@ use super::{ChildSpec, Kind::*, ObjectSpec, col, col_at};
 /// lists those created since its last run and the pending ones again.
 pub const BALANCE_TRANSACTION: ObjectSpec = ObjectSpec {
     object: "balance_transaction",
+    key: "id",
     table: "balance_transactions",
     columns: &[
         col("source", Ref),
@@ -34,6 +35,7 @@ pub const BALANCE_TRANSACTION: ObjectSpec = ObjectSpec {
 
 pub const PAYOUT: ObjectSpec = ObjectSpec {
     object: "payout",
+    key: "id",
     table: "payouts",
     columns: &[
         col("status", Text),
@@ -79,6 +81,7 @@ pub const TRANSFER_REVERSALS: ChildSpec = ChildSpec {
 
 pub const TRANSFER: ObjectSpec = ObjectSpec {
     object: "transfer",
+    key: "id",
     table: "transfers",
     columns: &[
         col("destination", Ref),
@@ -114,6 +117,7 @@ pub const APPLICATION_FEE_REFUNDS: ChildSpec = ChildSpec {
 
 pub const APPLICATION_FEE: ObjectSpec = ObjectSpec {
     object: "application_fee",
+    key: "id",
     table: "application_fees",
     columns: &[
         col("account", Ref),
@@ -135,6 +139,7 @@ pub const APPLICATION_FEE: ObjectSpec = ObjectSpec {
 /// that paid it, by `payment.type`.
 pub const INVOICE_PAYMENT: ObjectSpec = ObjectSpec {
     object: "invoice_payment",
+    key: "id",
     table: "invoice_payments",
     columns: &[
         col("invoice", Ref),
@@ -156,6 +161,7 @@ pub const INVOICE_PAYMENT: ObjectSpec = ObjectSpec {
 
 pub const CUSTOMER_BALANCE_TRANSACTION: ObjectSpec = ObjectSpec {
     object: "customer_balance_transaction",
+    key: "id",
     table: "customer_balance_transactions",
     columns: &[
         col("customer", Ref),
@@ -177,6 +183,7 @@ pub const CUSTOMER_BALANCE_TRANSACTION: ObjectSpec = ObjectSpec {
 
 pub const PROMOTION_CODE: ObjectSpec = ObjectSpec {
     object: "promotion_code",
+    key: "id",
     table: "promotion_codes",
     columns: &[
         col("code", Text),
@@ -198,6 +205,7 @@ pub const PROMOTION_CODE: ObjectSpec = ObjectSpec {
 
 pub const TAX_RATE: ObjectSpec = ObjectSpec {
     object: "tax_rate",
+    key: "id",
     table: "tax_rates",
     columns: &[
         col("display_name", Text),
@@ -221,6 +229,7 @@ pub const TAX_RATE: ObjectSpec = ObjectSpec {
 
 pub const QUOTE: ObjectSpec = ObjectSpec {
     object: "quote",
+    key: "id",
     table: "quotes",
     columns: &[
         col("customer", Ref),
@@ -249,6 +258,7 @@ pub const QUOTE: ObjectSpec = ObjectSpec {
 /// Radar's manual reviews of a payment.
 pub const REVIEW: ObjectSpec = ObjectSpec {
     object: "review",
+    key: "id",
     table: "reviews",
     columns: &[
         col("charge", Ref),
@@ -266,6 +276,7 @@ pub const REVIEW: ObjectSpec = ObjectSpec {
 
 pub const BILLING_METER: ObjectSpec = ObjectSpec {
     object: "billing.meter",
+    key: "id",
     table: "billing_meters",
     columns: &[
         col("display_name", Text),
@@ -285,6 +296,7 @@ pub const BILLING_METER: ObjectSpec = ObjectSpec {
 
 pub const ENTITLEMENT_FEATURE: ObjectSpec = ObjectSpec {
     object: "entitlements.feature",
+    key: "id",
     table: "entitlement_features",
     columns: &[
         col("name", Text),

@@ -15,6 +15,7 @@ mod billing;
 mod catalog;
 mod checkout;
 mod customers;
+mod entitlements;
 mod ledger;
 mod payments;
 #[cfg(test)]
@@ -98,6 +99,10 @@ pub struct ChildSpec {
 pub struct ObjectSpec {
     /// Stripe's `object` value, e.g. `customer`.
     pub object: &'static str,
+    /// The field of the object that identifies it and becomes the row's
+    /// `id`: `id`, but for an object Stripe gives no id of its own (a
+    /// customer's entitlement summary: its `customer`).
+    pub key: &'static str,
     /// Table in schema `stripe_sync`, e.g. `customers`.
     pub table: &'static str,
     /// Typed columns besides `id`, `data` and the `_` bookkeeping columns.
@@ -140,7 +145,38 @@ pub const SPECS: &[ObjectSpec] = &[
     ledger::REVIEW,
     ledger::BILLING_METER,
     ledger::ENTITLEMENT_FEATURE,
+    // 0.9.0
+    entitlements::ENTITLEMENT_SUMMARY,
 ];
+
+/// Child rows that Stripe embeds in no object: listed under each parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedChildren {
+    /// Stripe's `object` value of the rows, the name `backfill()` takes.
+    pub object: &'static str,
+    /// The parent's table; its live rows are the parents listed.
+    pub parent_table: &'static str,
+    pub child: ChildSpec,
+}
+
+/// Every listed child table (0.9.0: a product's features).
+pub const LISTED: &[ListedChildren] = &[entitlements::PRODUCT_FEATURES];
+
+/// The listed child table whose rows are `object`s.
+pub fn listed_for(object: &str) -> Option<&'static ListedChildren> {
+    LISTED.iter().find(|l| l.object == object)
+}
+
+/// What marks an object gone when Stripe no longer has it: a deleted stub,
+/// `{"id", "object", "deleted": true}`, with the object's key besides its id
+/// where that is another field (a summary's `customer`).
+pub fn tombstone(object: &str, id: &str) -> serde_json::Value {
+    let mut stub = serde_json::json!({"id": id, "object": object, "deleted": true});
+    if let Some(key) = spec_for(object).map(|s| s.key).filter(|k| *k != "id") {
+        stub[key] = serde_json::Value::from(id);
+    }
+    stub
+}
 
 /// The spec for a Stripe `object` value, if we mirror it.
 pub fn spec_for(object: &str) -> Option<&'static ObjectSpec> {
@@ -230,6 +266,25 @@ ON CONFLICT (_account_id, id) DO NOTHING",
         .collect()
 }
 
+/// The statement that replaces listed children parent by parent: `$1` a
+/// jsonb array of `{"parent": id, "items": [every child of that parent]}`,
+/// `$2` the account (NULL or `''` for the platform). Each parent's listed
+/// rows are upserted and its other rows deleted, as when a parent's embedded
+/// list is applied (the same statements, [`child_sql`]). Returns the rows
+/// written.
+pub fn listed_children_sql(child: &ChildSpec) -> String {
+    format!(
+        "WITH full_objects AS (
+    SELECT g->>'parent' AS id, coalesce($2::text, '') AS _account_id,
+           jsonb_build_object('data', g->'items') AS list0
+      FROM jsonb_array_elements($1::jsonb) AS g
+     WHERE g->>'parent' IS NOT NULL AND jsonb_typeof(g->'items') = 'array'
+){}
+SELECT count(*) FROM child0_upsert",
+        child_sql(0, child)
+    )
+}
+
 /// What waits to be re-read and is due, up to `$1` of each kind: requests
 /// whose time has come (oldest first), and, for every type with embedded
 /// child lists, the rows whose list arrived partial (`has_more`) and that no
@@ -270,7 +325,8 @@ pub enum Source {
 /// The pseudo event type recorded on rows written from fetched objects.
 pub const FETCHED: &str = "stripe_sync.fetched";
 
-fn batch_sql(object: &str, source: Source) -> String {
+fn batch_sql(spec: &ObjectSpec, source: Source) -> String {
+    let (object, key) = (spec.object, spec.key);
     match source {
         // The object is read out of the event only for the newest event of
         // each object, and once: every `e.data` in an expression would
@@ -288,12 +344,12 @@ fn batch_sql(object: &str, source: Source) -> String {
      CROSS JOIN LATERAL (SELECT b.data #> '{{data,object}}'::text[] AS o OFFSET 0) x"
         ),
         Source::Objects => format!(
-            "SELECT DISTINCT ON (o->>'id')
+            "SELECT DISTINCT ON (o->>'{key}')
            ''::text AS event_id, '{FETCHED}'::text AS event_type, $2::timestamptz AS event_created,
            coalesce($3::text, '') AS account, o, stripe_sync._is_deletion(NULL, o) AS is_deletion, false AS tied
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(o, position)
-     WHERE o->>'object' = '{object}' AND o->>'id' IS NOT NULL
-     ORDER BY o->>'id', position DESC"
+     WHERE o->>'object' = '{object}' AND o->>'{key}' IS NOT NULL
+     ORDER BY o->>'{key}', position DESC"
         ),
     }
 }
@@ -304,7 +360,6 @@ fn batch_sql(object: &str, source: Source) -> String {
 /// the row deleted, children are replaced. Returns the number of rows written.
 pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
     let table = spec.table;
-    let object = spec.object;
     let names: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
     let reads: Vec<String> = spec.columns.iter().map(|c| read_expr(c, "o")).collect();
     let sets: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
@@ -314,7 +369,7 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
 ), full_objects AS (
     INSERT INTO stripe_sync.{table} AS t
            (id, {cols}, data, _account_id, _last_event_at, _last_event_type, _last_event_id, _deleted, _synced_at)
-    SELECT o->>'id', {reads}, o, account, event_created, event_type, event_id, is_deletion, now()
+    SELECT o->>'{key}', {reads}, o, account, event_created, event_type, event_id, is_deletion, now()
       FROM batch
      WHERE NOT stripe_sync._is_stub(o)
     ON CONFLICT (_account_id, id) DO UPDATE SET {sets},
@@ -327,7 +382,7 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
 ), stubs AS (
     INSERT INTO stripe_sync.{table} AS t
            (id, data, _account_id, _last_event_at, _last_event_type, _last_event_id, _deleted, _synced_at)
-    SELECT o->>'id', o, account, event_created, event_type, event_id, true, now()
+    SELECT o->>'{key}', o, account, event_created, event_type, event_id, true, now()
       FROM batch
      WHERE stripe_sync._is_stub(o)
     ON CONFLICT (_account_id, id) DO UPDATE SET
@@ -337,8 +392,9 @@ pub fn apply_sql(spec: &ObjectSpec, source: Source) -> String {
     RETURNING 1
 ){ties}{children}
 SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
-        ties = if source == Source::Events { ties_sql(object, table) } else { String::new() },
-        batch = batch_sql(object, source),
+        ties = if source == Source::Events { ties_sql(spec) } else { String::new() },
+        batch = batch_sql(spec, source),
+        key = spec.key,
         children = spec.children.iter().enumerate().map(|(i, c)| child_sql(i, c)).collect::<String>(),
         // Only the embedded lists go on to the children's statements, not the whole objects.
         lists = spec.children.iter().enumerate()
@@ -358,13 +414,14 @@ SELECT (SELECT count(*) FROM full_objects) + (SELECT count(*) FROM stubs)",
 /// A request already waiting is stamped anew: a re-read fetched before this
 /// batch began does not settle it (refresh.rs drops only requests older than
 /// its fetch).
-fn ties_sql(object: &str, table: &str) -> String {
+fn ties_sql(spec: &ObjectSpec) -> String {
+    let (object, table, key) = (spec.object, spec.table, spec.key);
     format!(
         ", ties AS (
     INSERT INTO stripe_sync.refresh_requests (account, id, object)
-    SELECT b.account, b.o->>'id', '{object}'
+    SELECT b.account, b.o->>'{key}', '{object}'
       FROM batch b
-      LEFT JOIN stripe_sync.{table} t ON t._account_id = b.account AND t.id = b.o->>'id'
+      LEFT JOIN stripe_sync.{table} t ON t._account_id = b.account AND t.id = b.o->>'{key}'
      WHERE b.tied
         OR (t._last_event_at = b.event_created AND t._last_event_id <> b.event_id
             AND t._last_event_type <> '{FETCHED}'
@@ -494,7 +551,14 @@ mod tests {
         let objects: Vec<&str> = children.iter().map(|s| s.object).collect();
         assert_eq!(
             objects,
-            vec!["subscription", "invoice", "credit_note", "transfer", "application_fee"]
+            vec![
+                "subscription",
+                "invoice",
+                "credit_note",
+                "transfer",
+                "application_fee",
+                "entitlements.active_entitlement_summary"
+            ]
         );
         for spec in &children {
             let sql = apply_sql(spec, Source::Events);
@@ -549,7 +613,7 @@ mod tests {
                 s.table
             );
         }
-        assert_eq!(sql.matches(" UNION").count(), 5, "requests and five parents: {sql}");
+        assert_eq!(sql.matches(" UNION").count(), 6, "requests and six parents: {sql}");
     }
 
     #[test]
@@ -573,6 +637,41 @@ mod tests {
         assert!(lines[0].contains("jsonb_array_elements(p.data #> '{lines,data}'::text[])"));
         assert!(refill_children_sql("customers").is_empty());
         assert!(refill_children_sql("nothing").is_empty());
+    }
+
+    #[test]
+    fn a_summary_is_keyed_by_its_customer() {
+        let spec = spec_for("entitlements.active_entitlement_summary").unwrap();
+        for source in [Source::Events, Source::Objects] {
+            let sql = apply_sql(spec, source);
+            assert!(sql.contains("SELECT o->>'customer', "), "{sql}");
+            assert!(!sql.contains("SELECT o->>'id', "), "{sql}");
+        }
+        assert!(apply_sql(spec, Source::Objects).contains("DISTINCT ON (o->>'customer')"));
+        assert!(apply_sql(spec, Source::Events).contains("b.o->>'customer', 'entitlements"));
+    }
+
+    #[test]
+    fn listed_children_replace_each_parents_rows() {
+        let sql = listed_children_sql(&LISTED[0].child);
+        assert!(sql.starts_with("WITH full_objects AS ("));
+        assert!(sql.contains("INSERT INTO stripe_sync.product_features AS t (id, product, "));
+        assert!(sql.contains("DELETE FROM stripe_sync.product_features x"));
+        assert!(sql.contains("jsonb_array_elements($1::jsonb) AS g"));
+        assert!(sql.ends_with("SELECT count(*) FROM child0_upsert"));
+        assert_eq!(listed_for("product_feature").map(|l| l.parent_table), Some("products"));
+        assert!(listed_for("product").is_none());
+    }
+
+    #[test]
+    fn tombstones_carry_the_key() {
+        assert_eq!(
+            tombstone("customer", "cus_1"),
+            serde_json::json!({"id": "cus_1", "object": "customer", "deleted": true})
+        );
+        let t = tombstone("entitlements.active_entitlement_summary", "cus_2");
+        assert_eq!(t["customer"], "cus_2");
+        assert_eq!(t["deleted"], true);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::{Kind::*, ObjectSpec, col, col_at};
 
 pub const CHARGE: ObjectSpec = ObjectSpec {
     object: "charge",
+    key: "id",
     table: "charges",
     columns: &[
         col("customer", Ref),
@@ -49,6 +50,7 @@ pub const CHARGE: ObjectSpec = ObjectSpec {
 
 pub const REFUND: ObjectSpec = ObjectSpec {
     object: "refund",
+    key: "id",
     table: "refunds",
     columns: &[
         col("charge", Ref),
@@ -72,6 +74,7 @@ pub const REFUND: ObjectSpec = ObjectSpec {
 
 pub const PAYMENT_INTENT: ObjectSpec = ObjectSpec {
     object: "payment_intent",
+    key: "id",
     table: "payment_intents",
     columns: &[
         col("customer", Ref),
@@ -105,6 +108,7 @@ pub const PAYMENT_INTENT: ObjectSpec = ObjectSpec {
 
 pub const PAYMENT_METHOD: ObjectSpec = ObjectSpec {
     object: "payment_method",
+    key: "id",
     table: "payment_methods",
     columns: &[
         col("customer", Ref),
@@ -127,6 +131,7 @@ pub const PAYMENT_METHOD: ObjectSpec = ObjectSpec {
 
 pub const SETUP_INTENT: ObjectSpec = ObjectSpec {
     object: "setup_intent",
+    key: "id",
     table: "setup_intents",
     columns: &[
         col("customer", Ref),
@@ -147,6 +152,7 @@ pub const SETUP_INTENT: ObjectSpec = ObjectSpec {
 
 pub const DISPUTE: ObjectSpec = ObjectSpec {
     object: "dispute",
+    key: "id",
     table: "disputes",
     columns: &[
         col("charge", Ref),
@@ -167,6 +173,7 @@ pub const DISPUTE: ObjectSpec = ObjectSpec {
 
 pub const EARLY_FRAUD_WARNING: ObjectSpec = ObjectSpec {
     object: "radar.early_fraud_warning",
+    key: "id",
     table: "early_fraud_warnings",
     columns: &[
         col("charge", Ref),

@@ -50,6 +50,10 @@ const LEDGER_TABLES: &[&str] = &[
     "billing_meters",
     "entitlement_features",
     "credit_note_line_items",
+    // 0.9.0
+    "entitlement_summaries",
+    "customer_entitlements",
+    "product_features",
 ];
 
 /// PostgreSQL 15 keywords that cannot be a column name unquoted: the
@@ -189,8 +193,10 @@ fn read_repo_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn children() -> impl Iterator<Item = (&'static ObjectSpec, &'static ChildSpec)> {
-    SPECS.iter().flat_map(|s| s.children.iter().map(move |c| (s, c)))
+/// Every child table with its parent's table: embedded lists, then listed ones.
+fn children() -> impl Iterator<Item = (&'static str, &'static ChildSpec)> {
+    let embedded = SPECS.iter().flat_map(|s| s.children.iter().map(move |c| (s.table, c)));
+    embedded.chain(LISTED.iter().map(|l| (l.parent_table, &l.child)))
 }
 
 /// Every table with its typed columns: object tables, then child tables.
@@ -214,6 +220,10 @@ fn objects_are_unique_and_tables_are_their_plural() {
     let objects: BTreeSet<_> = SPECS.iter().map(|s| s.object).collect();
     assert_eq!(objects.len(), SPECS.len());
     for s in SPECS {
+        if s.object == "entitlements.active_entitlement_summary" {
+            assert_eq!(s.table, "entitlement_summaries");
+            continue;
+        }
         // The plural of the last part of the object name (checkout.session ->
         // checkout_sessions, radar.early_fraud_warning -> early_fraud_warnings).
         let base = match s.object {
@@ -257,6 +267,7 @@ fn objects_are_unique_and_tables_are_their_plural() {
         "review",
         "billing.meter",
         "entitlements.feature",
+        "entitlements.active_entitlement_summary",
     ];
     assert_eq!(mirrored_objects(), expected);
     assert!(spec_for("subscription_item").is_none(), "items only come embedded in subscriptions");
@@ -316,8 +327,7 @@ fn column_paths_are_well_formed() {
 
 #[test]
 fn parents_and_children_line_up() {
-    let pairs: Vec<_> =
-        children().map(|(p, c)| (p.table, c.table, c.list, c.parent_column)).collect();
+    let pairs: Vec<_> = children().map(|(p, c)| (p, c.table, c.list, c.parent_column)).collect();
     assert_eq!(
         pairs,
         vec![
@@ -326,6 +336,8 @@ fn parents_and_children_line_up() {
             ("credit_notes", "credit_note_line_items", "lines", "credit_note"),
             ("transfers", "transfer_reversals", "reversals", "transfer"),
             ("application_fees", "application_fee_refunds", "refunds", "fee"),
+            ("entitlement_summaries", "customer_entitlements", "entitlements", "customer"),
+            ("products", "product_features", "features", "product"),
         ]
     );
 }
@@ -617,6 +629,18 @@ fn column_rows(out: &mut String, columns: &[Column]) {
     }
 }
 
+/// A child table's section of docs/schema.md.
+fn child_section(out: &mut String, parent: &str, what: &str, c: &ChildSpec) {
+    out.push_str(&format!(
+        "\n## stripe_sync.{}\n\nChild of [`{parent}`](#stripe_sync{parent}): {what}\n\n\
+         | column | SQL type | JSON path | read as |\n|---|---|---|---|\n",
+        c.table
+    ));
+    out.push_str("| `id` | text | `id` | string |\n");
+    out.push_str(&format!("| `{}` | text | the parent's `id` | string |\n", c.parent_column));
+    column_rows(out, c.columns);
+}
+
 /// docs/schema.md, rendered from SPECS.
 fn schema_markdown() -> String {
     let mut out = String::new();
@@ -651,21 +675,24 @@ fn schema_markdown() -> String {
             ));
         }
         out.push_str("\n\n| column | SQL type | JSON path | read as |\n|---|---|---|---|\n");
-        out.push_str("| `id` | text | `id` | string |\n");
+        out.push_str(&format!("| `id` | text | `{}` | string |\n", s.key));
         column_rows(&mut out, s.columns);
         for c in s.children {
-            out.push_str(&format!(
-                "\n## stripe_sync.{}\n\nChild of [`{}`](#stripe_sync{}): one row per element of the `{}` list \
-                 (`{}.data[]`); `{}` is the parent's id. Paths are relative to the element.\n\n\
-                 | column | SQL type | JSON path | read as |\n|---|---|---|---|\n",
-                c.table, s.table, s.table, c.list, c.list, c.parent_column
-            ));
-            out.push_str("| `id` | text | `id` | string |\n");
-            out.push_str(&format!(
-                "| `{}` | text | the parent's `id` | string |\n",
-                c.parent_column
-            ));
-            column_rows(&mut out, c.columns);
+            let what = format!(
+                "one row per element of the `{}` list (`{}.data[]`); `{}` is the parent's id. \
+                 Paths are relative to the element.",
+                c.list, c.list, c.parent_column
+            );
+            child_section(&mut out, s.table, &what, c);
+        }
+        for l in LISTED.iter().filter(|l| l.parent_table == s.table) {
+            let what = format!(
+                "Stripe object `{}`, which Stripe embeds in no object and sends no events for; \
+                 `backfill('{}')` lists them under each parent and replaces the parent's rows. \
+                 `{}` is the parent's id.",
+                l.object, l.object, l.child.parent_column
+            );
+            child_section(&mut out, s.table, &what, &l.child);
         }
     }
     out
@@ -838,6 +865,16 @@ fn every_column_reads_a_field_stripe_has_sent_or_documents() {
     ));
     tables.push(("transfer_reversal", "transfer_reversals", ledger::TRANSFER_REVERSALS.columns));
     tables.push(("fee_refund", "application_fee_refunds", ledger::APPLICATION_FEE_REFUNDS.columns));
+    tables.push((
+        "entitlements.active_entitlement",
+        "customer_entitlements",
+        entitlements::CUSTOMER_ENTITLEMENTS.columns,
+    ));
+    tables.push((
+        "product_feature",
+        "product_features",
+        entitlements::PRODUCT_FEATURES.child.columns,
+    ));
     for (object, table, columns) in tables {
         let keys = known_keys(&dir, object);
         assert!(!keys.is_empty(), "no data about {object}");

@@ -25,7 +25,9 @@ TABLES = ["customers", "products", "prices", "plans", "coupons", "subscriptions"
           # 0.8.0
           "credit_note_line_items", "balance_transactions", "payouts", "transfers", "transfer_reversals",
           "application_fees", "application_fee_refunds", "invoice_payments", "customer_balance_transactions",
-          "promotion_codes", "tax_rates", "quotes", "reviews", "billing_meters", "entitlement_features"]
+          "promotion_codes", "tax_rates", "quotes", "reviews", "billing_meters", "entitlement_features",
+          # 0.9.0
+          "entitlement_summaries", "customer_entitlements", "product_features"]
 # What makes a table a synced one: the columns every mirrored and child table has.
 SYNCED_TABLES_SQL = """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'stripe_sync'::regnamespace
    AND c.relkind = 'r' AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped
@@ -119,6 +121,9 @@ def test_backfill_all_fills_every_table_from_a_stand_in_that_serves_every_type(s
     cards = standin.add("/v1/payment_methods", 3, vary=owner)
     tax_ids = standin.add("/v1/tax_ids", 2, vary=owner)
     standin.add("/v1/tax_ids", 1, vary=lambda i, o: o.update(customer=None))  # the account's own
+    standin.add_entitlements(customers[0]["id"], 2)
+    products = standin.listed("/v1/products")
+    standin.add_product_features(products[0]["id"], 2)
     standin.forget_requests()
     with h.stripe_sync_cluster(h.new_webhook_secret(), api_key=h.TEST_API_KEY, api_base=standin.base) as c:
         with c.connect() as conn:

@@ -7,7 +7,9 @@ the first answer again), and the resources localstripe lacks (prices, disputes,
 credit notes, checkout sessions, early fraud warnings, subscription schedules,
 and the money ledger: balance transactions, payouts, transfers, application
 fees, invoice payments, customer balance transactions, promotion codes, tax
-rates, quotes, reviews, billing meters, entitlement features).
+rates, quotes, reviews, billing meters, entitlement features), and those of 0.9.0
+(standin_extras.py): customers' active entitlements, products' features, an automatic payout's
+balance transactions, and the v2 list of thin events.
 Objects start from the API's own examples (fixtures3.json) with fresh ids and
 increasing ``created``.
 
@@ -46,6 +48,7 @@ from typing import Any, Callable, Optional
 
 from . import SHARED, standin_pages
 from .services import LocalServer
+from .standin_extras import V2_EVENTS, Extras
 
 FIXTURES = SHARED / "stripe" / "openapi" / "fixtures3.json"
 
@@ -136,13 +139,14 @@ def route_of(method: str, path: str, params: dict) -> str:
     ``GET /v1/customers/{id}/balance_transactions/{id}``), and ``?email=`` for a look-up by email."""
     parts = path.rstrip("/").split("/")
     for i in range(3, len(parts)):
-        if ("/".join(parts[:i]) in RESOURCES and parts[i] != "search") or (i == 5 and parts[4] in PER_CUSTOMER):
+        if (("/".join(parts[:i]) in RESOURCES or "/".join(parts[:i]) == V2_EVENTS) and parts[i] != "search") \
+                or (i == 5 and parts[4] in PER_CUSTOMER):
             parts[i] = "{id}"
     lookup = "?email=" if method == "GET" and "email" in params else ""
     return f"{method} {'/'.join(parts)}{lookup}"
 
 
-class StandIn(LocalServer):
+class StandIn(LocalServer, Extras):
     def __init__(self, port: int = 0, start_created: Optional[int] = None, indent: Optional[int] = 2):
         """``indent``: of the JSON answers, 2 as Stripe's; None for compact ones, as the pages of
         add_pages() are (three times cheaper to write)."""
@@ -160,6 +164,7 @@ class StandIn(LocalServer):
         self.log: list[dict] = []
         self.clock = start_created or int(time.time()) - 30 * 86400
         self.lock = threading.RLock()
+        self.start_extras()
         self._listen(type("Handler", (_Handler,), {"api": self}), port)
 
     # -- objects ----------------------------------------------------------
@@ -361,7 +366,8 @@ class StandIn(LocalServer):
         at = time.monotonic()
         auth = headers.get("Authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else ""
-        account = headers.get("Stripe-Account")
+        # v2 requests name the account they act for in Stripe-Context.
+        account = headers.get("Stripe-Context" if path.startswith("/v2/") else "Stripe-Account")
         idempotency_key = headers.get("Idempotency-Key") if method == "POST" else None
         label = route_of(method, path, params)
         try:
@@ -427,6 +433,9 @@ class StandIn(LocalServer):
         return None
 
     def handle(self, method: str, path: str, params: dict, account: Optional[str] = None) -> dict:
+        extra = self.handle_extra(method, path, params, account)
+        if extra is not None:
+            return extra
         parts = path.rstrip("/").split("/")
         if path == "/v1/customers" and method == "POST":
             return self.create_customer(params, account)

@@ -18,7 +18,8 @@ pub struct Resource {
     pub listing: Listing,
     /// Whether its list takes a `created` filter. Quotes, billing meters and
     /// entitlement features do not (Stripe answers 400, parameter_unknown):
-    /// they are listed in full every time and never cut into time slices.
+    /// they are listed in full every time and never cut into time slices. Nor
+    /// do product features, listed under every product each time.
     pub created_filter: bool,
     /// Whether `{path}/{id}` retrieves one object. A customer balance
     /// transaction is retrieved only under its customer; a summary or a
@@ -106,6 +107,8 @@ pub const RESOURCES: &[Resource] = &[
         ("products", "/v1/products/{id}/features", Written::Children),
         &[],
     )
+    // No events: every backfill lists every product's features.
+    .no_created_filter()
     .no_retrieve(),
     r("price", "/v1/prices", &[], &["price_"]),
     r("plan", "/v1/plans", &[], &["plan_"]),

@@ -38,15 +38,25 @@ TARGET_BACKFILL_RATE = 10_000
 TARGET_PROVISION_RATIO = 0.90
 BACKFILL_RATE_LIMIT = 10_000    # stripe_sync.api_rate_limit while backfilling: the budget is not the bound
 PROVISION_RATES = (25, 100)     # the default budget, and Stripe's live limit
-# Backfill runs start from no runs and no cursors of their own; the worker's catch-up keeps its
+# Backfill runs start from empty tables and no runs and no cursors of their own; the worker's catch-up keeps its
 # runs and watermark (emptied, it would be due again at once, every few seconds).
-EMPTY_BACKFILL_STATE = ("DELETE FROM stripe_sync.sync_runs WHERE kind <> 'catch_up'",
+EMPTY_BACKFILL_STATE = ("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
+                        "stripe_sync.sync_slices",
+                        "DELETE FROM stripe_sync.sync_runs WHERE kind <> 'catch_up'",
                         "DELETE FROM stripe_sync.sync_cursors WHERE object <> 'event'")
 TIE_RATES = (25, 100)           # the same two budgets, for re-reads of same-second ties
 TARGET_TIE_RATIO = 1.2          # ties settle within 1.2 x N / api_rate_limit
 PROVISION_FREE_RATE = 10_000    # and once with a budget that is not the bound: our code's own pace
 REQUEST_BURST = 5               # requests the budget lets go at once (BURST in src/stripe.rs)
 API_KEY = "sk_test_stripe_sync_bench"
+# Issue 32: backfill from a stand-in that answers each request 300 ms ± 30 ms after it arrived, at the
+# default budget and at Stripe's live limit, judged against what the budget allows: api_rate_limit
+# requests/s x 100 objects a page (Stripe's largest page).
+PACED_LATENCY_MS = 300
+PACED_JITTER_MS = 30
+PACED_RATES = (25, 100)
+PAGE_SIZE = 100
+TARGET_PACED_SHARE = 0.90
 BACKFILL_OBJECTS = {"customer": ("/v1/customers", "customers"), "invoice": ("/v1/invoices", "invoices")}
 
 T0 = time.monotonic()
@@ -94,3 +104,9 @@ def percentile(sorted_xs: list[float], p: float) -> Optional[float]:
     lo = int(k)
     hi = min(lo + 1, len(sorted_xs) - 1)
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
+
+
+def empty_backfill_state(conn) -> None:
+    """Empties what a backfill measure fills (EMPTY_BACKFILL_STATE)."""
+    for sql in EMPTY_BACKFILL_STATE:
+        conn.execute(sql)

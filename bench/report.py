@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from common import HERE
 from procstat import machine
-from report_api import section_backfill, section_profile, section_provisioning, section_ties
+from report_api import (section_backfill, section_backfill_paced, section_profile, section_provisioning,
+                        section_ties)
 from report_webhooks import section_apply, section_ingest, section_latency, section_memory, section_peer
 
 if TYPE_CHECKING:
     from run import Bench
 
 SECTIONS = (section_ingest, section_apply, section_latency, section_memory, section_peer, section_backfill,
-            section_provisioning, section_ties, section_profile)
+            section_backfill_paced, section_provisioning, section_ties, section_profile)
 
 
 class Report:

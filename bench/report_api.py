@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common import (BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, PROVISION_FREE_RATE, PROVISION_RATES, REQUEST_BURST,
-                    TARGET_BACKFILL_RATE, TARGET_PROVISION_RATIO, TARGET_TIE_RATIO, TIE_RATES, fmt, median,
-                    runs_list, verdict)
+from common import (BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, PACED_JITTER_MS, PACED_LATENCY_MS, PACED_RATES, PAGE_SIZE,
+                    PROVISION_FREE_RATE, PROVISION_RATES, REQUEST_BURST, TARGET_BACKFILL_RATE, TARGET_PACED_SHARE,
+                    TARGET_PROVISION_RATIO, TARGET_TIE_RATIO, TIE_RATES, fmt, median, runs_list, verdict)
 
 if TYPE_CHECKING:
     from report import Report
@@ -122,6 +122,65 @@ def section_backfill(rep: Report) -> None:
         reqs = "; ".join(f"{obj}: " + ", ".join(f"`{k}` {v:,}" for k, v in d["runs"][-1]["requests"].items())
                          for obj, d in bf["objects"].items() if d["runs"])
         w(f"Requests the stand-in answered in the last runs: {reqs}.")
+    w("")
+
+
+def section_backfill_paced(rep: Report) -> None:
+    """6b. Backfill at Stripe's latency, through the request budget."""
+    a, w, summary, absent = rep.a, rep.w, rep.summary, rep.absent
+    bp = rep.heading("6b. Backfill at Stripe's latency, through the request budget", "backfill_paced")
+    n = bp["standin"]["customers"] if bp else a.paced_objects
+    w(f"`SELECT stripe_sync.backfill('customer', created_after => 'epoch')`, then `('invoice', …)`, into emptied "
+      f"tables as in section 6, from a stand-in that answers every request {PACED_LATENCY_MS} ms ± {PACED_JITTER_MS} ms "
+      "(uniform, seeded) after it arrived, as Stripe does across the Internet: the same pre-built pages "
+      "(`bench/latency_standin.py`: the delay is slept in each connection's own thread, so 50 requests at once are "
+      f"answered after about one delay), {n:,} customers and {n:,} invoices with {bp['lines'] if bp else 2} line items "
+      "each. Every stripe_sync setting at its default (`backfill_workers` 1, the worker's catch-up on) but "
+      f"`stripe_sync.api_rate_limit`: {' and '.join(map(str, PACED_RATES))} requests/s (the default, and Stripe's "
+      f"live limit). **Bound** = `api_rate_limit` × {PAGE_SIZE} objects a page (Stripe's largest) objects/s; "
+      "**share** = objects / the `SELECT`'s wall time, over the bound. "
+      f"{n:,} objects are {n // PAGE_SIZE:,} pages: at least {n / PAGE_SIZE / PACED_RATES[0]:.1f} s at "
+      f"{PACED_RATES[0]}/s and {n / PAGE_SIZE / PACED_RATES[-1]:.1f} s at {PACED_RATES[-1]}/s, so that a run's start "
+      "(the job worker, the first answer's delay) and end (the last answer's delay, the caller's poll) are a small "
+      f"part of it (at {PACED_RATES[-1]}/s a run cannot take less than (pages − {REQUEST_BURST}) / rate + one delay, "
+      f"{((n // PAGE_SIZE - REQUEST_BURST) / PACED_RATES[-1] + PACED_LATENCY_MS / 1000):.2f} s: "
+      f"{100 * n / PAGE_SIZE / PACED_RATES[-1] / ((n // PAGE_SIZE - REQUEST_BURST) / PACED_RATES[-1] + PACED_LATENCY_MS / 1000):.0f} % "
+      "of the bound at best). **Requests** = what the stand-in answered from just before the call to its return: list pages "
+      "(`(page)`, `(slice page)`) + overhead (probes, retrieves, `/lines`, the worker's catch-up). A run below "
+      f"{100 * TARGET_PACED_SHARE / 2:.0f} % of the bound is not repeated (its pace is the stand-in's delay; "
+      "more runs of several minutes would not move the median near the target).")
+    w("")
+    if not absent("backfill_paced", bp, [(f"Backfill at {PACED_LATENCY_MS} ms a request, {obj}s at {rate} requests/s: "
+                                          "share of the budget's bound", f"≥ {TARGET_PACED_SHARE:.0%}")
+                                         for obj in BACKFILL_OBJECTS for rate in PACED_RATES]):
+        w("| type | rate limit | objects | median s | objects/s | bound | share | result | runs (share) | "
+          "requests: list pages + overhead | objects/request | requests/s | job workers |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
+        for obj, by_rate in bp["objects"].items():
+            for rate, R in by_rate.items():
+                if not R:
+                    summary.append((f"Backfill at {PACED_LATENCY_MS} ms a request, {obj}s at {rate} requests/s: "
+                                    "share of the budget's bound", "–", f"≥ {TARGET_PACED_SHARE:.0%}", "–"))
+                    continue
+                m = lambda key, rows=R: median([x[key] for x in rows])  # noqa: E731
+                share, late = m("share"), any(x["timed_out"] for x in R)
+                ok = share >= TARGET_PACED_SHARE and not late
+                secs = f"> {R[0]['timeout']:.0f} (cancelled)" if late else fmt(m("seconds"), 2)
+                shares = ", ".join(f"{100 * x['share']:.1f} %" for x in R)
+                w(f"| {obj} | {rate}/s | {R[0]['objects']:,} | {secs} | {fmt(m('rate'))} | {R[0]['bound']:,} | "
+                  f"**{100 * share:.1f} %** | {'**PASS**' if ok else '**FAIL**'} | {shares} | "
+                  f"{fmt(m('list_pages'))} + {fmt(m('overhead'))} | {fmt(m('objects_per_request'), 1)} | "
+                  f"{fmt(m('requests_per_s'), 1)} | {fmt(m('workers'))} |")
+                summary.append((f"Backfill at {PACED_LATENCY_MS} ms a request, {obj}s"
+                                f"{' (' + str(bp['lines']) + ' lines each)' if obj == 'invoice' else ''} at {rate} "
+                                "requests/s: share of the budget's bound",
+                                f"{100 * share:.1f} % ({fmt(m('rate'))} of {R[0]['bound']:,} objects/s)"
+                                + (" (cancelled)" if late else ""),
+                                f"≥ {TARGET_PACED_SHARE:.0%}", verdict(ok)))
+        w("")
+        last = "; ".join(f"{obj} at {rate}/s: " + ", ".join(f"`{k}` {v:,}" for k, v in R[-1]["counts"].items())
+                         for obj, by_rate in bp["objects"].items() for rate, R in by_rate.items() if R)
+        w(f"Requests the stand-in answered in the last run of each: {last}.")
     w("")
 
 

@@ -17,6 +17,9 @@ run cannot crash it), and measures, as medians of N runs with baselines measured
               stripe_sync.api_rate_limit = 10,000, so the stand-in and our code are the bound:
               objects/s call -> return and while paging, against the stand-in's own ceiling (a
               plain urllib loop over the same pages) in the same run
+  6b. backfill_paced  the same from a stand-in that answers each request after 300 ms ± 30 ms
+              (bench/latency_standin.py), 60,000 customers and 60,000 invoices, at the defaults but
+              api_rate_limit 25 and 100: objects/s as a share of the budget's bound (rate x 100)
   7. provisioning  1,000 signups inserted in one transaction into a provisioned users table:
               time from COMMIT until every row holds its customer id, and customers/s, at
               api_rate_limit 25 and 100, against the bound the request budget sets, and at
@@ -49,6 +52,7 @@ from common import DB, OUT, PGBENCH, REPO, SYSTEM_PG_LIB, SYSTEM_PG_SHARE, T0, l
 from measures.api import StandInApi
 from measures.apply import ApplyMeasures
 from measures.backfill import BackfillMeasures
+from measures.backfill_paced import PacedBackfillMeasures
 from measures.ingest import IngestMeasures
 from measures.latency import LatencyMeasures
 from measures.peer import PeerMeasures
@@ -60,7 +64,7 @@ from stream import Stream
 
 
 class Bench(IngestMeasures, ApplyMeasures, LatencyMeasures, PeerMeasures, StandInApi, BackfillMeasures,
-            ProvisioningMeasures, ProfileMeasures, BenchBase):
+            PacedBackfillMeasures, ProvisioningMeasures, ProfileMeasures, BenchBase):
     """One run: the cluster and its phases (cluster.BenchBase), each measure (measures/), in order."""
 
     def run(self) -> None:
@@ -105,6 +109,9 @@ class Bench(IngestMeasures, ApplyMeasures, LatencyMeasures, PeerMeasures, StandI
             self.phase("provisioning", self.measure_provisioning)
         if self.wanted("ties"):
             self.phase("ties", self.measure_ties)
+        # Last: its runs take minutes each while the backfill is far from the budget's bound.
+        if self.wanted("backfill_paced"):
+            self.phase("backfill_paced", self.measure_backfill_paced)
         if self.args.profile or (self.args.only and self.wanted("profile")):
             self.phase("profile", lambda: self.profile(stream))
         self.results["library_after"] = library_info(
@@ -123,7 +130,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run: N=1 and small sizes (about 3.5 minutes)")
     ap.add_argument("--runs", type=int, help="repetitions per measure (default 3; --quick: 1)")
     ap.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md", help="report to write (default BENCHMARKS.md)")
-    ap.add_argument("--deadline", type=float, help="seconds after which remaining measures are skipped (default 1500; --quick 500)")
+    ap.add_argument("--deadline", type=float, help="seconds after which remaining measures are skipped (default 2100; --quick 600)")
     ap.add_argument("--skip-peer", action="store_true", help="leave out the comparison with the npm peer")
     ap.add_argument("--skip-worker-ingest", action="store_true", help="leave out ingest with the worker draining")
     ap.add_argument("--apply-workers", type=int,
@@ -139,12 +146,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     "to leave the CPUs (default 120; --quick 0)")
     ap.add_argument("--backfill-timeout", type=float, help="seconds after which a backfill() call is cancelled and "
                     "reported as timed out (default: 10 x its time at the 10,000 objects/s target, at least 60)")
+    ap.add_argument("--paced-objects", type=int,
+                    help="customers, and invoices, that backfill_paced lists (default 60,000; --quick 5,000)")
     ap.add_argument("--only", help="comma-separated subset of: ingest, ingest_worker, apply, latency, peer, "
-                    "backfill, provisioning, ties, profile")
+                    "backfill, backfill_paced, provisioning, ties, profile")
     args = ap.parse_args(argv)
     q = args.quick
     args.runs = args.runs or (1 if q else 3)
-    args.deadline = args.deadline or (500 if q else 1500)
+    args.deadline = args.deadline or (600 if q else 2100)
     args.quiet_wait = (0.0 if q else 120.0) if args.quiet_wait is None else args.quiet_wait
     args.stream_events = 100_000
     args.ingest_seconds = 2 if q else 6
@@ -157,6 +166,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.backfill_customers = 10_000 if q else 50_000
     args.backfill_invoices = 2_000 if q else 20_000
     args.backfill_lines = 2
+    args.paced_objects = args.paced_objects or (5_000 if q else 60_000)
     args.provision_signups = 200 if q else 1_000
     args.provision_ceiling_signups = 100 if q else 300
     args.tie_customers = 200 if q else 1_000

@@ -77,17 +77,27 @@ def test_backfill_through_sprinkled_faults_matches_a_clean_run(cluster, proxy, a
     assert n == N_CUSTOMERS
     assert proxy.pending() == 0
     log = proxy.requests("/v1/customers?")
-    assert [r["fault"] for r in log] == plan
+    # Faults go to requests in the order they arrive; after the first two pages several are in
+    # flight (backfill/paced.rs), so each faulted request is followed by the same request again
+    # (not necessarily next), and every page was answered in the end.
+    assert [r["fault"] for r in log][:len(plan)] == plan or sorted(map(str, (r["fault"] for r in log))) == \
+        sorted(map(str, plan + [None] * (len(log) - len(plan))))
     for i, r in enumerate(log):
-        if r["fault"]:  # the very next request asked for the same page again
-            assert log[i + 1]["target"] == r["target"], (i, r)
-    assert len({r["target"] for r in log}) == 6
+        if r["fault"]:
+            again = [x for x in log[i + 1:] if x["target"] == r["target"]]
+            assert again, (i, r)
+    last_of = {r["target"]: r for r in log}
+    assert all(r["fault"] is None for r in last_of.values())
+    assert len(last_of) >= 6
     # Retry-After: 1 was honoured; the slow answer was given up after read_timeout
-    assert log[1]["at"] - log[0]["at"] >= 1.0
-    slow = plan.index("slow")
-    assert READ_TIMEOUT_MS / 1000 <= log[slow + 1]["at"] - log[slow]["at"] < SLOW_SECONDS
+    retry_of = lambda r: next(x for x in log if x["target"] == r["target"] and x["at"] > r["at"])  # noqa: E731
+    limited = next(r for r in log if r["fault"] == "429")
+    assert retry_of(limited)["at"] - limited["at"] >= 1.0
+    slow = next(r for r in log if r["fault"] == "slow")
+    assert READ_TIMEOUT_MS / 1000 <= retry_of(slow)["at"] - slow["at"] < SLOW_SECONDS
     assert cluster.query("SELECT status, pages, objects, listed, rows_held, deleted FROM stripe_sync.sync_runs"
-                         " WHERE object = 'customer'") == [("completed", 6, N_CUSTOMERS, N_CUSTOMERS, N_CUSTOMERS, 0)]
+                         " WHERE object = 'customer'") == \
+        [("completed", len(last_of), N_CUSTOMERS, N_CUSTOMERS, N_CUSTOMERS, 0)]
     faulted = dict(cluster.query("SELECT id, data FROM stripe_sync.customers"))
     with h.stripe_sync_cluster(api_key=h.TEST_API_KEY, api_base=api.base, api_rate_limit=200) as clean:
         with clean.connect() as conn:
@@ -119,18 +129,25 @@ def test_a_failed_backfill_resumes_where_it_stopped(cluster, proxy, api):
     proxy.inject(None, None, "503_no_retry", match=path + "?")
     err, _ = sql_error(cluster, "SELECT stripe_sync.backfill('subscription_schedule')")
     assert err.sqlstate == "38000" and "stripe API error 503" in str(err)
-    assert cluster.scalar("SELECT count(*) FROM stripe_sync.subscription_schedules") == 200
+    # The first two pages, and what was answered of the slices in flight (backfill/paced.rs).
+    committed = cluster.scalar("SELECT count(*) FROM stripe_sync.subscription_schedules")
+    assert 200 <= committed < 250
+    failed_pages = cluster.scalar("SELECT pages FROM stripe_sync.sync_runs WHERE object = 'subscription_schedule'")
     listed = api.listed(path)
     proxy.clear()
     with cluster.connect() as conn:
-        assert conn.execute("SELECT stripe_sync.backfill('subscription_schedule')").fetchone()[0] == 50
-    # only the third page is asked for again, and nothing is retrieved one by one
-    assert [r["target"] for r in proxy.log] == [f"{path}?limit=100&starting_after={listed[199]['id']}"]
+        assert conn.execute("SELECT stripe_sync.backfill('subscription_schedule')").fetchone()[0] == 250 - committed
+    # Only slices are asked for again: nothing from the start, and nothing retrieved one by one.
+    targets = [r["target"] for r in proxy.log if r["target"].startswith(path)]
+    assert targets and all("created%5Bgte%5D" in t for t in targets), targets
+    # beside the account's creation, where the slices' cuts stop (backfill/paced.rs)
+    assert {r["target"] for r in proxy.log} - set(targets) <= {"/v1/account"}
     assert set(dict(cluster.query("SELECT id, data FROM stripe_sync.subscription_schedules"))) == \
         {o["id"] for o in listed}
     runs = cluster.query("SELECT status, resumed, pages, objects, listed, rows_held, deleted FROM stripe_sync.sync_runs"
                          " WHERE object = 'subscription_schedule' ORDER BY id")
-    assert runs == [("failed", False, 2, 200, None, None, 0), ("completed", True, 1, 50, 250, 250, 0)]
+    assert runs == [("failed", False, failed_pages, committed, None, None, 0),
+                    ("completed", True, len(targets), 250 - committed, 250, 250, 0)]
 
 
 def test_a_400_is_not_retried_and_reads_clearly(cluster, proxy, api):

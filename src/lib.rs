@@ -16,6 +16,7 @@ mod drain;
 mod errors;
 mod handlers;
 mod helpers;
+mod inflight;
 mod ingest;
 mod jobs;
 mod jsonb;

@@ -35,19 +35,31 @@ pub fn list_page(
     pagination::page_of(body).map_err(ApiError::malformed)
 }
 
+/// A GET of the API (path and query): this backend's own requests
+/// ([`get`]), or a request thread's (`crate::inflight`).
+pub type Get<'a> = &'a dyn Fn(&str, &[(String, String)]) -> Result<Value, ApiError>;
+
 /// Every page of a list, until it ends.
 pub fn list_all(
     path: &str,
     base: &[(String, String)],
     account: Option<&str>,
 ) -> Result<Vec<Value>, ApiError> {
+    list_all_with(&|p, q| get(p, q, account), path, base)
+}
+
+/// [`list_all`] through `get`.
+pub fn list_all_with(
+    get: Get,
+    path: &str,
+    base: &[(String, String)],
+) -> Result<Vec<Value>, ApiError> {
     let mut objects = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        check_for_interrupts!();
         let mut query = base.to_vec();
         query.extend(pagination::list_query(&[], after.as_deref(), None));
-        let page = list_page(path, &query, account)?;
+        let page = pagination::page_of(get(path, &query)?).map_err(ApiError::malformed)?;
         after = page.last_id().map(str::to_owned);
         let more = page.has_more;
         objects.extend(page.data);
@@ -61,6 +73,11 @@ pub fn list_all(
 /// Completes every embedded child list that stopped at `has_more`, so the
 /// children tables get every item (the peers keep only the first ten).
 pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result<(), ApiError> {
+    complete_children_with(&|p, q| get(p, q, account), objects)
+}
+
+/// [`complete_children`] through `get`.
+pub fn complete_children_with(get: Get, objects: &mut [Value]) -> Result<(), ApiError> {
     for object in objects.iter_mut() {
         let Some(kind) = object.get("object").and_then(Value::as_str).map(str::to_owned) else {
             continue;
@@ -74,7 +91,7 @@ pub fn complete_children(objects: &mut [Value], account: Option<&str>) -> Result
                 continue;
             }
             let Some((path, base)) = objects::child_list(&kind, child.list, &id) else { continue };
-            let rest = list_all(&path, &base, account)?;
+            let rest = list_all_with(get, &path, &base)?;
             pagination::complete_list(object, child.list, rest);
         }
     }

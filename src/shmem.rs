@@ -112,12 +112,17 @@ pub fn wake_worker_after_commit() {
     });
 }
 
-/// Reserves a slot in the request budget shared by every backend and worker;
-/// returns how long to wait before sending. Without shared memory (library not
-/// preloaded) the budget is this backend's own.
-pub fn reserve_request(interval_us: i64, burst: i64) -> std::time::Duration {
+/// The request budget shared by every backend and worker (its GCRA arrival
+/// time in Unix µs); without shared memory (library not preloaded), this
+/// process's own. An atomic: any thread of the process may draw from it.
+pub fn budget_cell() -> &'static AtomicI64 {
     static LOCAL_TAT: AtomicI64 = AtomicI64::new(0);
-    let cell = state().map_or(&LOCAL_TAT, |s| &s.request_tat_us);
+    state().map_or(&LOCAL_TAT, |s| &s.request_tat_us)
+}
+
+/// Reserves a slot in the budget `cell`; returns how long to wait before
+/// sending.
+pub fn reserve_in(cell: &AtomicI64, interval_us: i64, burst: i64) -> std::time::Duration {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

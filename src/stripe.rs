@@ -122,119 +122,172 @@ pub fn request_with<T>(
     account: Option<&str>,
     parse: impl Fn(String) -> Result<T, String>,
 ) -> Result<T, ApiError> {
-    let key = configured_key()?;
-    let mut url = format!("{}{path}", config::api_base());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&form::to_query(query));
+    Client::new()?.send(method, path, query, account, parse, wait)
+}
+
+/// What a request needs from the settings, read once on the backend's own
+/// thread: a `Client` then sends from any thread and touches no PostgreSQL
+/// state (the budget is an atomic in shared memory), so a backfill keeps
+/// several requests in flight from threads of its job worker.
+#[derive(Clone)]
+pub struct Client {
+    key: String,
+    base: String,
+    version: String,
+    agent: ureq::Agent,
+    retries: u32,
+    interval_us: i64,
+    budget: &'static std::sync::atomic::AtomicI64,
+}
+
+impl Client {
+    /// Reads the settings (the key, the API base and version, timeouts,
+    /// retries, the request budget); the backend's main thread only.
+    pub fn new() -> Result<Client, ApiError> {
+        Ok(Client {
+            key: configured_key()?,
+            base: config::api_base(),
+            version: config::api_version(),
+            agent: agent(),
+            retries: config::max_network_retries(),
+            interval_us: stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
+            budget: shmem::budget_cell(),
+        })
     }
-    let retries = config::max_network_retries();
-    let mut attempt = 0;
-    loop {
-        wait(shmem::reserve_request(
-            stripe_sync_core::ratelimit::interval_for(config::api_rate_limit()),
-            BURST,
-        ));
-        let (result, retry_after) = send_once(&method, &url, &key, account, &parse);
-        let retry = match &result {
-            Ok(_) => false,
-            Err((e, header)) => attempt < retries && should_retry(e.status(), header.as_deref()),
-        };
-        if !retry {
-            return result.map_err(|(mut e, header)| {
-                if header.as_deref() == Some("false") {
-                    e.message_mut().push_str(" (not retried: Stripe-Should-Retry: false)");
-                } else if attempt > 0 {
-                    e.message_mut().push_str(&format!(" (after {} attempts)", attempt + 1));
-                }
-                clean(e, &key)
-            });
+
+    /// The request budget in requests per second.
+    pub fn rate(&self) -> f64 {
+        1e6 / self.interval_us.max(1) as f64
+    }
+
+    /// Sends one request, retrying what Stripe says can be retried, waiting
+    /// (for the budget and between attempts) with `sleep`.
+    pub fn send<T>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        account: Option<&str>,
+        parse: impl Fn(String) -> Result<T, String>,
+        sleep: impl Fn(Duration),
+    ) -> Result<T, ApiError> {
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&form::to_query(query));
         }
-        attempt += 1;
-        wait(RETRY.delay_with_retry_after(
-            attempt,
-            stripe_sync_core::backoff::random_unit(),
-            retry_after,
-        ));
+        let mut attempt = 0;
+        loop {
+            sleep(shmem::reserve_in(self.budget, self.interval_us, BURST));
+            let (result, retry_after) = self.send_once(&method, &url, account, &parse);
+            let retry = match &result {
+                Ok(_) => false,
+                Err((e, header)) => {
+                    attempt < self.retries && should_retry(e.status(), header.as_deref())
+                }
+            };
+            if !retry {
+                return result.map_err(|(mut e, header)| {
+                    if header.as_deref() == Some("false") {
+                        e.message_mut().push_str(" (not retried: Stripe-Should-Retry: false)");
+                    } else if attempt > 0 {
+                        e.message_mut().push_str(&format!(" (after {} attempts)", attempt + 1));
+                    }
+                    clean(e, &self.key)
+                });
+            }
+            attempt += 1;
+            sleep(RETRY.delay_with_retry_after(
+                attempt,
+                stripe_sync_core::backoff::random_unit(),
+                retry_after,
+            ));
+        }
     }
 }
 
 type Attempt<T> = (Result<T, (ApiError, Option<String>)>, Option<Duration>);
 
-fn send_once<T>(
-    method: &Method,
-    url: &str,
-    key: &str,
-    account: Option<&str>,
-    parse: impl Fn(String) -> Result<T, String>,
-) -> Attempt<T> {
-    let agent = agent();
-    let auth = format!("Bearer {key}");
-    let version = config::api_version();
-    let response = match method {
-        Method::Get => {
-            let mut req =
-                agent.get(url).header("Authorization", &auth).header("Stripe-Version", &version);
-            if let Some(a) = account {
-                req = req.header("Stripe-Account", a);
+impl Client {
+    fn send_once<T>(
+        &self,
+        method: &Method,
+        url: &str,
+        account: Option<&str>,
+        parse: impl Fn(String) -> Result<T, String>,
+    ) -> Attempt<T> {
+        let agent = &self.agent;
+        let auth = format!("Bearer {}", self.key);
+        let version = &self.version;
+        let response = match method {
+            Method::Get => {
+                let mut req =
+                    agent.get(url).header("Authorization", &auth).header("Stripe-Version", version);
+                if let Some(a) = account {
+                    req = req.header("Stripe-Account", a);
+                }
+                req.call()
             }
-            req.call()
-        }
-        Method::Post(params, idempotency_key) => {
-            let mut req = agent
-                .post(url)
-                .header("Authorization", &auth)
-                .header("Stripe-Version", &version)
-                .header("Idempotency-Key", *idempotency_key);
-            if let Some(a) = account {
-                req = req.header("Stripe-Account", a);
-            }
-            let pairs = form::encode(params);
-            req.send_form(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        }
-    };
-    let mut response = match response {
-        Ok(r) => r,
-        Err(e) => {
-            let hint = if matches!(e, ureq::Error::Timeout(_)) {
-                " (stripe_sync.read_timeout / connect_timeout)"
-            } else {
-                ""
-            };
-            return (Err((ApiError::network(format!("{e}{hint}")), None)), None);
-        }
-    };
-    let status = response.status().as_u16();
-    let header =
-        |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let request_id = header("Request-Id");
-    let should_retry_header = header("Stripe-Should-Retry");
-    let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
-    let body = match response.body_mut().with_config().limit(MAX_BODY).read_to_string() {
-        Ok(b) => b,
-        Err(e) => {
-            let err = ApiError::network(format!("reading the answer failed: {e}"));
-            return (Err((err, should_retry_header)), retry_after);
-        }
-    };
-    if (200..300).contains(&status) {
-        return match parse(body) {
-            Ok(v) => (Ok(v), None),
-            Err(e) => {
-                let err = ApiError::Unreachable {
-                    message: format!("the answer is not JSON: {e}"),
-                    status: Some(status),
-                    request_id,
-                };
-                // A garbled 2xx is a transport fault: retry it like one.
-                (Err((err, Some("true".into()))), retry_after)
+            Method::Post(params, idempotency_key) => {
+                let mut req = agent
+                    .post(url)
+                    .header("Authorization", &auth)
+                    .header("Stripe-Version", version)
+                    .header("Idempotency-Key", *idempotency_key);
+                if let Some(a) = account {
+                    req = req.header("Stripe-Account", a);
+                }
+                let pairs = form::encode(params);
+                req.send_form(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             }
         };
+        let mut response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = if matches!(e, ureq::Error::Timeout(_)) {
+                    " (stripe_sync.read_timeout / connect_timeout)"
+                } else {
+                    ""
+                };
+                return (Err((ApiError::network(format!("{e}{hint}")), None)), None);
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        };
+        let request_id = header("Request-Id");
+        let should_retry_header = header("Stripe-Should-Retry");
+        let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
+        let body = match response.body_mut().with_config().limit(MAX_BODY).read_to_string() {
+            Ok(b) => b,
+            Err(e) => {
+                let err = ApiError::network(format!("reading the answer failed: {e}"));
+                return (Err((err, should_retry_header)), retry_after);
+            }
+        };
+        if (200..300).contains(&status) {
+            return match parse(body) {
+                Ok(v) => (Ok(v), None),
+                Err(e) => {
+                    let err = ApiError::Unreachable {
+                        message: format!("the answer is not JSON: {e}"),
+                        status: Some(status),
+                        request_id,
+                    };
+                    // A garbled 2xx is a transport fault: retry it like one.
+                    (Err((err, Some("true".into()))), retry_after)
+                }
+            };
+        }
+        (
+            Err((
+                ApiError::from_response(status, &body, request_id.as_deref()),
+                should_retry_header,
+            )),
+            retry_after,
+        )
     }
-    (
-        Err((ApiError::from_response(status, &body, request_id.as_deref()), should_retry_header)),
-        retry_after,
-    )
 }
 
 /// An HTTP agent with the configured connect and read timeouts. One per

@@ -25,42 +25,45 @@ class StandInApi:
             a = self.args
             log(f"starting the stand-in (stripe_sync_testkit.standin): {a.backfill_customers:,} customers and "
                 f"{a.backfill_invoices:,} invoices ({a.backfill_lines} line items each), pages built once")
-            errlog = open(OUT / "standin.log", "w")
-            proc = subprocess.Popen([sys.executable, "-m", "stripe_sync_testkit.standin",
-                                     "--customers", str(a.backfill_customers), "--invoices", str(a.backfill_invoices),
-                                     "--lines", str(a.backfill_lines)],
-                                    stdout=subprocess.PIPE, stderr=errlog, text=True)
-            errlog.close()
-            self.procs.append(proc)
-            ready, _, _ = select.select([proc.stdout], [], [], 300)
-            line = proc.stdout.readline() if ready else ""
-            if not line.startswith("{"):
-                proc.kill()
-                raise RuntimeError(f"the stand-in did not start: {line!r} "
-                                   f"{(OUT / 'standin.log').read_text()[-1500:]}")
-            info = json.loads(line)
-            info["base"] = f"http://127.0.0.1:{info['port']}"
-            info["pid"] = proc.pid
-            self._standin = info
-            self.results["standin"] = info
-            log(f"the stand-in listens on {info['base']} (pages built in {info['build_seconds']:.1f}s: "
-                f"{info['customer_pages']} customer pages, {info['customer_bytes'] / 1e6:.0f} MB; "
-                f"{info['invoice_pages']} invoice pages, {info['invoice_bytes'] / 1e6:.0f} MB)")
+            self._standin = self.spawn_standin(
+                ["-m", "stripe_sync_testkit.standin", "--customers", str(a.backfill_customers),
+                 "--invoices", str(a.backfill_invoices), "--lines", str(a.backfill_lines)], "standin")
+            self.results["standin"] = self._standin
         return self._standin
 
-    def standin_call(self, path: str, method: str = "GET") -> dict:
-        """GET /_standin/stats or POST /_standin/reset."""
-        req = urllib.request.Request(self.standin()["base"] + path, method=method,
+    def spawn_standin(self, argv: list[str], name: str) -> dict:
+        """Starts `python argv` (a stand-in that prints one JSON line once it listens) as a child
+        process, its stderr to bench/out/<name>.log; returns that line with base and pid."""
+        errlog = open(OUT / f"{name}.log", "w")
+        proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=errlog, text=True)
+        errlog.close()
+        self.procs.append(proc)
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("{"):
+            proc.kill()
+            raise RuntimeError(f"the stand-in did not start: {line!r} {(OUT / f'{name}.log').read_text()[-1500:]}")
+        info = json.loads(line)
+        info["base"] = f"http://127.0.0.1:{info['port']}"
+        info["pid"] = proc.pid
+        log(f"the stand-in listens on {info['base']} (pages built in {info['build_seconds']:.1f}s: "
+            f"{info['customer_pages']} customer pages, {info['customer_bytes'] / 1e6:.0f} MB; "
+            f"{info['invoice_pages']} invoice pages, {info['invoice_bytes'] / 1e6:.0f} MB)")
+        return info
+
+    def standin_call(self, path: str, method: str = "GET", base: Optional[str] = None) -> dict:
+        """GET /_standin/stats or POST /_standin/reset (of the stand-in at `base`, default ours)."""
+        req = urllib.request.Request((base or self.standin()["base"]) + path, method=method,
                                      data=b"" if method == "POST" else None)
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
-    def configure_api(self, rate: int) -> None:
-        """Points the extension at the stand-in (postgresql.auto.conf, reloaded: job workers read
-        the server's settings, and the request budget is a SIGHUP setting)."""
-        fs = self.standin()
+    def configure_api(self, rate: int, base: Optional[str] = None) -> None:
+        """Points the extension at the stand-in at `base`, default ours (postgresql.auto.conf,
+        reloaded: job workers read the server's settings, and the request budget is a SIGHUP setting)."""
+        base = base or self.standin()["base"]
         c = self.cluster
-        for k, v in (("api_base", fs["base"]), ("api_key", API_KEY), ("api_rate_limit", rate)):
+        for k, v in (("api_base", base), ("api_key", API_KEY), ("api_rate_limit", rate)):
             c.query(f"ALTER SYSTEM SET stripe_sync.{k} = '{v}'")
         c.query("SELECT pg_reload_conf()")
         time.sleep(0.5)  # the worker rereads the files when the SIGHUP wakes it

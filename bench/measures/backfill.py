@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import psycopg
 from stripe_sync_testkit import harness
 
-from common import (API_KEY, BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, DB, EMPTY_BACKFILL_STATE, TARGET_BACKFILL_RATE,
+from common import (API_KEY, BACKFILL_OBJECTS, BACKFILL_RATE_LIMIT, DB, empty_backfill_state, TARGET_BACKFILL_RATE,
                     fmt, log)
 from measures.api import crawl
 from procstat import cpu_seconds, minor_faults, tree_cpu_seconds
@@ -122,10 +122,7 @@ class BackfillMeasures:
         finally:
             self.unconfigure_api()
             with self.conn() as conn:
-                conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                             "stripe_sync.sync_slices")
-                for sql in EMPTY_BACKFILL_STATE:
-                    conn.execute(sql)
+                empty_backfill_state(conn)
         self.results["backfill"] = {"rate_limit": BACKFILL_RATE_LIMIT, "objects": res, "lines": self.args.backfill_lines,
                                     "workers": workers}
 
@@ -140,10 +137,7 @@ class BackfillMeasures:
         expected = fs["customers" if obj == "customer" else "invoices"]
         limit = self.args.backfill_timeout or max(60.0, 10 * expected / TARGET_BACKFILL_RATE)
         with self.conn() as conn:
-            conn.execute("TRUNCATE stripe_sync.customers, stripe_sync.invoices, stripe_sync.invoice_line_items, "
-                         "stripe_sync.sync_slices")
-            for sql in EMPTY_BACKFILL_STATE:
-                conn.execute(sql)
+            empty_backfill_state(conn)
             conn.execute("CHECKPOINT")
         self.standin_call("/_standin/reset", "POST")
         notices: list[str] = []

@@ -163,6 +163,7 @@ class StandIn(LocalServer, Extras):
         self.idempotent: dict[str, tuple[int, bytes]] = {}  # Idempotency-Key -> the answer given
         self.log: list[dict] = []
         self.clock = start_created or int(time.time()) - 30 * 86400
+        self.opened = self.clock - 1  # the account's creation: before any object of it
         self.lock = threading.RLock()
         self.start_extras()
         self._listen(type("Handler", (_Handler,), {"api": self}), port)
@@ -437,6 +438,9 @@ class StandIn(LocalServer, Extras):
         if extra is not None:
             return extra
         parts = path.rstrip("/").split("/")
+        if path == "/v1/account" and method == "GET":
+            oldest = [-max(p.neg_created) for p in self.pages.values() if p.neg_created]
+            return {"id": account or "acct_standin", "object": "account", "created": min([self.opened, *oldest])}
         if path == "/v1/customers" and method == "POST":
             return self.create_customer(params, account)
         if path == "/v1/customers/search" and method == "GET":
@@ -582,13 +586,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     api = StandIn(args.port, indent=None)
-    info = api.add_pages(args.customers, args.invoices, args.lines, args.seed)
+    serve_until_killed(api, api.add_pages(args.customers, args.invoices, args.lines, args.seed))
+    return 0
+
+
+def serve_until_killed(api: StandIn, info: dict) -> None:
+    """Prints one JSON line (the port and `info`) once listening, then serves until killed."""
     print(json.dumps({"port": api.port, **info}), flush=True)
     try:
         api.thread.join()
     except KeyboardInterrupt:
         pass
-    return 0
 
 
 if __name__ == "__main__":

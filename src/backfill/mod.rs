@@ -5,10 +5,12 @@
 //! (jobs.rs): HTTP happens between transactions, never inside one.
 //!
 //! Here: the page loop. `cursors`: where a run starts and how far it got;
-//! `slices`: a run cut by created time for several workers; `reconcile`:
-//! rows a full listing no longer returned.
+//! `slices`: a run cut by created time; `paced`: its slices paged with
+//! several requests in flight, at the pace of the request budget;
+//! `reconcile`: rows a full listing no longer returned.
 
 mod cursors;
+mod paced;
 mod reconcile;
 mod slices;
 
@@ -115,26 +117,52 @@ pub fn backfill(
         start.resumed && BackgroundWorker::transaction(|| slices::has_slices(run, resource.object));
     let mut after = start.starting_after.clone();
     let mut total = 0i64;
-    while !sliced {
-        check_for_interrupts!();
-        let query =
-            pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
-        let f = fetch(resource, &query, account)?;
-        let last = f.page.last_id().map(str::to_owned);
-        let high = f.page.max_created();
-        let (n, _) =
-            commit_page(run, &f, || save_cursor(run, resource.object, last.as_deref(), high));
-        total += n;
-        if !f.page.has_more || last.is_none() {
+    let mut paced = true;
+    let mut first: Option<RawPage> = None;
+    loop {
+        while !sliced {
+            check_for_interrupts!();
+            let query =
+                pagination::list_query(resource.list_params, after.as_deref(), start.created_gte);
+            let f = fetch(resource, &query, account)?;
+            let last = f.page.last_id().map(str::to_owned);
+            let high = f.page.max_created();
+            let (n, _) =
+                commit_page(run, &f, || save_cursor(run, resource.object, last.as_deref(), high));
+            total += n;
+            if !f.page.has_more || last.is_none() {
+                break;
+            }
+            // After the first page of a new run: what is left is paged by time
+            // slices, several pages in flight (or several job workers).
+            if by_created && paced && !start.resumed && after.is_none() {
+                sliced = if workers > 1 {
+                    slices::plan_slices(run, resource, &start, &f.page, workers)?
+                } else {
+                    slices::one_slice(run, resource, &start, &f.page)
+                };
+                first = Some(f.page);
+            }
+            after = last;
+        }
+        if !sliced {
             break;
         }
-        if workers > 1 && by_created && !start.resumed && after.is_none() {
-            sliced = slices::plan_slices(run, resource, &start, &f.page, workers)?;
+        if workers > 1 {
+            total += slices::run_slices(run, resource, workers)?;
+            break;
         }
-        after = last;
-    }
-    if sliced {
-        total += slices::run_slices(run, resource, workers)?;
+        match paced::run(run, resource, first.as_ref())? {
+            paced::Outcome::Done(n) => {
+                total += n;
+                break;
+            }
+            // Paged on from the first page, one page at a time.
+            paced::Outcome::FilterIgnored => {
+                let cursor = first.as_ref().and_then(|p| p.last_id()).map(str::to_owned);
+                (sliced, paced, after) = (false, false, cursor);
+            }
+        }
     }
     if start.full {
         reconcile::reconcile(run, resource)?;

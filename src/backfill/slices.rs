@@ -64,6 +64,23 @@ pub(super) fn plan_slices(
     Ok(true)
 }
 
+/// After the first page of a new run with one job worker: what is left of
+/// the listing (from the run's created filter, or the epoch, to the first
+/// page's oldest) is one slice, which `paced` cuts as the answers show where
+/// the objects are. False when the page's objects have no created time.
+pub(super) fn one_slice(
+    run: &Run,
+    resource: &Resource,
+    start: &super::Start,
+    first: &RawPage,
+) -> bool {
+    let Some(oldest_seen) = first.min_created() else { return false };
+    let floor = start.created_gte.unwrap_or(0).min(oldest_seen);
+    let part = [Slice { gte: floor, lt: oldest_seen + 1 }];
+    BackgroundWorker::transaction(|| store_slices(run, resource.object, &part, first.last_id()));
+    true
+}
+
 fn store_slices(run: &Run, object: &str, parts: &[Slice], first_cursor: Option<&str>) {
     let account = run.account_key();
     let gte: Vec<i64> = parts.iter().map(|s| s.gte).collect();
@@ -222,7 +239,7 @@ fn claim_slice(run: &Run, object: &str) -> Option<(Slice, Option<String>)> {
     })
 }
 
-fn save_slice(
+pub(super) fn save_slice(
     run: &Run,
     object: &str,
     slice: Slice,

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod backoff;
+pub mod chains;
 pub mod error;
 pub mod event;
 pub mod form;

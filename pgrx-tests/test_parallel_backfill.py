@@ -211,3 +211,44 @@ def test_a_crash_keeps_what_a_call_returned_and_a_crashed_run_resumes(api):
         n = len(listed(api, "/v1/customers"))
         assert last[2:4] == (n, n), last  # listed, rows_held
         assert c.scalar("SELECT count(*) FROM stripe_sync.sync_slices") == 0
+
+
+def test_one_worker_keeps_requests_in_flight_without_a_probe_and_reports_progress(api):
+    """The default (one job worker): after the first page, slices paged with several requests in
+    flight (backfill/paced.rs), no one-object probe, a request or two beyond the pages; while it
+    runs, sync_runs.objects_left holds an estimate and the caller gets NOTICEs of the pace and the
+    time left. The budget (1 request/s here) makes the run last long enough to see them."""
+    import re
+    import threading
+    import time
+    with h.stripe_sync_cluster(api_key=h.TEST_API_KEY, api_base=api.base, api_rate_limit=1) as c:
+        api.forget_requests()
+        seen_left, notices, done = [], [], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                left = c.scalar("SELECT objects_left FROM stripe_sync.sync_runs"
+                                " WHERE object = 'customer' AND status = 'running'")
+                if left is not None:
+                    seen_left.append(left)
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with c.connect() as conn:
+                conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+                n = conn.execute("SELECT stripe_sync.backfill('customer')").fetchone()[0]
+        finally:
+            done.set()
+            watcher.join()
+        assert n == N_CUSTOMERS
+        assert rows(c, "customers") == listed(api, "/v1/customers")
+        probes, sliced, plain = list_requests(api, "/v1/customers")
+        assert probes == [] and len(plain) == 1
+        assert 11 <= len(sliced) + len(plain) <= 11 + 4, (len(sliced), len(plain))
+        progress = [m for m in notices if re.fullmatch(
+            r"stripe_sync: customer: \d+ objects in \d+ s \(\d+/s\); about \d+ left, \d+ s at this pace", m)]
+        assert progress, notices
+        assert seen_left and max(seen_left) > 0
+        assert c.scalar("SELECT objects_left FROM stripe_sync.sync_runs WHERE object = 'customer'") == 0

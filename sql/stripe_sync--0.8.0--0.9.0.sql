@@ -16,6 +16,7 @@
 --     and invoices behind it.
 --   * stripe_sync.active_entitlements answers from Stripe's Entitlements
 --     where an account uses them.
+--   * sync_runs.objects_left: a backfill's estimate of what is left.
 -- Run by ALTER EXTENSION stripe_sync UPDATE and, last, by a fresh install.
 
 ------------------------------------------------------------------------------
@@ -24,6 +25,13 @@
 ALTER TABLE stripe_sync.events ADD COLUMN thin boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN stripe_sync.events.thin IS
   'A thin event (object v2.core.event, from an event destination): it carries no object, only related_object, whose type and id are object_type and object_id. Applying it means reading that object from the API (through refresh_requests); it is processed when that type is mirrored, else skipped.';
+
+------------------------------------------------------------------------------
+-- A backfill's progress
+------------------------------------------------------------------------------
+ALTER TABLE stripe_sync.sync_runs ADD COLUMN objects_left bigint;
+COMMENT ON COLUMN stripe_sync.sync_runs.objects_left IS
+  'While a backfill pages by time slices: an estimate of the objects still to list (each slice''s time left at the density its pages showed), updated with every page; NULL when there is none. With objects and started_at, what the progress NOTICEs of backfill() report (the rate, the time left).';
 
 ------------------------------------------------------------------------------
 -- Customers' active entitlements (docs/schema.md describes every column)

@@ -115,18 +115,31 @@ pub fn run_and_wait_for_run(
 
 /// Follows the run row until the job worker has finished; returns the run's
 /// id and its objects.
+/// Seconds between the progress NOTICEs of a long run.
+const PROGRESS_EVERY_S: f64 = 5.0;
+
 fn follow(
     token: &str,
     object: &str,
     handle: &std::cell::RefCell<Option<DynamicBackgroundWorker>>,
 ) -> (i64, i64) {
     let mut pages_reported = 0;
+    let mut progress_at = 0.0;
     loop {
         let stopped = handle.borrow().as_ref().is_none_or(stopped);
         if let Some(run) = runs::read(token) {
             if run.pages > pages_reported {
                 pages_reported = run.pages;
                 notice!("stripe_sync: {object}: {} pages, {} objects", run.pages, run.objects);
+            }
+            // Every few seconds of a long run: the pace, and what is left by its estimate.
+            if run.status == "running" && run.seconds >= progress_at + PROGRESS_EVERY_S {
+                progress_at = run.seconds;
+                if let Some(line) =
+                    stripe_sync_core::chains::progress(run.objects, run.seconds, run.objects_left)
+                {
+                    notice!("stripe_sync: {object}: {line}");
+                }
             }
             match run.status.as_str() {
                 "completed" => return (run.id, run.objects),

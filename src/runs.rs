@@ -88,6 +88,15 @@ pub fn record_page(run_id: i64, n: i64) -> bool {
     .unwrap_or(false)
 }
 
+/// Records the run's estimate of the objects still to list.
+pub fn record_left(run_id: i64, left: i64) {
+    Spi::run_with_args(
+        "UPDATE stripe_sync.sync_runs SET objects_left = $2 WHERE id = $1",
+        &[run_id.into(), left.into()],
+    )
+    .expect("record what is left");
+}
+
 /// A helper's failure, for its leader to raise: the first one recorded stays.
 pub fn record_failure(run_id: i64, message: &str, code: &str) {
     Spi::run_with_args(
@@ -115,6 +124,10 @@ pub struct Followed {
     pub objects: i64,
     pub error: Option<String>,
     pub error_code: Option<String>,
+    /// Seconds since the run started.
+    pub seconds: f64,
+    /// The run's estimate of the objects still to list, if it has one.
+    pub objects_left: Option<i64>,
 }
 
 /// Reads the run row of `token`. Through the read-write SPI path on purpose:
@@ -124,7 +137,9 @@ pub fn read(token: &str) -> Option<Followed> {
     Spi::connect_mut(|c| {
         let rows = c
             .update(
-                "SELECT status, pages, objects, error, error_code, id FROM stripe_sync.sync_runs WHERE token = $1",
+                "SELECT status, pages, objects, error, error_code, id,
+                        extract(epoch FROM clock_timestamp() - started_at)::float8, objects_left
+                   FROM stripe_sync.sync_runs WHERE token = $1",
                 None,
                 &[token.into()],
             )
@@ -137,6 +152,8 @@ pub fn read(token: &str) -> Option<Followed> {
             objects: row.get::<i64>(3).ok().flatten().unwrap_or(0),
             error: row.get::<String>(4).ok().flatten(),
             error_code: row.get::<String>(5).ok().flatten(),
+            seconds: row.get::<f64>(7).ok().flatten().unwrap_or(0.0),
+            objects_left: row.get::<i64>(8).ok().flatten(),
         })
     })
 }

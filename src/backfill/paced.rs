@@ -111,6 +111,7 @@ pub(super) fn run(
             }
         }
         if plan.in_flight() == 0 {
+            BackgroundWorker::transaction(|| crate::runs::record_left(run.id, 0));
             return Ok(Outcome::Done(total));
         }
         let answer = match pool.next() {
@@ -152,8 +153,10 @@ pub(super) fn run(
         let (slice, last, done) = (c.slice(), c.after.clone(), c.done);
         let fetched_at = timestamp(answer.sent_at);
         let f = super::Fetched { page, completed, fetched_at };
+        let left = plan.objects_left();
         let (n, failed) = commit_page(run, &f, || {
-            super::slices::save_slice(run, resource.object, slice, last.as_deref(), done, high)
+            super::slices::save_slice(run, resource.object, slice, last.as_deref(), done, high);
+            crate::runs::record_left(run.id, left);
         });
         total += n;
         if let Some(at) = asked.get(answer.chain).copied().flatten() {

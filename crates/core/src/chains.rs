@@ -224,6 +224,34 @@ pub struct PageSeen {
     pub has_more: bool,
 }
 
+/// A run's progress as a NOTICE says it: objects so far, their rate, and,
+/// with an estimate of what is left, the time left at that rate. None before
+/// anything was listed.
+pub fn progress(objects: i64, seconds: f64, left: Option<i64>) -> Option<String> {
+    if objects <= 0 || seconds <= 0.0 {
+        return None;
+    }
+    let rate = objects as f64 / seconds;
+    let mut line = format!("{objects} objects in {seconds:.0} s ({rate:.0}/s)");
+    if let Some(left) = left.filter(|l| *l >= 0) {
+        line.push_str(&format!("; about {left} left, {:.0} s at this pace", left as f64 / rate));
+    }
+    Some(line)
+}
+
+impl Plan {
+    /// Objects still to list by the chains' densities (a page is 100).
+    pub fn objects_left(&self) -> i64 {
+        let pages: f64 = self
+            .chains
+            .iter()
+            .filter(|c| !c.done)
+            .map(|c| if c.span.is_some() { c.pages_left(self.floor).max(0.5) } else { 0.5 })
+            .sum();
+        (pages * 100.0) as i64
+    }
+}
+
 /// Requests to keep in flight (chains, one request each) so that the
 /// budget (`rate` requests/s) stays busy when an answer takes `latency_s`
 /// seconds: the rate times the latency and a quarter, and one more, within
@@ -412,6 +440,20 @@ mod tests {
         let mut p = Plan::new(vec![Chain::new(Slice { gte: 0, lt: 10 }, None)]);
         p.page_done(0, PageSeen::default()); // an empty page
         assert!(p.all_done() && p.chains[0].after.is_none());
+    }
+
+    #[test]
+    fn progress_says_the_pace_and_the_time_left() {
+        assert_eq!(progress(0, 3.0, None), None);
+        assert_eq!(progress(5000, 2.0, None).as_deref(), Some("5000 objects in 2 s (2500/s)"));
+        assert_eq!(
+            progress(5000, 2.0, Some(10_000)).as_deref(),
+            Some("5000 objects in 2 s (2500/s); about 10000 left, 4 s at this pace")
+        );
+        let mut p = Plan::new(vec![Chain::new(Slice { gte: 0, lt: 1001 }, None)]);
+        p.floor = 0;
+        p.page_done(0, seen("a", 900, 1000, true)); // 9 pages' time left at this density
+        assert_eq!(p.objects_left(), 900);
     }
 
     #[test]

@@ -242,11 +242,13 @@ def test_one_worker_keeps_requests_in_flight_without_a_probe_and_reports_progres
         finally:
             done.set()
             watcher.join()
-        assert n == N_CUSTOMERS
-        assert rows(c, "customers") == listed(api, "/v1/customers")
+        everything = listed(api, "/v1/customers")  # the module's earlier tests added some
+        assert n == len(everything) >= N_CUSTOMERS
+        assert rows(c, "customers") == everything
         probes, sliced, plain = list_requests(api, "/v1/customers")
         assert probes == [] and len(plain) == 1
-        assert 11 <= len(sliced) + len(plain) <= 11 + 4, (len(sliced), len(plain))
+        pages = -(-n // 100)
+        assert pages <= len(sliced) + len(plain) <= pages + 4, (len(sliced), len(plain))
         progress = [m for m in notices if re.fullmatch(
             r"stripe_sync: customer: \d+ objects in \d+ s \(\d+/s\); about \d+ left, \d+ s at this pace", m)]
         assert progress, notices

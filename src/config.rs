@@ -105,7 +105,7 @@ pub fn init() {
     );
     int(
         c"stripe_sync.backfill_workers",
-        c"Job workers that page through one backfill at once, each through its own slices of created time.",
+        c"Job workers that apply one backfill's pages at once, each through its own slices of created time (one keeps the request budget busy by itself).",
         &BACKFILL_WORKERS,
         (1, 16),
         GucContext::Suset,

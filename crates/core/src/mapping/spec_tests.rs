@@ -687,7 +687,7 @@ fn schema_markdown() -> String {
         }
         for l in LISTED.iter().filter(|l| l.parent_table == s.table) {
             let what = format!(
-                "Stripe object `{}`, which Stripe embeds in no object and sends no events for; \
+                "rows of Stripe's `{}` objects, which Stripe embeds in no object and sends no events for; \
                  `backfill('{}')` lists them under each parent and replaces the parent's rows. \
                  `{}` is the parent's id.",
                 l.object, l.object, l.child.parent_column

@@ -322,3 +322,26 @@ def test_backfill_all_of_a_connected_account_includes_both_after_their_parents(c
     assert runs["customer"] < runs[SUMMARY] and runs["product"] < runs["product_feature"], runs
     assert cluster.scalar("SELECT count(*) FROM stripe_sync.sync_runs WHERE account = %s AND status <> 'completed'",
                           (acct,)) == 0
+
+
+def test_backfill_all_skips_the_per_parent_lists_of_an_account_without_features(cluster, api):
+    """An account with no entitlement feature has no customer entitlement and no product feature:
+    backfill('all') says so and makes none of the requests (one per customer, one per product)."""
+    acct = "acct_1NoFeatures"
+    api.add("/v1/customers", 3, account=acct)
+    api.add("/v1/products", 2, account=acct)
+    api.forget_requests()
+    with cluster.connect() as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
+        conn.execute("SELECT stripe_sync.backfill('all', account => %s)", (acct,))
+    assert cluster.scalar("SELECT count(*) FROM stripe_sync.customers WHERE _account_id = %s", (acct,)) == 3
+    asked = [r for r in api.requests() if r["path"] == ENTS or r["path"].endswith("/features")]
+    assert [r["path"] for r in asked] == ["/v1/entitlements/features"]  # the features' own list
+    skipped = [m for sev, m in notices if sev == "NOTICE" and "skipped" in m]
+    assert skipped == [f"stripe_sync: backfill of {name} skipped: the account has no entitlement features in"
+                       " stripe_sync.entitlement_features" for name in ("product_feature", SUMMARY)], notices
+    # Called for itself, the listing runs all the same.
+    backfill_one = cluster.query("SELECT stripe_sync.backfill(%s, account => %s)", (SUMMARY, acct))
+    assert backfill_one == [(0,)]
+    assert len([r for r in api.requests() if r["path"] == ENTS]) == 3

@@ -132,6 +132,17 @@ fn backfill(
             .into_iter()
             .filter(|n| account.is_none() || *n != stripe_sync_core::objects::ACCOUNT);
         for name in names {
+            // Listed parent by parent (a request per customer or product): only where the
+            // account has entitlement features in the mirror (listed just before), else there
+            // is nothing to find.
+            let needs_features =
+                [stripe_sync_core::objects::ENTITLEMENT_SUMMARY, "product_feature"];
+            if needs_features.contains(&name) && !has_entitlement_features(account) {
+                notice!(
+                    "stripe_sync: backfill of {name} skipped: the account has no entitlement features in stripe_sync.entitlement_features"
+                );
+                continue;
+            }
             match crate::subxact::run(|| run_and_wait(Kind::Backfill, name, created_after, account))
             {
                 Ok(n) => total += n,
@@ -175,6 +186,19 @@ fn backfill(
         );
     }
     run_and_wait(Kind::Backfill, name, created_after, account)
+}
+
+/// Whether the mirror holds a live entitlement feature of `account` (None:
+/// the platform).
+fn has_entitlement_features(account: Option<&str>) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM stripe_sync.entitlement_features
+                         WHERE _account_id = coalesce($1, '') AND NOT _deleted)",
+        &[account.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// `stripe_sync.catch_up(account)`: see sql/finalize.sql. Without an account,

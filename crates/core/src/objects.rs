@@ -101,6 +101,13 @@ pub const ENTITLEMENT_SUMMARY: &str = "entitlements.active_entitlement_summary";
 pub const RESOURCES: &[Resource] = &[
     r(ACCOUNT, "/v1/accounts", &[], &["acct_"]),
     r("product", "/v1/products", &[], &["prod_"]),
+    r("price", "/v1/prices", &[], &["price_"]),
+    r("plan", "/v1/plans", &[], &["plan_"]),
+    r("coupon", "/v1/coupons", &[], &[]),
+    r("promotion_code", "/v1/promotion_codes", &[], &["promo_"]),
+    r("tax_rate", "/v1/tax_rates", &[], &["txr_"]),
+    r("billing.meter", "/v1/billing/meters", &[], &["mtr_"]).no_created_filter(),
+    r("entitlements.feature", "/v1/entitlements/features", &[], &["feat_"]).no_created_filter(),
     per_parent(
         "product_feature",
         "/v1/products/features",
@@ -110,13 +117,6 @@ pub const RESOURCES: &[Resource] = &[
     // No events: every backfill lists every product's features.
     .no_created_filter()
     .no_retrieve(),
-    r("price", "/v1/prices", &[], &["price_"]),
-    r("plan", "/v1/plans", &[], &["plan_"]),
-    r("coupon", "/v1/coupons", &[], &[]),
-    r("promotion_code", "/v1/promotion_codes", &[], &["promo_"]),
-    r("tax_rate", "/v1/tax_rates", &[], &["txr_"]),
-    r("billing.meter", "/v1/billing/meters", &[], &["mtr_"]).no_created_filter(),
-    r("entitlements.feature", "/v1/entitlements/features", &[], &["feat_"]).no_created_filter(),
     r("customer", "/v1/customers", &[], &["cus_"]),
     per_customer("tax_id", "/v1/tax_ids", "/v1/customers/{id}/tax_ids", &["txi_"]),
     per_customer(

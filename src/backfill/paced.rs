@@ -91,6 +91,7 @@ pub(super) fn run(
     let mut latency = FIRST_LATENCY;
     let mut asked: Vec<Option<Instant>> = Vec::new();
     let mut total = 0i64;
+    let mut slice_pages = 0usize;
     loop {
         let target = chains::in_flight_for(rate, latency);
         while plan.in_flight() < target {
@@ -122,9 +123,10 @@ pub(super) fn run(
             }
         };
         let (page, completed) = match answer.fetched {
-            // A bad request for a slice is one with a created filter this server does
-            // not take (localstripe's lists): paged on without slices.
-            Err(ApiError::Refused { status: 400, message, .. }) => {
+            // A bad request for the first slice page is one with a created filter this
+            // server does not take (localstripe's lists): paged on without slices. Later,
+            // when slice pages were answered, it is an error like any other.
+            Err(ApiError::Refused { status: 400, message, .. }) if slice_pages == 0 => {
                 warning!(
                     "stripe_sync: {} refuses a created filter here ({message}); one request at a time pages it",
                     resource.path
@@ -148,6 +150,7 @@ pub(super) fn run(
             return Ok(Outcome::FilterIgnored);
         }
         let high = page.max_created();
+        slice_pages += 1;
         plan.page_done(answer.chain, seen(&page));
         let c: &Chain = &plan.chains[answer.chain];
         let (slice, last, done) = (c.slice(), c.after.clone(), c.done);

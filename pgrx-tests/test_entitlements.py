@@ -43,15 +43,7 @@ def deliver(cluster, payload: str) -> str:
     return settled(cluster, event_id), event_id
 
 
-def settled(cluster, event_id: str, timeout: float = 60) -> str:
-    """The status of an event once it is no longer pending (the last error shown otherwise)."""
-    try:
-        return h.wait_until(lambda: cluster.scalar(
-            "SELECT status FROM stripe_sync.events WHERE id = %s AND status <> 'pending'", (event_id,)),
-            timeout=timeout, what=f"event {event_id} to be applied")
-    except TimeoutError as e:
-        row = cluster.query("SELECT status, attempts, last_error FROM stripe_sync.events WHERE id = %s", (event_id,))
-        raise AssertionError(f"{e}; events row: {row}") from None
+settled = h.settled
 
 
 def feature_id(ent: dict) -> str:

@@ -532,3 +532,14 @@ def status_row(cluster: "Cluster", dbname: str = "postgres") -> dict:
     with cluster.connect(dbname=dbname) as conn:
         cur = conn.execute("SELECT * FROM stripe_sync.status")
         return dict(zip([d.name for d in cur.description], cur.fetchone()))
+
+
+def settled(cluster, event_id: str, timeout: float = 60) -> str:
+    """The status of an event once it is no longer pending (the last error shown otherwise)."""
+    try:
+        return wait_until(lambda: cluster.scalar(
+            "SELECT status FROM stripe_sync.events WHERE id = %s AND status <> 'pending'", (event_id,)),
+            timeout=timeout, what=f"event {event_id} to be applied")
+    except TimeoutError as e:
+        row = cluster.query("SELECT status, attempts, last_error FROM stripe_sync.events WHERE id = %s", (event_id,))
+        raise AssertionError(f"{e}; events row: {row}") from None
